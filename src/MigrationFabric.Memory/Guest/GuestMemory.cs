@@ -1,0 +1,269 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Tracking;
+
+namespace MigrationFabric.Memory.Guest;
+
+/// <summary>A VM's guest-physical memory: real bytes in 4 KiB pages, each page's residency, and its dirty and access logs.</summary>
+/// <remarks>
+/// Bytes live in an anonymous mapping (page p at offset p * 4096); a page that is not Resident holds no RAM
+/// and reads as zeroes here. Residency changes only through the methods below, which keep
+/// <see cref="ResidentPages"/> exact and never let a page's RAM go while a vCPU is inside it:
+/// <list type="bullet">
+/// <item>Zero/Ballooned -> Resident: a vCPU's first write (in the MMU), or <see cref="TryInstall"/>.</item>
+/// <item>Swapped/Remote/Zero -> Resident: an installer (<see cref="BeginInstall"/> + <see cref="CompleteInstall"/>), typically a fault handler.</item>
+/// <item>Resident -> Swapped/Remote/Ballooned/Zero: <see cref="BeginEviction"/> (waits until no vCPU is inside), read the bytes out, then <see cref="CompleteEviction"/> (drops the RAM) or <see cref="CancelEviction"/>.</item>
+/// <item>Between non-resident states: <see cref="TryTransition"/>.</item>
+/// </list>
+/// </remarks>
+public sealed unsafe class GuestMemory : IDisposable
+{
+    private readonly NativeMapping _mapping;
+    private readonly byte[] _residency;
+    private long _residentPages;
+    private IResidencyObserver? _observer;
+    private long _budget;
+
+    /// <summary>Maps <see cref="GuestMemoryOptions.SizeBytes"/> of zeroed guest memory, every page Zero.</summary>
+    public GuestMemory(GuestMemoryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        SizeBytes = options.SizeBytes;
+        PageCount = SizeBytes >> Page.Shift;
+        _mapping = new NativeMapping(SizeBytes, options.TransparentHugePages);
+        _residency = new byte[PageCount];
+        _budget = options.ResidentBudgetPages ?? PageCount;
+        Dirty = new DirtyBitmap(PageCount);
+        Accessed = new AccessBitmap(PageCount);
+    }
+
+    /// <summary>Maps <paramref name="sizeBytes"/> of guest memory with default options otherwise.</summary>
+    public GuestMemory(long sizeBytes) : this(new GuestMemoryOptions { SizeBytes = sizeBytes }) { }
+
+    /// <summary>Bytes of guest-physical memory.</summary>
+    public long SizeBytes { get; }
+
+    /// <summary>Pages of guest-physical memory.</summary>
+    public long PageCount { get; }
+
+    /// <summary>Written pages since the last harvest (set by the MMU on every write).</summary>
+    public DirtyBitmap Dirty { get; }
+
+    /// <summary>Touched pages since the last sample (set by the MMU on every read or write).</summary>
+    public AccessBitmap Accessed { get; }
+
+    /// <summary>Pages holding RAM right now (Resident or Evicting): the VM's real footprint.</summary>
+    public long ResidentPages => Volatile.Read(ref _residentPages);
+
+    /// <summary>The VM's physical share in pages; pagers page out above it.</summary>
+    public long ResidentBudgetPages
+    {
+        get => Volatile.Read(ref _budget);
+        set
+        {
+            if (value <= 0 || value > PageCount)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"resident budget must be within 1..{PageCount} pages.");
+            Volatile.Write(ref _budget, value);
+        }
+    }
+
+    /// <summary>Whether more pages are resident than the budget allows.</summary>
+    public bool IsOverBudget => ResidentPages > ResidentBudgetPages;
+
+    internal VcpuHazards Hazards { get; } = new();
+
+    internal byte* Base => _mapping.Base;
+
+    /// <summary>Sets the single observer told about pages becoming resident (null removes it).</summary>
+    public void SetResidencyObserver(IResidencyObserver? observer) => Volatile.Write(ref _observer, observer);
+
+    /// <summary>The page's residency now.</summary>
+    public PageResidency GetResidency(PageNumber page)
+    {
+        CheckPage(page);
+        return (PageResidency)Volatile.Read(ref _residency[page.Value]);
+    }
+
+    /// <summary>Counts pages in each residency (a scan; racy while vCPUs run). Index the result by (int)PageResidency.</summary>
+    public long[] CountByResidency()
+    {
+        var counts = new long[(int)PageResidency.Installing + 1];
+        foreach (var r in _residency) counts[r]++;
+        return counts;
+    }
+
+    /// <summary>The host's view of a page's bytes: no residency check, no dirty or access bit.</summary>
+    /// <remarks>For installers, evictors, migration and digests. Writing a Resident page here while vCPUs run bypasses dirty tracking.</remarks>
+    public Span<byte> GetPageBytes(PageNumber page)
+    {
+        CheckPage(page);
+        return new Span<byte>(_mapping.Base + (page.Value << Page.Shift), Page.Size);
+    }
+
+    /// <summary>The host's view of pages [first, first + count) as one span (at most 2 GiB - 1 page).</summary>
+    public Span<byte> GetRangeBytes(PageNumber first, int count)
+    {
+        CheckRange(first, count);
+        if ((long)count * Page.Size > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(count), count, "a single span covers at most 524287 pages.");
+        return new Span<byte>(_mapping.Base + (first.Value << Page.Shift), count * Page.Size);
+    }
+
+    /// <summary>Moves a page between two states neither of which holds RAM (e.g. Zero -> Remote on a fresh destination, Swapped -> Remote).</summary>
+    /// <returns>False if the page was not in <paramref name="from"/>.</returns>
+    public bool TryTransition(PageNumber page, PageResidency from, PageResidency to)
+    {
+        CheckPage(page);
+        if (!IsParked(from) || !IsParked(to))
+            throw new ArgumentException(
+                $"TryTransition only moves between Zero, Swapped, Remote and Ballooned ({from} -> {to} requested); use the install or eviction methods for Resident.");
+        if (from == to) return GetResidency(page) == from;
+        // Every non-resident state already holds no RAM and reads as zeroes (eviction and aborted installs
+        // discard), so moving between them touches no bytes.
+        return Cas(page, from, to);
+    }
+
+    /// <summary>Claims a non-resident page for filling: <paramref name="from"/> -> Installing. Exactly one caller wins.</summary>
+    /// <returns>The page's bytes to fill, or an empty span if the page was not in <paramref name="from"/>.</returns>
+    public Span<byte> BeginInstall(PageNumber page, PageResidency from)
+    {
+        CheckPage(page);
+        if (!IsParked(from))
+            throw new ArgumentException($"only a non-resident page can be installed, not one that is {from}.", nameof(from));
+        if (!Cas(page, from, PageResidency.Installing)) return default;
+        return new Span<byte>(_mapping.Base + (page.Value << Page.Shift), Page.Size);
+    }
+
+    /// <summary>Finishes <see cref="BeginInstall"/>: Installing -> Resident.</summary>
+    public void CompleteInstall(PageNumber page, PageResidency from)
+    {
+        CheckPage(page);
+        if (!Cas(page, PageResidency.Installing, PageResidency.Resident))
+            throw new InvalidOperationException($"{page} is {GetResidency(page)}, not Installing: CompleteInstall without BeginInstall.");
+        BecameResident(page, from);
+    }
+
+    /// <summary>Gives up a claim from <see cref="BeginInstall"/>: Installing -> <paramref name="backTo"/> (its bytes are dropped).</summary>
+    public void AbortInstall(PageNumber page, PageResidency backTo)
+    {
+        CheckPage(page);
+        if (!IsParked(backTo)) throw new ArgumentException($"an aborted install returns to a non-resident state, not {backTo}.", nameof(backTo));
+        _mapping.Discard(page.Value << Page.Shift, Page.Size);
+        if (!Cas(page, PageResidency.Installing, backTo))
+            throw new InvalidOperationException($"{page} is {GetResidency(page)}, not Installing: AbortInstall without BeginInstall.");
+    }
+
+    /// <summary>Copies <paramref name="contents"/> into a page that is in <paramref name="from"/> and makes it Resident, atomically against other installers.</summary>
+    /// <returns>False (nothing written) if the page was not in <paramref name="from"/>.</returns>
+    public bool TryInstall(PageNumber page, PageResidency from, ReadOnlySpan<byte> contents)
+    {
+        if (contents.Length != Page.Size)
+            throw new ArgumentException($"page contents must be exactly {Page.Size} bytes, were {contents.Length}.", nameof(contents));
+        var dest = BeginInstall(page, from);
+        if (dest.IsEmpty) return false;
+        contents.CopyTo(dest);
+        CompleteInstall(page, from);
+        return true;
+    }
+
+    /// <summary>Starts evicting the Resident pages in [first, first + count): Resident -> Evicting, then waits until no vCPU is inside any of them.</summary>
+    /// <returns>How many pages this call moved to Evicting (the caller owns exactly those: check with <see cref="GetResidency"/>).</returns>
+    /// <remarks>While Evicting, the bytes stay readable through <see cref="GetPageBytes"/> and vCPUs touching the page wait.</remarks>
+    public int BeginEviction(PageNumber first, int count)
+    {
+        CheckRange(first, count);
+        int moved = 0;
+        for (long p = first; p < first + count; p++)
+            if (Cas(p, PageResidency.Resident, PageResidency.Evicting)) moved++;
+        if (moved > 0) Hazards.WaitUntilOutside(first, count);
+        return moved;
+    }
+
+    /// <summary>Finishes eviction of every Evicting page in [first, first + count): drops its RAM, then Evicting -> <paramref name="target"/>.</summary>
+    /// <returns>Pages evicted.</returns>
+    public int CompleteEviction(PageNumber first, int count, PageResidency target)
+    {
+        CheckRange(first, count);
+        if (!IsParked(target))
+            throw new ArgumentException($"eviction goes to Zero, Swapped, Remote or Ballooned, not {target}.", nameof(target));
+        int done = 0;
+        long end = first + count;
+        long p = first;
+        while (p < end)
+        {
+            if (Volatile.Read(ref _residency[p]) != (byte)PageResidency.Evicting) { p++; continue; }
+            long runStart = p;
+            while (p < end && Volatile.Read(ref _residency[p]) == (byte)PageResidency.Evicting) p++;
+            // Drop RAM before publishing the new state: a fault handler may install the page the moment it is published.
+            _mapping.Discard(runStart << Page.Shift, (p - runStart) << Page.Shift);
+            for (long q = runStart; q < p; q++)
+            {
+                if (!Cas(q, PageResidency.Evicting, target))
+                    throw new InvalidOperationException($"page {q} left Evicting while its eviction was completing.");
+                Interlocked.Decrement(ref _residentPages);
+                done++;
+            }
+        }
+        return done;
+    }
+
+    /// <summary>Abandons eviction of every Evicting page in [first, first + count): Evicting -> Resident, contents untouched.</summary>
+    public int CancelEviction(PageNumber first, int count)
+    {
+        CheckRange(first, count);
+        int n = 0;
+        for (long p = first; p < first + count; p++)
+            if (Cas(p, PageResidency.Evicting, PageResidency.Resident)) n++;
+        return n;
+    }
+
+    /// <summary>Evicts one page start to finish with nothing to read out (its contents are not needed: freed, ballooned, or owned elsewhere).</summary>
+    /// <returns>False if the page was not Resident.</returns>
+    public bool TryDiscard(PageNumber page, PageResidency target)
+    {
+        if (BeginEviction(page, 1) == 0) return false;
+        CompleteEviction(page, 1, target);
+        return true;
+    }
+
+    /// <summary>Makes a Zero or Ballooned page Resident in place (its contents are zeroes already); used by the MMU on a first write.</summary>
+    internal bool TryTouchZero(long page, PageResidency from)
+    {
+        if (!Cas(page, from, PageResidency.Resident)) return false;
+        BecameResident(page, from);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal byte ResidencyByte(long page)
+        => Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_residency), (nint)page));
+
+    /// <summary>Unmaps the guest memory; every span handed out before is invalid afterwards.</summary>
+    public void Dispose() => _mapping.Dispose();
+
+    internal void CheckPage(long page)
+    {
+        if ((ulong)page >= (ulong)PageCount)
+            throw new ArgumentOutOfRangeException(nameof(page), page, $"page {page} is outside guest memory of {PageCount} pages ({SizeBytes} bytes).");
+    }
+
+    internal void CheckRange(long first, long count)
+    {
+        if (first < 0 || count < 0 || first > PageCount - count)
+            throw new ArgumentOutOfRangeException(nameof(count), $"pages [{first}, {first + count}) are outside guest memory of {PageCount} pages.");
+    }
+
+    private void BecameResident(long page, PageResidency from)
+    {
+        Interlocked.Increment(ref _residentPages);
+        Volatile.Read(ref _observer)?.OnResident(page, from);
+    }
+
+    private bool Cas(long page, PageResidency from, PageResidency to)
+        => Interlocked.CompareExchange(ref _residency[page], (byte)to, (byte)from) == (byte)from;
+
+    private static bool IsParked(PageResidency r)
+        => r is PageResidency.Zero or PageResidency.Swapped or PageResidency.Remote or PageResidency.Ballooned;
+}

@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+
+namespace MigrationFabric.Memory.Guest;
+
+/// <summary>An anonymous private mapping outside the GC heap whose pages can really be handed back to the OS.</summary>
+/// <remarks>
+/// On Linux this is mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE): untouched pages hold no RAM, and
+/// madvise(MADV_DONTNEED) drops a page's RAM and makes it read back as zeroes, so a resident-page budget is
+/// real RSS. Elsewhere it falls back to zeroed native memory, where discarding only zeroes the bytes.
+/// </remarks>
+internal sealed unsafe partial class NativeMapping : IDisposable
+{
+    private const int ProtRead = 0x1, ProtWrite = 0x2;
+    private const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
+    private const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15;
+    private static readonly nint MapFailed = -1;
+
+    private readonly bool _mmapped;
+    private byte* _base;
+
+    public NativeMapping(long length, bool hugePages)
+    {
+        Length = length;
+        if (OperatingSystem.IsLinux())
+        {
+            var p = Mmap(0, (nuint)length, ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
+            if (p == MapFailed)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw new OutOfMemoryException(
+                    $"mmap of {length} bytes of guest memory failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
+            }
+            _base = (byte*)p;
+            _mmapped = true;
+            // Advice is best effort: a kernel without THP rejects it, which changes nothing we rely on.
+            _ = Madvise(p, (nuint)length, hugePages ? MadvHugePage : MadvNoHugePage);
+        }
+        else
+        {
+            try
+            {
+                _base = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
+            }
+            catch (OutOfMemoryException e)
+            {
+                throw new OutOfMemoryException($"allocation of {length} bytes of guest memory failed.", e);
+            }
+            NativeMemory.Clear(_base, (nuint)length);
+        }
+    }
+
+    public long Length { get; }
+
+    public byte* Base
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            return _base;
+        }
+    }
+
+    /// <summary>Gives the RAM behind [offset, offset + length) back; the range reads as zeroes afterwards.</summary>
+    public void Discard(long offset, long length)
+    {
+        var b = Base;
+        if (_mmapped)
+        {
+            if (Madvise((nint)(b + offset), (nuint)length, MadvDontNeed) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw new InvalidOperationException(
+                    $"madvise(MADV_DONTNEED) of {length} bytes at offset {offset} failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
+            }
+        }
+        else
+        {
+            NativeMemory.Clear(b + offset, (nuint)length);
+        }
+    }
+
+    public void Dispose()
+    {
+        var b = _base;
+        if (b == null) return;
+        _base = null;
+        if (_mmapped) _ = Munmap((nint)b, (nuint)Length);
+        else NativeMemory.AlignedFree(b);
+    }
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static partial int Munmap(nint addr, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static partial int Madvise(nint addr, nuint length, int advice);
+}
