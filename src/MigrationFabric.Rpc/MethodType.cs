@@ -1,0 +1,17 @@
+namespace MigrationFabric.Rpc;
+
+/// <summary>The four gRPC call kinds.</summary>
+public enum MethodType
+{
+    /// <summary>One request, one response.</summary>
+    Unary,
+
+    /// <summary>A stream of requests, one response.</summary>
+    ClientStreaming,
+
+    /// <summary>One request, a stream of responses.</summary>
+    ServerStreaming,
+
+    /// <summary>Streams both ways, independent of each other.</summary>
+    DuplexStreaming,
+}
