@@ -5,8 +5,9 @@
 //   - delay_ms: wait before answering (stops early when the call is cancelled);
 //   - fail_code/fail_message: end the call with that status (streams: after the replies already sent);
 //   - reply_payload_size: > 0 reply with that many bytes, < 0 no payload, 0 echo the request payload;
-//   - echo_metadata_keys: copy those request-metadata values into EchoReply.metadata (-bin as base64),
-//     and also send them back as response headers ("echo-" + key) and trailers ("echo-trailer-" + key).
+//   - echo_metadata_keys: copy those request-metadata values into EchoReply.metadata (-bin as base64, the
+//     last value when a key repeats) and send them back as trailers "echo-" + key (also on errors);
+//   - response headers always carry "x-echo-server: grpc-js".
 const { grpc, loadEcho, MAX_MESSAGE, metadataValueToString } = require('./lib/echo');
 
 const { Echo } = loadEcho();
@@ -31,7 +32,7 @@ function echoedMetadata(call, keys) {
   const map = {};
   for (const key of keys) {
     const values = call.metadata.get(key);
-    if (values.length > 0) map[key] = values.map((v) => metadataValueToString(key, v)).join(',');
+    if (values.length > 0) map[key] = metadataValueToString(key, values[values.length - 1]);
   }
   return map;
 }
@@ -39,16 +40,14 @@ function echoedMetadata(call, keys) {
 function responseHeaders(call, keys) {
   const md = new grpc.Metadata();
   md.set('x-echo-server', 'grpc-js');
-  for (const key of keys) {
-    for (const value of call.metadata.get(key)) md.add('echo-' + key, value);
-  }
   return md;
 }
 
 function responseTrailers(call, keys) {
   const md = new grpc.Metadata();
   for (const key of keys) {
-    for (const value of call.metadata.get(key)) md.add('echo-trailer-' + key, value);
+    const values = call.metadata.get(key);
+    if (values.length > 0) md.add('echo-' + key, values[values.length - 1]);
   }
   return md;
 }
