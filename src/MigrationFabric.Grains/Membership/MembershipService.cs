@@ -28,6 +28,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     private DateTimeOffset _lastFullRead;
     private int _started;
     private int _selfDead;
+    private int _leaving;
     private int _disposed;
 
     /// <summary>Creates the agent for <paramref name="self"/>; nothing is written until <see cref="StartAsync"/>.</summary>
@@ -103,6 +104,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     {
         await MoveOwnStatusAsync(SiloStatus.ShuttingDown, cancellationToken).ConfigureAwait(false);
         await StopLoopsAsync().ConfigureAwait(false);
+        Volatile.Write(ref _leaving, 1);
         await MoveOwnStatusAsync(SiloStatus.Dead, cancellationToken).ConfigureAwait(false);
         LogLeft(_logger, Self);
     }
@@ -234,7 +236,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
                     _waiters.RemoveAt(i);
                 }
             }
-            if (Volatile.Read(ref _started) != 0 && snapshot.GetStatus(Self) == SiloStatus.Dead)
+            if (Volatile.Read(ref _started) != 0 && Volatile.Read(ref _leaving) == 0 && snapshot.GetStatus(Self) == SiloStatus.Dead)
                 selfDead = Interlocked.Exchange(ref _selfDead, 1) == 0;
         }
         if (selfDead)
@@ -275,6 +277,10 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             {
                 LogTableFailed(_logger, e, Self, "heartbeat");
             }
+            catch (Exception) when (stop.IsCancellationRequested)
+            {
+                return; // stopped in the middle of a call
+            }
         }
     }
 
@@ -300,6 +306,10 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             {
                 LogTableFailed(_logger, e, Self, "table refresh");
             }
+            catch (Exception) when (stop.IsCancellationRequested)
+            {
+                return; // stopped in the middle of a call
+            }
         }
     }
 
@@ -315,6 +325,10 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             catch (Exception e) when (!stop.IsCancellationRequested)
             {
                 LogTableFailed(_logger, e, Self, "probe round");
+            }
+            catch (Exception) when (stop.IsCancellationRequested)
+            {
+                return; // stopped in the middle of a call
             }
         }
     }
@@ -441,6 +455,13 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             return;
         }
         _changes.Writer.TryComplete();
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(_loops).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // A loop was stopped in the middle of a table call or probe: that is how it stops.
+        }
     }
 }
