@@ -21,6 +21,7 @@ public sealed unsafe class GuestMemory : IDisposable
 {
     private readonly NativeMapping _mapping;
     private readonly byte[] _residency;
+    private readonly long[] _stateCounts = new long[(int)PageResidency.Installing + 1];
     private long _residentPages;
     private IResidencyObserver? _observer;
     private long _budget;
@@ -34,6 +35,7 @@ public sealed unsafe class GuestMemory : IDisposable
         PageCount = SizeBytes >> Page.Shift;
         _mapping = new NativeMapping(SizeBytes, options.TransparentHugePages);
         _residency = new byte[PageCount];
+        _stateCounts[(int)PageResidency.Zero] = PageCount;
         _budget = options.ResidentBudgetPages ?? PageCount;
         Dirty = new DirtyBitmap(PageCount);
         Accessed = new AccessBitmap(PageCount);
@@ -86,7 +88,10 @@ public sealed unsafe class GuestMemory : IDisposable
         return (PageResidency)Volatile.Read(ref _residency[page.Value]);
     }
 
-    /// <summary>Counts pages in each residency (a scan; racy while vCPUs run). Index the result by (int)PageResidency.</summary>
+    /// <summary>Pages in residency <paramref name="residency"/> now (kept up to date on every transition, O(1)).</summary>
+    public long CountOf(PageResidency residency) => Volatile.Read(ref _stateCounts[(int)residency]);
+
+    /// <summary>Counts pages in each residency by scanning (racy while vCPUs run). Index the result by (int)PageResidency.</summary>
     public long[] CountByResidency()
     {
         var counts = new long[(int)PageResidency.Installing + 1];
@@ -262,7 +267,12 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     private bool Cas(long page, PageResidency from, PageResidency to)
-        => Interlocked.CompareExchange(ref _residency[page], (byte)to, (byte)from) == (byte)from;
+    {
+        if (Interlocked.CompareExchange(ref _residency[page], (byte)to, (byte)from) != (byte)from) return false;
+        Interlocked.Decrement(ref _stateCounts[(int)from]);
+        Interlocked.Increment(ref _stateCounts[(int)to]);
+        return true;
+    }
 
     private static bool IsParked(PageResidency r)
         => r is PageResidency.Zero or PageResidency.Swapped or PageResidency.Remote or PageResidency.Ballooned;
