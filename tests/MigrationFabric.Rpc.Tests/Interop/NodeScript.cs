@@ -90,7 +90,7 @@ internal static class NodeScript
 }
 
 /// <summary>The grpc-js Echo server (tests/interop/server.js) as a child process; disposing ends it.</summary>
-internal sealed class GrpcJsServer : IAsyncDisposable
+public sealed class GrpcJsServer : IAsyncDisposable
 {
     private readonly Process process;
     private readonly StringBuilder stderr = new();
