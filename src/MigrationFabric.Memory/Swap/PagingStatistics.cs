@@ -1,0 +1,76 @@
+using MigrationFabric.Memory.Pages;
+
+namespace MigrationFabric.Memory.Swap;
+
+/// <summary>Counters of a private virtual memory's paging and direct placement, updated atomically.</summary>
+public sealed class PagingStatistics
+{
+    private long _pageInsSync, _pageInsAsync, _pageOutsSync, _pageOutsAsync, _faults;
+    private long _placedInMemory, _placedInSwap, _updatedInMemory, _updatedInSwap;
+    private long _readFromMemory, _readFromSwap;
+
+    internal void PagedIn(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageInsSync : ref _pageInsAsync, pages);
+
+    internal void PagedOut(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageOutsSync : ref _pageOutsAsync, pages);
+
+    internal void Fault() => Interlocked.Increment(ref _faults);
+
+    internal void Placed(PlacementTarget target, bool update)
+    {
+        if (target == PlacementTarget.Memory)
+            Interlocked.Increment(ref update ? ref _updatedInMemory : ref _placedInMemory);
+        else
+            Interlocked.Increment(ref update ? ref _updatedInSwap : ref _placedInSwap);
+    }
+
+    internal void ReadThrough(bool fromSwap) => Interlocked.Increment(ref fromSwap ? ref _readFromSwap : ref _readFromMemory);
+
+    /// <summary>A consistent-enough copy of the counters (each read atomically).</summary>
+    public PagingSnapshot Snapshot() => new(
+        Volatile.Read(ref _pageInsSync), Volatile.Read(ref _pageInsAsync),
+        Volatile.Read(ref _pageOutsSync), Volatile.Read(ref _pageOutsAsync),
+        Volatile.Read(ref _faults),
+        Volatile.Read(ref _placedInMemory), Volatile.Read(ref _placedInSwap),
+        Volatile.Read(ref _updatedInMemory), Volatile.Read(ref _updatedInSwap),
+        Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap));
+}
+
+/// <summary>Paging counters at one moment; page counts, bytes derived at 4 KiB a page.</summary>
+/// <param name="PageInsSync">Pages read from swap on a faulting vCPU's thread.</param>
+/// <param name="PageInsAsync">Pages read from swap by the page-in thread (method 2's rest of chunk).</param>
+/// <param name="PageOutsSync">Pages written to swap while something waited for the room (naive, or a fault that found no free share).</param>
+/// <param name="PageOutsAsync">Pages written to swap by the page-out thread.</param>
+/// <param name="Faults">Faults on swapped pages resolved.</param>
+/// <param name="PlacedInMemory">Pages placed directly into memory the first time.</param>
+/// <param name="PlacedInSwap">Pages placed directly into their swap slot the first time.</param>
+/// <param name="UpdatedInMemory">Retransferred pages updated in place in memory.</param>
+/// <param name="UpdatedInSwap">Retransferred pages updated in place in swap.</param>
+/// <param name="ReadFromMemory">Read-through reads served from memory.</param>
+/// <param name="ReadFromSwap">Read-through reads served from swap without a page-in.</param>
+public readonly record struct PagingSnapshot(
+    long PageInsSync, long PageInsAsync, long PageOutsSync, long PageOutsAsync, long Faults,
+    long PlacedInMemory, long PlacedInSwap, long UpdatedInMemory, long UpdatedInSwap,
+    long ReadFromMemory, long ReadFromSwap)
+{
+    /// <summary>All pages read from swap.</summary>
+    public long PageIns => PageInsSync + PageInsAsync;
+
+    /// <summary>All pages written to swap by paging (placement not included).</summary>
+    public long PageOuts => PageOutsSync + PageOutsAsync;
+
+    /// <summary>Bytes paged in.</summary>
+    public long PageInBytes => PageIns * Page.Size;
+
+    /// <summary>Bytes paged out.</summary>
+    public long PageOutBytes => PageOuts * Page.Size;
+}
+
+/// <summary>Where a directly placed page went.</summary>
+public enum PlacementTarget
+{
+    /// <summary>Into the VM's physical share.</summary>
+    Memory,
+
+    /// <summary>Into the page's private swap slot.</summary>
+    Swap,
+}

@@ -1,0 +1,668 @@
+using System.Threading.Channels;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Tracking;
+
+namespace MigrationFabric.Memory.Swap;
+
+/// <summary>A VM's private virtual memory (VMemDirect): a fixed physical share of its guest memory, the rest in a private swap file.</summary>
+/// <remarks>
+/// Install it as the MMU's fault handler: a vCPU touching a Swapped page faults and is paged in per
+/// <see cref="PagingMode"/>. It observes every page that becomes Resident so the chunk-queue LRU knows
+/// each chunk with RAM; the page-out thread keeps the footprint at the share minus a free reserve by
+/// evicting the LRU's head chunks into their swap slots. <see cref="PlacePage"/> writes an incoming
+/// page where it belongs without paging (migration into a smaller host) and <see cref="ReadPage"/>
+/// reads a page wherever it lives without paging it in (migration out of private memory).
+/// <para>
+/// Concurrency: every transition of a chunk's pages made here holds that chunk's lock (striped), so
+/// an eviction, a page-in, a placement and a read-through of the same chunk never interleave; the LRU
+/// has its own lock taken after (never before) a chunk lock. vCPUs take no lock: they wait on the
+/// Evicting/Installing states through the MMU. This object owns the Swapped state: nothing else
+/// should move a page into or out of it while it is attached.
+/// </para>
+/// </remarks>
+public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver, IAsyncDisposable, IDisposable
+{
+    private const int LockStripes = 1024;
+
+    private readonly GuestMemory _memory;
+    private readonly PrivateVirtualMemoryOptions _options;
+    private readonly PrivateSwapFile _swap;
+    private readonly SwapSlotAllocator _runs;
+    private readonly ChunkQueueLru _lru;
+    private readonly Lock _lruLock = new();
+    private readonly Lock[] _chunkLocks;
+    private readonly int[] _runOfChunk;
+    private readonly bool[] _evicting;
+    private readonly bool[] _touched;
+    private readonly int[] _touchedList;
+    private readonly byte[] _pageInQueued;
+    private readonly Channel<int> _pageInQueue = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly SemaphoreSlim _pageOutSignal = new(0, 1);
+    private readonly CancellationTokenSource _lifetime = new();
+    private readonly Task _pageOutThread;
+    private readonly Task _pageInThread;
+    private readonly Task _scanThread;
+    private readonly long _share;
+    private readonly long _reserve;
+    private readonly Lock _scanLock = new();
+    private Exception? _lastBackgroundError;
+    private long _pendingPageIns;
+    private int _scans;
+    private int _disposed;
+
+    /// <summary>Attaches private virtual memory to <paramref name="memory"/>; call before its vCPUs run, then install it as the MMU's fault handler.</summary>
+    public PrivateVirtualMemory(GuestMemory memory, PrivateVirtualMemoryOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        _options = options ?? new PrivateVirtualMemoryOptions();
+        _options.Validate(memory.PageCount);
+        _memory = memory;
+        _share = _options.SharePages ?? memory.ResidentBudgetPages;
+        ChunkPages = _options.ChunkPages;
+        ChunkCount = checked((int)((memory.PageCount + ChunkPages - 1) / ChunkPages));
+        _reserve = Math.Min(_options.FreeReservePages ?? ChunkPages, _share / 2);
+
+        var swapRuns = (int)Math.Min(ChunkCount, ((_options.SwapPages ?? memory.PageCount) + ChunkPages - 1) / ChunkPages);
+        if ((long)swapRuns * ChunkPages > int.MaxValue)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages: {swapRuns * (long)ChunkPages} slots exceed the {int.MaxValue} a swap file can hold.", nameof(options));
+        var path = _options.SwapFilePath ?? Path.Combine(Path.GetTempPath(), $"mf-vm-{Guid.NewGuid():N}.swap");
+        _swap = PrivateSwapFile.Create(path, swapRuns * ChunkPages);
+        _runs = new SwapSlotAllocator(swapRuns, ChunkPages);
+
+        _lru = new ChunkQueueLru(ChunkCount, _options.QueueBits);
+        _chunkLocks = new Lock[Math.Min(LockStripes, ChunkCount)];
+        for (var i = 0; i < _chunkLocks.Length; i++) _chunkLocks[i] = new Lock();
+        _runOfChunk = new int[ChunkCount];
+        Array.Fill(_runOfChunk, -1);
+        _evicting = new bool[ChunkCount];
+        _touched = new bool[ChunkCount];
+        _touchedList = new int[ChunkCount];
+        _pageInQueued = new byte[ChunkCount];
+        ForwardedAccess = new AtomicPageBitmap(memory.PageCount);
+
+        // Pages made resident before attaching are tracked like page-ins.
+        for (var c = 0; c < ChunkCount; c++)
+        {
+            if (CountIn(c, PageResidency.Resident) > 0) _lru.Append(c);
+        }
+        memory.SetResidencyObserver(this);
+
+        _pageOutThread = Task.Run(PageOutLoopAsync);
+        _pageInThread = Task.Run(PageInLoopAsync);
+        _scanThread = _options.ScanAccessBitsPeriodically ? Task.Run(ScanLoopAsync) : Task.CompletedTask;
+    }
+
+    /// <summary>The guest memory paged.</summary>
+    public GuestMemory Memory => _memory;
+
+    /// <summary>The paging method.</summary>
+    public PagingMode Mode => _options.Mode;
+
+    /// <summary>The fixed physical share in pages.</summary>
+    public long SharePages => _share;
+
+    /// <summary>Pages the page-out thread keeps free below the share (direct placement leaves them free too).</summary>
+    public long FreeReservePages => _reserve;
+
+    /// <summary>Pages per chunk.</summary>
+    public int ChunkPages { get; }
+
+    /// <summary>Chunks covering the guest memory (the last may be partial).</summary>
+    public int ChunkCount { get; }
+
+    /// <summary>The private swap file.</summary>
+    public PrivateSwapFile SwapFile => _swap;
+
+    /// <summary>Paging and placement counters.</summary>
+    public PagingStatistics Statistics { get; } = new();
+
+    /// <summary>Access bits this pager harvested from the MMU (harvesting clears them there), kept for other samplers such as the demand monitor.</summary>
+    public AtomicPageBitmap ForwardedAccess { get; }
+
+    /// <summary>The last error the page-out or page-in thread hit (swap full, I/O error), or null.</summary>
+    public Exception? LastBackgroundError => Volatile.Read(ref _lastBackgroundError);
+
+    /// <summary>The chunk-queue LRU's queue of <paramref name="chunk"/> (-1: no RAM); diagnostics.</summary>
+    public int QueueOfChunk(int chunk)
+    {
+        lock (_lruLock) return _lru.QueueOf(chunk);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask ResolveAsync(PageFault fault, CancellationToken cancellationToken)
+    {
+        if (fault.Residency != PageResidency.Swapped)
+            return ValueTask.FromException(new PageFaultException(fault.Page,
+                $"private virtual memory resolves Swapped pages only; this page is {fault.Residency}."));
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Statistics.Fault();
+            var page = fault.Page.Value;
+            var chunk = ChunkOf(page);
+            switch (_options.Mode)
+            {
+                case PagingMode.AsyncMethod1:
+                    MakeRoom(CountIn(chunk, PageResidency.Swapped));
+                    PageInChunk(chunk, sync: true);
+                    SignalPageOut();
+                    break;
+                case PagingMode.AsyncMethod2:
+                    MakeRoom(1);
+                    PageInOne(page, sync: true);
+                    QueueRestOfChunk(chunk);
+                    SignalPageOut();
+                    break;
+                default:
+                    MakeRoom(1);
+                    PageInOne(page, sync: true);
+                    break;
+            }
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <summary>Writes an incoming page where it belongs, without paging: in place if it is in memory or swap, else into memory while the share (minus the free reserve) has room, else into its swap slot.</summary>
+    /// <remarks>In <see cref="PagingMode.Naive"/> it behaves as an OS would: the page goes to memory, paging others out under pressure, and a swapped page is paged in first.</remarks>
+    /// <returns>Where the page now lives.</returns>
+    public PlacementTarget PlacePage(long page, ReadOnlySpan<byte> contents)
+    {
+        CheckPage(page);
+        if (contents.Length != Page.Size)
+            throw new ArgumentException($"page contents must be exactly {Page.Size} bytes, were {contents.Length}.", nameof(contents));
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var chunk = ChunkOf(page);
+        var spin = new SpinWait();
+        while (true)
+        {
+            if (_options.Mode == PagingMode.Naive && _memory.GetResidency(page) != PageResidency.Resident)
+                MakeRoom(1);
+            lock (ChunkLock(chunk))
+            {
+                var r = _memory.GetResidency(page);
+                switch (r)
+                {
+                    case PageResidency.Resident:
+                        contents.CopyTo(_memory.GetPageBytes(page));
+                        Statistics.Placed(PlacementTarget.Memory, update: true);
+                        return PlacementTarget.Memory;
+                    case PageResidency.Swapped when _options.Mode == PagingMode.Naive:
+                        PageInLocked(page, sync: true);
+                        continue;
+                    case PageResidency.Swapped:
+                        _swap.Write(SlotOf(page), contents);
+                        Statistics.Placed(PlacementTarget.Swap, update: true);
+                        return PlacementTarget.Swap;
+                    case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
+                        // The free reserve stays free so the page-out thread never evicts placed pages (no paging during migration).
+                        if (_options.Mode == PagingMode.Naive || _memory.ResidentPages < _share - _reserve)
+                        {
+                            if (!_memory.TryInstall(page, r, contents)) continue;
+                            Statistics.Placed(PlacementTarget.Memory, update: false);
+                            return PlacementTarget.Memory;
+                        }
+                        var slot = EnsureRun(chunk) + (int)(page - FirstPage(chunk));
+                        _swap.Write(slot, contents);
+                        if (!_memory.TryTransition(page, r, PageResidency.Swapped)) continue;
+                        Statistics.Placed(PlacementTarget.Swap, update: false);
+                        return PlacementTarget.Swap;
+                }
+            }
+            // Evicting/Installing by someone outside this pager (a balloon, a vCPU's first touch): wait it out.
+            spin.SpinOnce(sleep1Threshold: 20);
+        }
+    }
+
+    /// <summary>Reads a page wherever it lives (memory or swap) without paging it in; returns where it was read from.</summary>
+    /// <exception cref="InvalidOperationException">The page is Remote: its bytes are on another host.</exception>
+    public PageResidency ReadPage(long page, Span<byte> destination)
+    {
+        CheckPage(page);
+        if (destination.Length != Page.Size)
+            throw new ArgumentException($"the destination must be exactly {Page.Size} bytes, was {destination.Length}.", nameof(destination));
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var chunk = ChunkOf(page);
+        var spin = new SpinWait();
+        while (true)
+        {
+            lock (ChunkLock(chunk))
+            {
+                var r = _memory.GetResidency(page);
+                switch (r)
+                {
+                    case PageResidency.Resident:
+                        _memory.GetPageBytes(page).CopyTo(destination);
+                        Statistics.ReadThrough(fromSwap: false);
+                        return r;
+                    case PageResidency.Swapped:
+                        _swap.Read(SlotOf(page), destination);
+                        Statistics.ReadThrough(fromSwap: true);
+                        return r;
+                    case PageResidency.Zero or PageResidency.Ballooned:
+                        destination.Clear();
+                        return r;
+                    case PageResidency.Remote:
+                        throw new InvalidOperationException($"page {page} is Remote: its bytes are on another host, not in this private memory.");
+                }
+            }
+            spin.SpinOnce(sleep1Threshold: 20);
+        }
+    }
+
+    /// <summary>Harvests the MMU's access bits into the LRU (each accessed chunk moves up) and ages it every <see cref="PrivateVirtualMemoryOptions.ScansPerAging"/> scans.</summary>
+    public void ScanAccessBits()
+    {
+        lock (_scanLock) ScanAccessBitsLocked();
+    }
+
+    private void ScanAccessBitsLocked()
+    {
+        var visitor = new TouchVisitor(_touched, _touchedList, ChunkPages, ForwardedAccess);
+        _memory.Accessed.FetchAndClear(ref visitor);
+        lock (_lruLock)
+        {
+            for (var i = 0; i < visitor.Count; i++)
+            {
+                var c = _touchedList[i];
+                _touched[c] = false;
+                _lru.TryTouch(c);
+            }
+            if (++_scans % _options.ScansPerAging == 0) _lru.Age();
+        }
+    }
+
+    /// <summary>Ages the LRU now (2^m queues into 2^(m-1)).</summary>
+    public void AgeNow()
+    {
+        lock (_lruLock) _lru.Age();
+    }
+
+    /// <summary>Waits until queued asynchronous page-ins are done and the page-out thread has brought the footprint to its target.</summary>
+    public async Task SettleAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            if (Volatile.Read(ref _pendingPageIns) == 0 && !NeedsPageOut())
+                return;
+            SignalPageOut();
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc/>
+    void IResidencyObserver.OnResident(PageNumber page, PageResidency from)
+    {
+        var chunk = ChunkOf(page.Value);
+        lock (_lruLock)
+        {
+            if (!_evicting[chunk] && !_lru.Contains(chunk)) _lru.Append(chunk);
+        }
+        if (!NeedsPageOut()) return;
+        SignalPageOut();
+        // The share is a hard limit: when the page-out thread falls behind, whoever grew the footprint
+        // (a vCPU's first touch, a deflate) waits for the page-outs, as a fixed physical share would make it.
+        // Our own installs hold the chunk's lock and made room beforehand; reclaiming under it could deadlock.
+        if (_memory.ResidentPages > _share && !ChunkLock(chunk).IsHeldByCurrentThread && _disposed == 0)
+            MakeRoom(0);
+    }
+
+    /// <summary>Stops the paging threads, detaches from the memory and deletes the swap file.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _lifetime.Cancel();
+        _pageInQueue.Writer.TryComplete();
+        try
+        {
+            await Task.WhenAll(_pageOutThread, _pageInThread, _scanThread).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        _memory.SetResidencyObserver(null);
+        _swap.Dispose();
+        _lifetime.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    // Naive swap has no free reserve: like kswapd it only pages out once the share is exceeded.
+    private bool NeedsPageOut() => _memory.ResidentPages > _share - (_options.Mode == PagingMode.Naive ? 0 : _reserve);
+
+    private void SignalPageOut()
+    {
+        if (_pageOutSignal.CurrentCount == 0)
+        {
+            try { _pageOutSignal.Release(); }
+            catch (SemaphoreFullException) { }
+        }
+    }
+
+    // Synchronous reclaim: the caller needs `pages` more pages of RAM now and waits for the page-outs.
+    private void MakeRoom(long pages)
+    {
+        var attempts = ChunkCount;
+        while (_memory.ResidentPages + pages > _share && attempts-- > 0)
+        {
+            if (!EvictOneChunk(sync: true)) break;
+        }
+    }
+
+    private bool EvictOneChunk(bool sync)
+    {
+        int victim;
+        lock (_lruLock)
+        {
+            if (!_lru.TryTakeVictim(out victim)) return false;
+            _evicting[victim] = true;
+        }
+        EvictChunk(victim, sync);
+        return true;
+    }
+
+    private void EvictChunk(int chunk, bool sync)
+    {
+        var first = FirstPage(chunk);
+        var count = PagesIn(chunk);
+        var evicted = 0;
+        try
+        {
+            lock (ChunkLock(chunk))
+            {
+                int firstSlot;
+                try
+                {
+                    firstSlot = EnsureRun(chunk);
+                }
+                catch (InvalidOperationException)
+                {
+                    // Swap is full: the chunk keeps its RAM and its place; the caller sees no progress.
+                    lock (_lruLock) _evicting[chunk] = false;
+                    ReappendIfResident(chunk);
+                    throw;
+                }
+                if (_memory.BeginEviction(first, count) > 0)
+                {
+                    try
+                    {
+                        WriteEvictingRuns(first, count, firstSlot);
+                    }
+                    catch
+                    {
+                        _memory.CancelEviction(first, count);
+                        throw;
+                    }
+                    evicted = _memory.CompleteEviction(first, count, PageResidency.Swapped);
+                }
+                lock (_lruLock) _evicting[chunk] = false;
+                ReappendIfResident(chunk);
+            }
+        }
+        finally
+        {
+            if (evicted > 0) Statistics.PagedOut(evicted, sync);
+        }
+    }
+
+    private void WriteEvictingRuns(long first, int count, int firstSlot)
+    {
+        var i = 0;
+        while (i < count)
+        {
+            if (_memory.GetResidency(first + i) != PageResidency.Evicting) { i++; continue; }
+            var start = i;
+            while (i < count && _memory.GetResidency(first + i) == PageResidency.Evicting) i++;
+            _swap.WriteRun(firstSlot + start, i - start, _memory.GetRangeBytes(first + start, i - start));
+        }
+    }
+
+    private void ReappendIfResident(int chunk)
+    {
+        // Pages a vCPU first-touched while the chunk was being evicted kept their RAM: track them again.
+        if (CountIn(chunk, PageResidency.Resident) == 0) return;
+        lock (_lruLock)
+        {
+            if (!_evicting[chunk] && !_lru.Contains(chunk)) _lru.Append(chunk);
+        }
+    }
+
+    // Method 1: every Swapped page of the chunk comes in, in as few reads as the chunk's layout allows.
+    private void PageInChunk(int chunk, bool sync)
+    {
+        var first = FirstPage(chunk);
+        var count = PagesIn(chunk);
+        lock (ChunkLock(chunk))
+        {
+            var run = _runOfChunk[chunk];
+            if (run < 0) return;
+            var firstSlot = _runs.FirstSlot(run);
+            var paged = 0;
+            var i = 0;
+            while (i < count)
+            {
+                if (_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) { i++; continue; }
+                var start = i++;
+                while (i < count && !_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) i++;
+                try
+                {
+                    _swap.ReadRun(firstSlot + start, i - start, _memory.GetRangeBytes(first + start, i - start));
+                }
+                catch
+                {
+                    for (var p = start; p < i; p++) _memory.AbortInstall(first + p, PageResidency.Swapped);
+                    throw;
+                }
+                for (var p = start; p < i; p++) _memory.CompleteInstall(first + p, PageResidency.Swapped);
+                paged += i - start;
+            }
+            FreeRunIfUnused(chunk);
+            if (paged > 0) Statistics.PagedIn(paged, sync);
+        }
+    }
+
+    private void PageInOne(long page, bool sync)
+    {
+        lock (ChunkLock(ChunkOf(page)))
+        {
+            PageInLocked(page, sync);
+        }
+    }
+
+    private void PageInLocked(long page, bool sync)
+    {
+        var chunk = ChunkOf(page);
+        var dest = _memory.BeginInstall(page, PageResidency.Swapped);
+        if (dest.IsEmpty) return;
+        try
+        {
+            _swap.Read(SlotOf(page), dest);
+        }
+        catch
+        {
+            _memory.AbortInstall(page, PageResidency.Swapped);
+            throw;
+        }
+        _memory.CompleteInstall(page, PageResidency.Swapped);
+        Statistics.PagedIn(1, sync);
+        FreeRunIfUnused(chunk);
+    }
+
+    private void QueueRestOfChunk(int chunk)
+    {
+        if (Interlocked.Exchange(ref _pageInQueued[chunk], 1) != 0) return;
+        Interlocked.Increment(ref _pendingPageIns);
+        if (!_pageInQueue.Writer.TryWrite(chunk))
+        {
+            Interlocked.Decrement(ref _pendingPageIns);
+            Volatile.Write(ref _pageInQueued[chunk], 0);
+        }
+    }
+
+    private async Task PageInLoopAsync()
+    {
+        var reader = _pageInQueue.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(_lifetime.Token).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var chunk))
+                {
+                    Volatile.Write(ref _pageInQueued[chunk], 0);
+                    try
+                    {
+                        PageInRest(chunk);
+                    }
+                    catch (Exception e) when (e is IOException or InvalidOperationException)
+                    {
+                        // The faulting page is already in; the rest will fault in synchronously if touched.
+                        Volatile.Write(ref _lastBackgroundError, e);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref _pendingPageIns);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+        {
+        }
+    }
+
+    // Method 2's background half: the chunk's other Swapped pages, one lock hold per page so a vCPU faulting on one of them waits for one read, not the chunk.
+    private void PageInRest(int chunk)
+    {
+        var first = FirstPage(chunk);
+        var count = PagesIn(chunk);
+        for (var i = 0; i < count && !_lifetime.IsCancellationRequested; i++)
+        {
+            if (_memory.GetResidency(first + i) != PageResidency.Swapped) continue;
+            while (_memory.ResidentPages + 1 > _share && EvictOneChunk(sync: false))
+            {
+            }
+            PageInOne(first + i, sync: false);
+        }
+        SignalPageOut();
+    }
+
+    private async Task PageOutLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await _pageOutSignal.WaitAsync(_lifetime.Token).ConfigureAwait(false);
+                var attempts = ChunkCount;
+                try
+                {
+                    while (NeedsPageOut() && attempts-- > 0 && !_lifetime.IsCancellationRequested)
+                    {
+                        if (!EvictOneChunk(sync: false)) break;
+                    }
+                }
+                catch (Exception e) when (e is IOException or InvalidOperationException)
+                {
+                    // The thread must outlive a full or failing swap; the error stays visible to callers and tests.
+                    Volatile.Write(ref _lastBackgroundError, e);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task ScanLoopAsync()
+    {
+        using var timer = new PeriodicTimer(_options.AccessScanInterval, _options.TimeProvider);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_lifetime.Token).ConfigureAwait(false))
+                ScanAccessBits();
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+        {
+        }
+    }
+
+    // Caller holds the chunk's lock.
+    private int EnsureRun(int chunk)
+    {
+        var run = _runOfChunk[chunk];
+        if (run < 0)
+        {
+            if (!_runs.TryAllocate(out run))
+                throw new InvalidOperationException(
+                    $"private swap '{_swap.Path}' is full ({_runs.RunCount} chunks of {ChunkPages} pages; PrivateVirtualMemoryOptions.SwapPages).");
+            _runOfChunk[chunk] = run;
+        }
+        return _runs.FirstSlot(run);
+    }
+
+    // Caller holds the chunk's lock.
+    private void FreeRunIfUnused(int chunk)
+    {
+        var run = _runOfChunk[chunk];
+        if (run < 0 || CountIn(chunk, PageResidency.Swapped) > 0) return;
+        _runOfChunk[chunk] = -1;
+        _runs.Free(run);
+    }
+
+    private int SlotOf(long page)
+    {
+        var chunk = ChunkOf(page);
+        var run = _runOfChunk[chunk];
+        if (run < 0)
+            throw new InvalidOperationException($"page {page} is Swapped but its chunk {chunk} has no swap slots: the Swapped state was set outside this private memory.");
+        return _runs.FirstSlot(run) + (int)(page - FirstPage(chunk));
+    }
+
+    private int CountIn(int chunk, PageResidency residency)
+    {
+        var first = FirstPage(chunk);
+        var count = PagesIn(chunk);
+        var n = 0;
+        for (var i = 0; i < count; i++)
+        {
+            if (_memory.GetResidency(first + i) == residency) n++;
+        }
+        return n;
+    }
+
+    private int ChunkOf(long page) => (int)(page / ChunkPages);
+
+    private long FirstPage(int chunk) => (long)chunk * ChunkPages;
+
+    private int PagesIn(int chunk) => (int)Math.Min(ChunkPages, _memory.PageCount - FirstPage(chunk));
+
+    private Lock ChunkLock(int chunk) => _chunkLocks[chunk % _chunkLocks.Length];
+
+    private void CheckPage(long page)
+    {
+        if ((ulong)page >= (ulong)_memory.PageCount)
+            throw new ArgumentOutOfRangeException(nameof(page), page, $"page {page} is outside guest memory of {_memory.PageCount} pages.");
+    }
+
+    private struct TouchVisitor(bool[] touched, int[] list, int chunkPages, AtomicPageBitmap forward) : IPageVisitor
+    {
+        public int Count;
+
+        public void Visit(long page)
+        {
+            forward.Set(page);
+            var c = (int)(page / chunkPages);
+            if (touched[c]) return;
+            touched[c] = true;
+            list[Count++] = c;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+namespace MigrationFabric.Memory.Swap;
+
+/// <summary>How a private virtual memory pages: the VMemDirect asynchronous methods or plain OS-like swap.</summary>
+public enum PagingMode
+{
+    /// <summary>VMemDirect method 1: a fault pages the whole chunk in synchronously; page-outs run on the page-out thread.</summary>
+    AsyncMethod1,
+
+    /// <summary>VMemDirect method 2: a fault pages in only the faulting page; the rest of its chunk and the page-outs run asynchronously.</summary>
+    AsyncMethod2,
+
+    /// <summary>The baseline: plain OS swap. Page-outs happen synchronously under pressure, one page is paged in per fault, and placing a page that is swapped pages it in first.</summary>
+    Naive,
+}
+
+/// <summary>Options of a VM's private virtual memory (VMemDirect, seed 004).</summary>
+public sealed class PrivateVirtualMemoryOptions
+{
+    /// <summary>The VM's fixed physical share in pages. Default: the guest memory's <c>ResidentBudgetPages</c>.</summary>
+    public long? SharePages { get; set; }
+
+    /// <summary>Pages per chunk, the unit of the LRU and of method-1 page-in. Default 256 (1 MiB), as the paper.</summary>
+    public int ChunkPages { get; set; } = 256;
+
+    /// <summary>m: the LRU has 2^m chunk queues. Default 8, as the paper.</summary>
+    public int QueueBits { get; set; } = 8;
+
+    /// <summary>Paging method. Default <see cref="PagingMode.AsyncMethod1"/>.</summary>
+    public PagingMode Mode { get; set; } = PagingMode.AsyncMethod1;
+
+    /// <summary>Swap file to create (must not exist). Default: a new file in the temp directory, deleted when the memory is disposed.</summary>
+    public string? SwapFilePath { get; set; }
+
+    /// <summary>Pages the swap file can hold (rounded up to whole chunks). Default: the whole VM, so a page-out never finds it full.</summary>
+    public long? SwapPages { get; set; }
+
+    /// <summary>Pages the page-out thread keeps free below the share so page-ins rarely wait for a page-out. Default: one chunk.</summary>
+    public int? FreeReservePages { get; set; }
+
+    /// <summary>How often access bits are harvested into the LRU (an accessed chunk moves up). Default 100 ms.</summary>
+    public TimeSpan AccessScanInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Access scans between two agings of the LRU (2^m queues compressed into 2^(m-1)). Default 10 (once a second at the default interval).</summary>
+    public int ScansPerAging { get; set; } = 10;
+
+    /// <summary>Run the access scan on a timer; tests turn it off and call the scan themselves. Default true.</summary>
+    public bool ScanAccessBitsPeriodically { get; set; } = true;
+
+    /// <summary>Clock for the periodic access scan. Default <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Throws an exception naming the first invalid option for a memory of <paramref name="pageCount"/> pages.</summary>
+    public void Validate(long pageCount)
+    {
+        if (SharePages is { } s && (s <= 0 || s > pageCount))
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.SharePages must be within 1..{pageCount}, was {s}.", nameof(SharePages));
+        if (ChunkPages <= 0 || ChunkPages > 1 << 16)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.ChunkPages must be within 1..65536, was {ChunkPages}.", nameof(ChunkPages));
+        if (QueueBits is < 1 or > 16)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.QueueBits must be within 1..16, was {QueueBits}.", nameof(QueueBits));
+        if (!Enum.IsDefined(Mode))
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.Mode {(int)Mode} is not a paging mode.", nameof(Mode));
+        if (SwapPages is { } w && (w <= 0 || w > pageCount))
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages must be within 1..{pageCount}, was {w}.", nameof(SwapPages));
+        if (FreeReservePages is { } r && r < 0)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.FreeReservePages must not be negative, was {r}.", nameof(FreeReservePages));
+        if (AccessScanInterval <= TimeSpan.Zero)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.AccessScanInterval must be positive, was {AccessScanInterval}.", nameof(AccessScanInterval));
+        if (ScansPerAging <= 0)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.ScansPerAging must be positive, was {ScansPerAging}.", nameof(ScansPerAging));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+    }
+}
