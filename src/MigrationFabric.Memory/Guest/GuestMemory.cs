@@ -130,6 +130,16 @@ public sealed unsafe class GuestMemory : IDisposable
         return Cas(page, from, to);
     }
 
+    /// <summary><see cref="TryTransition"/> over pages [first, first + count); returns how many were in <paramref name="from"/> and moved.</summary>
+    public long TryTransitionRange(PageNumber first, long count, PageResidency from, PageResidency to)
+    {
+        CheckRange(first, count);
+        long moved = 0;
+        for (long p = first; p < first + count; p++)
+            if (TryTransition(p, from, to)) moved++;
+        return moved;
+    }
+
     /// <summary>Claims a non-resident page for filling: <paramref name="from"/> -> Installing. Exactly one caller wins.</summary>
     /// <returns>The page's bytes to fill, or an empty span if the page was not in <paramref name="from"/>.</returns>
     public Span<byte> BeginInstall(PageNumber page, PageResidency from)

@@ -20,7 +20,7 @@ public sealed class SoftwareMmu : IDisposable
     private int _control;
     private double _throttle;
     private IPageFaultHandler? _handler;
-    private long _faults, _coalesced, _firstTouches, _deflatesOnTouch;
+    private long _faults, _coalesced, _firstTouches, _deflatesOnTouch, _throttleSleeps;
 
     /// <summary>Creates the MMU of <paramref name="memory"/>.</summary>
     public SoftwareMmu(GuestMemory memory, IPageFaultHandler? faultHandler = null, SoftwareMmuOptions? options = null)
@@ -56,6 +56,9 @@ public sealed class SoftwareMmu : IDisposable
 
     /// <summary>Ballooned pages the guest touched and so took back from the balloon on demand.</summary>
     public long DeflatesOnTouch => Volatile.Read(ref _deflatesOnTouch);
+
+    /// <summary>Times a throttled vCPU gave up its slice (auto-converge at work).</summary>
+    public long ThrottleSleeps => Volatile.Read(ref _throttleSleeps);
 
     /// <summary>Whether vCPUs are held out of guest memory.</summary>
     public bool IsPaused => (Volatile.Read(ref _control) & ControlPaused) != 0;
@@ -137,6 +140,7 @@ public sealed class SoftwareMmu : IDisposable
             {
                 // Sleeping on a cancellation handle (not Thread.Sleep) so stop and dispose end the sleep at once.
                 var sleep = _options.ThrottleSlice * t;
+                Interlocked.Increment(ref _throttleSleeps);
                 vcpu.CancellationToken.WaitHandle.WaitOne(sleep);
                 vcpu.CancellationToken.ThrowIfCancellationRequested();
                 vcpu.RunStart = Stopwatch.GetTimestamp();

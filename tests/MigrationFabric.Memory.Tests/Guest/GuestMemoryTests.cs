@@ -173,6 +173,18 @@ public class GuestMemoryTests
     }
 
     [Fact]
+    public void A_fresh_destination_marks_every_page_remote_in_one_call()
+    {
+        using var m = new GuestMemory(Size);
+        m.TryInstall(0, PageResidency.Zero, Filled(1));
+        Assert.Equal(m.PageCount - 1, m.TryTransitionRange(0, m.PageCount, PageResidency.Zero, PageResidency.Remote));
+        Assert.Equal(m.PageCount - 1, m.CountOf(PageResidency.Remote));
+        Assert.Equal(1, m.CountOf(PageResidency.Resident));
+        Assert.Equal(0, m.CountOf(PageResidency.Zero));
+        Assert.Throws<ArgumentOutOfRangeException>(() => m.TryTransitionRange(1, m.PageCount, PageResidency.Zero, PageResidency.Remote));
+    }
+
+    [Fact]
     public void Observer_hears_every_page_that_becomes_resident()
     {
         using var m = new GuestMemory(Size);

@@ -343,8 +343,15 @@ public class SoftwareMmuTests
         mmu.SetThrottle(0.5);
         Assert.Equal(0.5, mmu.Throttle);
         using var cpu = mmu.CreateVcpu();
-        for (int i = 0; i < 20000; i++) cpu.WriteUInt64(8L * (i % 512), (ulong)i);
+        for (int i = 0; mmu.ThrottleSleeps < 3; i++)
+        {
+            Assert.True(i < 100_000_000, "a throttled vCPU never slept");
+            cpu.WriteUInt64(8L * (i % 512), (ulong)i);
+        }
         mmu.SetThrottle(0);
+        long sleeps = mmu.ThrottleSleeps;
+        for (int i = 0; i < 100_000; i++) cpu.WriteUInt64(8L * (i % 512), (ulong)i);
+        Assert.Equal(sleeps, mmu.ThrottleSleeps);
         Assert.Equal(0, mmu.Throttle);
     }
 
