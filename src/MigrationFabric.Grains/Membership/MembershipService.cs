@@ -25,7 +25,6 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     private readonly Dictionary<SiloAddress, int> _missedProbes = new();
     private readonly List<Task> _loops = [];
     private MembershipSnapshot _current = MembershipSnapshot.Empty;
-    private DateTimeOffset _lastFullRead;
     private int _started;
     private int _selfDead;
     private int _leaving;
@@ -128,7 +127,6 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
         var data = await _table.ReadAllAsync(cancellationToken).ConfigureAwait(false);
-        _lastFullRead = _time.GetUtcNow();
         Apply(data);
     }
 
@@ -242,7 +240,14 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         if (selfDead)
         {
             LogSelfDead(_logger, Self);
-            _stop.Cancel();
+            try
+            {
+                _stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Already disposed: the loops are gone anyway.
+            }
             var handler = SelfDeclaredDead;
             if (handler is not null)
                 _ = Task.Run(() => handler(Self));
@@ -287,20 +292,23 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     private async Task PollLoopAsync(CancellationToken stop)
     {
         using var timer = new PeriodicTimer(_options.TableVersionPollPeriod, _time);
+        DateTimeOffset lastPeriodic = _time.GetUtcNow();
         while (await WaitTickAsync(timer, stop).ConfigureAwait(false))
         {
             try
             {
-                bool full = _time.GetUtcNow() - _lastFullRead >= _options.TableRefreshTimeout;
-                if (!full)
+                var now = _time.GetUtcNow();
+                if (now - lastPeriodic >= _options.TableRefreshTimeout)
                 {
-                    var version = await _table.ReadVersionAsync(stop).ConfigureAwait(false);
-                    if (version.Version == Current.Version)
-                        continue;
-                }
-                await RefreshAsync(stop).ConfigureAwait(false);
-                if (full)
+                    // Heartbeats move no version, so stale ones are only seen by this periodic full read.
+                    lastPeriodic = now;
+                    await RefreshAsync(stop).ConfigureAwait(false);
                     await CheckStaleHeartbeatsAsync(stop).ConfigureAwait(false);
+                    continue;
+                }
+                var version = await _table.ReadVersionAsync(stop).ConfigureAwait(false);
+                if (version.Version != Current.Version)
+                    await RefreshAsync(stop).ConfigureAwait(false);
             }
             catch (Exception e) when (!stop.IsCancellationRequested)
             {
@@ -406,7 +414,6 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         while (!stop.IsCancellationRequested)
         {
             var data = await _table.ReadAllAsync(stop).ConfigureAwait(false);
-            _lastFullRead = _time.GetUtcNow();
             Apply(data);
             if (IsDeclaredDead)
                 return;

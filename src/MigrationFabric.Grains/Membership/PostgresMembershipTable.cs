@@ -63,7 +63,7 @@ public sealed class PostgresMembershipTable : IMembershipTable, IAsyncDisposable
             """);
         command.Parameters.AddWithValue("c", _clusterId);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        return await SqliteMembershipTable.ReadRowsAsync(reader, _clusterId, cancellationToken).ConfigureAwait(false);
+        return await MembershipRowReader.ReadAsync(reader, _clusterId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -72,7 +72,7 @@ public sealed class PostgresMembershipTable : IMembershipTable, IAsyncDisposable
         await using var command = _dataSource.CreateCommand("SELECT version FROM mf_membership_version WHERE cluster_id = @c");
         command.Parameters.AddWithValue("c", _clusterId);
         var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-        return value is long v ? SqliteMembershipTable.Version(v) : throw SqliteMembershipTable.NotInitialized(_clusterId);
+        return value is long v ? MembershipRowReader.Version(v) : throw MembershipRowReader.NotInitialized(_clusterId);
     }
 
     /// <inheritdoc />

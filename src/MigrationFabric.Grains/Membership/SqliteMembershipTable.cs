@@ -1,4 +1,3 @@
-using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using MigrationFabric.Grains.Storage;
 
@@ -61,8 +60,15 @@ public sealed class SqliteMembershipTable : IMembershipTable
             WHERE v.cluster_id = $c
             """;
         command.Parameters.AddWithValue("$c", _clusterId);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        return await ReadRowsAsync(reader, _clusterId, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            return await MembershipRowReader.ReadAsync(reader, _clusterId, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SqliteException e) when (IsMissingTable(e))
+        {
+            throw MembershipRowReader.NotInitialized(_clusterId, e);
+        }
     }
 
     /// <inheritdoc />
@@ -72,8 +78,16 @@ public sealed class SqliteMembershipTable : IMembershipTable
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT version FROM mf_membership_version WHERE cluster_id = $c";
         command.Parameters.AddWithValue("$c", _clusterId);
-        var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-        return value is long v ? Version(v) : throw NotInitialized(_clusterId);
+        object? value;
+        try
+        {
+            value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (SqliteException e) when (IsMissingTable(e))
+        {
+            throw MembershipRowReader.NotInitialized(_clusterId, e);
+        }
+        return value is long v ? MembershipRowReader.Version(v) : throw MembershipRowReader.NotInitialized(_clusterId);
     }
 
     /// <inheritdoc />
@@ -161,30 +175,6 @@ public sealed class SqliteMembershipTable : IMembershipTable
         return true;
     }
 
-    /// <summary>Reads rows of <c>version, silo, status, start, alive, suspicions, name, etag</c> (row columns null when the cluster has none).</summary>
-    internal static async Task<MembershipTableData> ReadRowsAsync(DbDataReader reader, string clusterId, CancellationToken cancellationToken)
-    {
-        long? version = null;
-        var rows = new List<MembershipRow>();
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            version = reader.GetInt64(0);
-            if (reader.IsDBNull(1))
-                continue;
-            var entry = new MembershipEntry(
-                SiloAddress.Parse(reader.GetString(1)),
-                SuspicionCodec.Status(reader.GetInt64(2)),
-                SuspicionCodec.Ticks(reader.GetInt64(3)),
-                SuspicionCodec.Ticks(reader.GetInt64(4)),
-                SuspicionCodec.Decode(reader.GetString(5)),
-                reader.GetString(6));
-            rows.Add(new MembershipRow(entry, reader.GetString(7)));
-        }
-        return version is long v ? new MembershipTableData(rows, Version(v)) : throw NotInitialized(clusterId);
-    }
-
-    internal static TableVersion Version(long v) => new(v, v.ToString(System.Globalization.CultureInfo.InvariantCulture));
-
-    internal static MembershipTableException NotInitialized(string clusterId) =>
-        new($"Membership table of cluster '{clusterId}' has no version row: call InitializeAsync first.");
+    private static bool IsMissingTable(SqliteException e) =>
+        e.SqliteErrorCode == 1 && e.Message.Contains("no such table", StringComparison.OrdinalIgnoreCase);
 }

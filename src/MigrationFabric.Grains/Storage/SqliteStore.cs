@@ -29,6 +29,13 @@ internal static class SqliteStore
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            // SQLite's own busy handler retries a locked file within milliseconds; without it the
+            // provider's coarse retry lets one process run whole bursts while the others sleep.
+            await using (var pragma = connection.CreateCommand())
+            {
+                pragma.CommandText = $"PRAGMA busy_timeout = {connection.DefaultTimeout * 1000};";
+                await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
             return connection;
         }
         catch

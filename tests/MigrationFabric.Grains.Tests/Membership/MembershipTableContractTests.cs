@@ -290,6 +290,15 @@ public sealed class SqliteMembershipTableTests : MembershipTableContractTests, I
     }
 
     [Fact]
+    public async Task Reading_a_file_that_was_never_initialized_says_what_is_missing()
+    {
+        var table = new SqliteMembershipTable(_dir.NewFile("empty"), "c");
+        var e = await Assert.ThrowsAsync<MembershipTableException>(() => table.ReadAllAsync(CancellationToken.None));
+        Assert.Contains("InitializeAsync", e.Message);
+        await Assert.ThrowsAsync<MembershipTableException>(() => table.ReadVersionAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public async Task The_file_is_in_WAL_mode()
     {
         await OpenTableAsync("wal");
