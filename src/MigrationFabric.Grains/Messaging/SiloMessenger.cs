@@ -30,8 +30,14 @@ internal sealed class SiloMessenger(SiloRuntime runtime, ISiloTransport transpor
 {
     // ---- outgoing ---------------------------------------------------------------------------------
 
-    public async Task<object?> CallGrainAsync(SiloAddress target, MessageKind kind, GrainId id, GrainInterfaceDescriptor descriptor,
-        GrainMethodDescriptor method, object?[] args, string? traceParent, string? traceState, CancellationToken cancellationToken)
+    public Task<object?> CallGrainAsync(SiloAddress target, MessageKind kind, GrainId id, GrainInterfaceDescriptor descriptor,
+        GrainMethodDescriptor method, object?[] args, string? traceParent, string? traceState, CancellationToken cancellationToken) =>
+        SendGrainCallAsync(transport, target, kind, id, descriptor, method, args, traceParent, traceState, cancellationToken);
+
+    /// <summary>Encodes a grain call, sends it and decodes the response (shared with the cluster client).</summary>
+    public static async Task<object?> SendGrainCallAsync(ISiloTransport transport, SiloAddress target, MessageKind kind, GrainId id,
+        GrainInterfaceDescriptor descriptor, GrainMethodDescriptor method, object?[] args, string? traceParent, string? traceState,
+        CancellationToken cancellationToken)
     {
         var w = new GrainWriter();
         w.WriteByte((byte)kind);
@@ -203,6 +209,7 @@ internal sealed class SiloMessenger(SiloRuntime runtime, ISiloTransport transpor
 
     private async Task HandleCoreAsync(ReadOnlyMemory<byte> request, GrainWriter w, CancellationToken cancellationToken)
     {
+        if (request.IsEmpty) throw new GrainSerializationException("the request is empty");
         var kind = (MessageKind)request.Span[0];
         switch (kind)
         {
