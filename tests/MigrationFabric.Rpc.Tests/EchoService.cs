@@ -25,6 +25,9 @@ public sealed class EchoService
     /// <summary>Set when a handler's cancellation token fires (observed by cancellation tests).</summary>
     public TaskCompletionSource<ServerCallContext> Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Set when a handler starts waiting out a request's delay_ms (so tests cancel a call the server is surely running).</summary>
+    public TaskCompletionSource<ServerCallContext> Delaying { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>The service definition bound to this instance.</summary>
     public RpcServiceDefinition CreateDefinition() =>
         RpcServiceDefinition.CreateBuilder(Descriptor)
@@ -96,6 +99,7 @@ public sealed class EchoService
 
         if (request.DelayMs > 0)
         {
+            Delaying.TrySetResult(context);
             try
             {
                 await Task.Delay(request.DelayMs, context.CancellationToken).ConfigureAwait(false);

@@ -537,6 +537,9 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
                 throw new InvalidOperationException("A streaming request body cannot be sent twice.");
             }
 
+            // SocketsHttpHandler holds the HEADERS frame until body bytes are flushed; a streaming call must
+            // reach the server before its first write (the server may answer first, or the client may only read).
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
             _call.AttachRequestStream(stream);
             await _call.RequestCompleted.WaitAsync(cancellationToken).ConfigureAwait(false);
         }

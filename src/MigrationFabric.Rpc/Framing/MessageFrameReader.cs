@@ -53,15 +53,17 @@ public static class MessageFrameReader
             if (result.IsCompleted)
             {
                 var remaining = buffer.Length;
-                reader.AdvanceTo(buffer.End);
                 if (remaining == 0)
                 {
+                    reader.AdvanceTo(buffer.End);
                     return null;
                 }
 
-                throw new RpcException(StatusCode.Internal, remaining < GrpcProtocol.FrameHeaderSize
+                var detail = remaining < GrpcProtocol.FrameHeaderSize
                     ? $"Incomplete message: the stream ended inside a frame header ({remaining} of {GrpcProtocol.FrameHeaderSize} bytes)."
-                    : $"Incomplete message: the stream ended after {remaining - GrpcProtocol.FrameHeaderSize} of {ReadLength(buffer)} payload bytes.");
+                    : $"Incomplete message: the stream ended after {remaining - GrpcProtocol.FrameHeaderSize} of {ReadLength(buffer)} payload bytes.";
+                reader.AdvanceTo(buffer.End);
+                throw new RpcException(StatusCode.Internal, detail);
             }
 
             // Nothing consumed, everything examined: the next read returns only when more bytes arrive.

@@ -14,6 +14,7 @@ public sealed class ServerCallContext : IDisposable
     private readonly HttpContext _http;
     private readonly RpcServerOptions _options;
     private readonly CancellationTokenSource _callCts;
+    private readonly CancellationToken _callToken;
     private readonly ITimer? _deadlineTimer;
     private int _deadlineExceeded;
     private bool _headersPrepared;
@@ -26,6 +27,7 @@ public sealed class ServerCallContext : IDisposable
         MethodInfo = method;
         RequestHeaders = MetadataHeaders.FromRequest(http.Request.Headers);
         _callCts = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+        _callToken = _callCts.Token; // Captured: handlers may hold the context after the call ended and the source was disposed.
         Deadline = DateTime.MaxValue;
         if (GrpcTimeout.TryParse(http.Request.Headers[GrpcProtocol.TimeoutHeader], out var timeout))
         {
@@ -73,7 +75,7 @@ public sealed class ServerCallContext : IDisposable
     public Status Status { get; set; } = Status.Ok;
 
     /// <summary>Cancelled when the client cancels or resets the stream, the connection drops, or the deadline passes.</summary>
-    public CancellationToken CancellationToken => _callCts.Token;
+    public CancellationToken CancellationToken => _callToken;
 
     /// <summary>The certificate the client presented over TLS, if any.</summary>
     public X509Certificate2? ClientCertificate => _http.Connection.ClientCertificate;
