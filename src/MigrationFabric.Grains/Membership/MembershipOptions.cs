@@ -18,7 +18,7 @@ public sealed class MembershipOptions
     /// <summary>Age after which a suspicion vote no longer counts. Default 120 s.</summary>
     public TimeSpan DeathVoteExpirationTimeout { get; set; } = TimeSpan.FromSeconds(120);
 
-    /// <summary>How often a silo writes its heartbeat (IAmAlive) to the table. Default 30 s.</summary>
+    /// <summary>How often a silo writes its heartbeat (IAmAlive) to the table (Orleans: IAmAliveTablePublishTimeout). Default 30 s.</summary>
     public TimeSpan IAmAlivePublishPeriod { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Heartbeat periods a silo may miss before any other silo declares it dead from the table alone. Default 3.</summary>

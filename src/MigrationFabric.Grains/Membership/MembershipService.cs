@@ -15,6 +15,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     private readonly IMembershipTable _table;
     private readonly IProbe _probe;
     private readonly MembershipOptions _options;
+    private readonly SuspicionPolicy _policy;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly string _siloName;
@@ -38,7 +39,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(probe);
         _options = options ?? new MembershipOptions();
-        _options.Validate();
+        _policy = new SuspicionPolicy(_options);
         Self = self;
         _table = table;
         _probe = probe;
@@ -420,19 +421,16 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             var row = data.Find(target);
             if (row is null || row.Entry.Status == SiloStatus.Dead)
                 return;
-            var now = _time.GetUtcNow();
-            var votes = row.Entry.FreshVotes(now, _options.DeathVoteExpirationTimeout).Where(v => !v.Voter.Equals(Self)).ToList();
-            votes.Add(new SuspicionVote(Self, now));
             int active = data.Rows.Count(r => r.Entry.Status == SiloStatus.Active);
-            int required = Math.Max(1, Math.Min(_options.NumVotesForDeathDeclaration, (active + 1) / 2));
-            bool kill = declareNow || votes.Count >= required;
-            var entry = row.Entry with { Suspicions = votes, Status = kill ? SiloStatus.Dead : row.Entry.Status };
+            var decision = _policy.Vote(row.Entry, Self, _time.GetUtcNow(), active);
+            bool kill = declareNow || decision.DeclareDead;
+            var entry = row.Entry with { Suspicions = decision.Votes, Status = kill ? SiloStatus.Dead : row.Entry.Status };
             if (await _table.UpdateRowAsync(entry, row.Etag, data.Version.Next(), stop).ConfigureAwait(false))
             {
                 if (kill)
-                    LogDeclaredDead(_logger, target, Self, $"{reason}, {votes.Count}/{required} votes");
+                    LogDeclaredDead(_logger, target, Self, $"{reason}, {decision.Votes.Count}/{decision.RequiredVotes} votes");
                 else
-                    LogVoted(_logger, Self, target, votes.Count, required);
+                    LogVoted(_logger, Self, target, decision.Votes.Count, decision.RequiredVotes);
                 await RefreshAsync(stop).ConfigureAwait(false);
                 return;
             }
