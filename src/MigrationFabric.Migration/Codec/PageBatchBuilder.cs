@@ -1,0 +1,202 @@
+using System.Buffers;
+using System.IO.Compression;
+using Google.Protobuf;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Integrity;
+using MigrationFabric.Memory.Pages;
+
+namespace MigrationFabric.Migration.Codec;
+
+/// <summary>Accumulates pages into one wire batch in pooled buffers: zero pages as a flag, a checksum per page, optional deflate.</summary>
+/// <remarks>
+/// Each page is copied once, from guest memory into the pooled payload, and hashed from that copy, so the
+/// checksum always matches what travels even while vCPUs keep writing the page. <see cref="Build"/> hands the
+/// buffers to an <see cref="EncodedBatch"/> (which returns them to the pool when disposed) and rents new ones.
+/// </remarks>
+public sealed class PageBatchBuilder
+{
+    private readonly int _capacity;
+    private readonly PageCompression _compression;
+    private byte[] _payload;
+    private byte[] _flags;
+    private long[] _pages;
+    private ulong[] _checksums;
+    private uint[] _lengths;
+    private int _count;
+    private int _payloadLength;
+    private bool _anyCompressed;
+    private byte[]? _scratch;
+    private MemoryStream? _deflated;
+
+    /// <summary>Creates a builder of batches of at most <paramref name="capacityPages"/> pages.</summary>
+    public PageBatchBuilder(int capacityPages, PageCompression compression = PageCompression.None)
+    {
+        if (capacityPages < 1 || capacityPages > 1024)
+            throw new ArgumentOutOfRangeException(nameof(capacityPages), capacityPages, "a batch holds 1 to 1024 pages.");
+        _capacity = capacityPages;
+        _compression = compression;
+        (_payload, _flags, _pages, _checksums, _lengths) = Rent(capacityPages);
+    }
+
+    /// <summary>Pages in the batch being built.</summary>
+    public int Count => _count;
+
+    /// <summary>Whether the batch holds <see cref="Capacity"/> pages.</summary>
+    public bool IsFull => _count == _capacity;
+
+    /// <summary>Most pages per batch.</summary>
+    public int Capacity => _capacity;
+
+    /// <summary>Payload bytes so far.</summary>
+    public int PayloadBytes => _payloadLength;
+
+    /// <summary>Adds page <paramref name="page"/> with <paramref name="contents"/> (4096 bytes), which may be changing under running vCPUs.</summary>
+    public void AddPage(long page, ReadOnlySpan<byte> contents, byte extraFlags = PageFlags.None)
+    {
+        if (contents.Length != Page.Size) throw new ArgumentException($"a page is {Page.Size} bytes, got {contents.Length}.", nameof(contents));
+        CheckRoom();
+        if (_compression == PageCompression.None)
+        {
+            var copy = _payload.AsSpan(_payloadLength, Page.Size);
+            contents.CopyTo(copy);
+            if (!copy.ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
+            _payloadLength += Page.Size;
+            Append(page, extraFlags, Xxh64.Hash(copy), 0);
+            return;
+        }
+        _scratch ??= new byte[Page.Size];
+        contents.CopyTo(_scratch);
+        if (!_scratch.AsSpan().ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
+        ulong checksum = Xxh64.Hash(_scratch);
+        int compressed = Deflate(_scratch, _payload.AsSpan(_payloadLength, Page.Size));
+        if (compressed > 0)
+        {
+            _payloadLength += compressed;
+            _anyCompressed = true;
+            Append(page, PageFlags.Compressed | extraFlags, checksum, (uint)compressed);
+            return;
+        }
+        _scratch.CopyTo(_payload.AsSpan(_payloadLength, Page.Size));
+        _payloadLength += Page.Size;
+        Append(page, extraFlags, checksum, 0);
+    }
+
+    /// <summary>Adds a page known to be all zeroes (never touched, ballooned) without reading it.</summary>
+    public void AddZeroPage(long page, byte extraFlags = PageFlags.None)
+    {
+        CheckRoom();
+        Append(page, (byte)(PageFlags.Zero | extraFlags), PageDigest.ZeroPage, 0);
+    }
+
+    /// <summary>Makes the wire batch of the pages added so far and starts an empty one; the batch owns the buffers until disposed.</summary>
+    public EncodedBatch Build(uint round)
+    {
+        var batch = new PageBatch
+        {
+            Round = round,
+            Flags = UnsafeByteOperations.UnsafeWrap(_flags.AsMemory(0, _count)),
+            Payload = UnsafeByteOperations.UnsafeWrap(_payload.AsMemory(0, _payloadLength)),
+        };
+        batch.PageNumbers.Capacity = _count;
+        batch.Checksums.Capacity = _count;
+        for (int i = 0; i < _count; i++)
+        {
+            batch.PageNumbers.Add((ulong)_pages[i]);
+            batch.Checksums.Add(_checksums[i]);
+        }
+        if (_anyCompressed)
+        {
+            batch.Lengths.Capacity = _count;
+            for (int i = 0; i < _count; i++) batch.Lengths.Add(_lengths[i]);
+        }
+        var encoded = new EncodedBatch(batch, _count, _payloadLength, _payload, _flags, _pages, _checksums, _lengths);
+        (_payload, _flags, _pages, _checksums, _lengths) = Rent(_capacity);
+        _count = 0;
+        _payloadLength = 0;
+        _anyCompressed = false;
+        return encoded;
+    }
+
+    private void Append(long page, int flags, ulong checksum, uint length)
+    {
+        _pages[_count] = page;
+        _flags[_count] = (byte)flags;
+        _checksums[_count] = checksum;
+        _lengths[_count] = length;
+        _count++;
+    }
+
+    private void CheckRoom()
+    {
+        if (_count == _capacity) throw new InvalidOperationException($"the batch is full ({_capacity} pages): Build it first.");
+    }
+
+    // Deflates one page into destination; 0 when the result would not be smaller than the page.
+    private int Deflate(byte[] page, Span<byte> destination)
+    {
+        _deflated ??= new MemoryStream(2 * Page.Size);
+        _deflated.SetLength(0);
+        using (var deflate = new DeflateStream(_deflated, CompressionLevel.Fastest, leaveOpen: true))
+            deflate.Write(page, 0, page.Length);
+        int length = (int)_deflated.Length;
+        if (length >= Page.Size - 64) return 0;
+        _deflated.GetBuffer().AsSpan(0, length).CopyTo(destination);
+        return length;
+    }
+
+    private static (byte[], byte[], long[], ulong[], uint[]) Rent(int pages) => (
+        ArrayPool<byte>.Shared.Rent(pages * Page.Size),
+        ArrayPool<byte>.Shared.Rent(pages),
+        ArrayPool<long>.Shared.Rent(pages),
+        ArrayPool<ulong>.Shared.Rent(pages),
+        ArrayPool<uint>.Shared.Rent(pages));
+}
+
+/// <summary>A wire batch and the pooled buffers its payload points into; dispose it once the batch is written.</summary>
+public sealed class EncodedBatch : IDisposable
+{
+    private byte[]? _payload;
+    private readonly byte[] _flags;
+    private readonly long[] _pages;
+    private readonly ulong[] _checksums;
+    private readonly uint[] _lengths;
+
+    internal EncodedBatch(PageBatch batch, int pages, int payloadBytes, byte[] payload, byte[] flags, long[] pageNumbers, ulong[] checksums, uint[] lengths)
+    {
+        Batch = batch;
+        Pages = pages;
+        PayloadBytes = payloadBytes;
+        _payload = payload;
+        _flags = flags;
+        _pages = pageNumbers;
+        _checksums = checksums;
+        _lengths = lengths;
+    }
+
+    /// <summary>The message (its payload and flags alias pooled buffers: valid until <see cref="Dispose"/>).</summary>
+    public PageBatch Batch { get; }
+
+    /// <summary>Pages in the batch.</summary>
+    public int Pages { get; }
+
+    /// <summary>Payload bytes.</summary>
+    public int PayloadBytes { get; }
+
+    /// <summary>The page numbers, for bookkeeping without touching the message.</summary>
+    public ReadOnlySpan<long> PageNumbers => _pages.AsSpan(0, Pages);
+
+    /// <summary>The checksums, same order.</summary>
+    public ReadOnlySpan<ulong> Checksums => _checksums.AsSpan(0, Pages);
+
+    /// <summary>Returns the buffers to the pool.</summary>
+    public void Dispose()
+    {
+        var payload = Interlocked.Exchange(ref _payload, null);
+        if (payload is null) return;
+        ArrayPool<byte>.Shared.Return(payload);
+        ArrayPool<byte>.Shared.Return(_flags);
+        ArrayPool<long>.Shared.Return(_pages);
+        ArrayPool<ulong>.Shared.Return(_checksums);
+        ArrayPool<uint>.Shared.Return(_lengths);
+    }
+}

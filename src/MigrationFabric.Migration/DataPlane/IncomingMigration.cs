@@ -1,0 +1,326 @@
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Integrity;
+using MigrationFabric.Memory.Metrics;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Migration.Codec;
+
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>Where an incoming migration stands at the destination.</summary>
+public enum IncomingPhase
+{
+    /// <summary>Receiving pages; the VM runs at the source.</summary>
+    Receiving,
+
+    /// <summary>Resumed here; pages still arriving from the source (post-copy).</summary>
+    PostCopy,
+
+    /// <summary>Resumed here with every page in place; waiting for the integrity check.</summary>
+    Resumed,
+
+    /// <summary>Verified: the VM is here and its memory equals the source's at switch-over.</summary>
+    Completed,
+
+    /// <summary>Failed (see <see cref="IncomingMigration.Completion"/>).</summary>
+    Failed,
+}
+
+/// <summary>The destination's side of one migration: installs arriving pages into guest memory, takes the switch-over, answers the integrity check.</summary>
+/// <remarks>
+/// Every page installed is hashed from guest memory right after its one copy (that is the arrival check), and
+/// the hash is kept per page: the integrity check compares those with the source's digests at switch-over.
+/// Nothing else writes this memory before resume, and after resume only pages still remote arrive, so the
+/// table is exactly the memory the VM resumed with.
+/// </remarks>
+public sealed class IncomingMigration
+{
+    private readonly ulong[] _digests;
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _allArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _lock = new();
+    private long _remaining;
+    private long _mismatches;
+    private long _pagesApplied;
+    private int _phase;
+    private RemotePageFaultHandler? _faults;
+
+    /// <summary>Prepares to receive VM <paramref name="vm"/> into <paramref name="memory"/> (fresh: every page Zero) whose vCPUs run on <paramref name="mmu"/>.</summary>
+    public IncomingMigration(string migrationId, string vm, GuestMemory memory, SoftwareMmu mmu, IncomingMigrationOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(migrationId);
+        ArgumentException.ThrowIfNullOrEmpty(vm);
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentNullException.ThrowIfNull(mmu);
+        if (mmu.Memory != memory) throw new ArgumentException("the MMU must translate into the destination memory.", nameof(mmu));
+        Options = options ?? new();
+        Options.Validate();
+        MigrationId = migrationId;
+        Vm = vm;
+        Memory = memory;
+        Mmu = mmu;
+        _digests = new ulong[memory.PageCount];
+    }
+
+    /// <summary>The migration's id.</summary>
+    public string MigrationId { get; }
+
+    /// <summary>The VM.</summary>
+    public string Vm { get; }
+
+    /// <summary>The destination's guest memory.</summary>
+    public GuestMemory Memory { get; }
+
+    /// <summary>The destination's MMU (its fault handler is set for post-copy).</summary>
+    public SoftwareMmu Mmu { get; }
+
+    /// <summary>The options.</summary>
+    public IncomingMigrationOptions Options { get; }
+
+    /// <summary>Where it stands.</summary>
+    public IncomingPhase Phase => (IncomingPhase)Volatile.Read(ref _phase);
+
+    /// <summary>Completes when verified; faults with <see cref="MigrationAbortedException"/>, <see cref="MigrationIntegrityException"/>, <see cref="MigrationSourceLostException"/> or the stream error.</summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>Pages installed from streams and faults.</summary>
+    public long PagesApplied => Volatile.Read(ref _pagesApplied);
+
+    /// <summary>Pages still at the source (post-copy).</summary>
+    public long PagesRemaining => Volatile.Read(ref _remaining);
+
+    /// <summary>Remote fault latency at this destination (post-copy), nanoseconds.</summary>
+    public LatencyHistogram RemoteFaultLatency { get; } = new();
+
+    /// <summary>Remote faults taken.</summary>
+    public long RemoteFaults => RemoteFaultLatency.Count;
+
+    /// <summary>The device state received at switch-over.</summary>
+    public ReadOnlyMemory<byte> DeviceState { get; private set; }
+
+    internal bool IsFinished => Phase is IncomingPhase.Completed or IncomingPhase.Failed;
+
+    /// <summary>Installs one received batch; throws <see cref="PageChecksumException"/> or <see cref="PageBatchFormatException"/> on bad input.</summary>
+    internal int Apply(PageBatch batch)
+    {
+        var reader = new PageBatchReader(batch, Memory.PageCount);
+        bool postCopy = Phase == IncomingPhase.PostCopy;
+        if (!postCopy && Phase != IncomingPhase.Receiving)
+            throw new InvalidOperationException($"migration {MigrationId} is {Phase}: no more pages are expected.");
+        int applied = 0;
+        while (reader.TryRead(out var entry))
+            if (postCopy ? InstallRemote(entry, mustBeResident: false) : InstallPreCopy(entry)) applied++;
+        Interlocked.Add(ref _pagesApplied, applied);
+        return applied;
+    }
+
+    private bool InstallPreCopy(in PageBatchEntry entry)
+    {
+        long page = entry.Page;
+        var state = Memory.GetResidency(page);
+        if (entry.IsZero)
+        {
+            entry.VerifyZero();
+            if (state == PageResidency.Resident) Memory.TryDiscard(page, PageResidency.Zero);
+        }
+        else if (state == PageResidency.Resident)
+        {
+            entry.DecodeInto(Memory.GetPageBytes(page));
+        }
+        else
+        {
+            var target = Memory.BeginInstall(page, state);
+            if (target.IsEmpty) throw new InvalidOperationException($"page {page} is {Memory.GetResidency(page)} at the destination during pre-copy.");
+            try { entry.DecodeInto(target); }
+            catch { Memory.AbortInstall(page, state); throw; }
+            Memory.CompleteInstall(page, state);
+        }
+        _digests[page] = entry.Checksum;
+        return true;
+    }
+
+    /// <summary>Installs a page that is Remote here; false if it is not Remote any more (a fault or another push won).</summary>
+    internal bool InstallRemote(in PageBatchEntry entry, bool mustBeResident)
+    {
+        long page = entry.Page;
+        if (entry.IsZero && !mustBeResident)
+        {
+            entry.VerifyZero();
+            if (!Memory.TryTransition(page, PageResidency.Remote, PageResidency.Zero)) return false;
+        }
+        else
+        {
+            var target = Memory.BeginInstall(page, PageResidency.Remote);
+            if (target.IsEmpty) return false;
+            try { entry.DecodeInto(target); }
+            catch { Memory.AbortInstall(page, PageResidency.Remote); throw; }
+            Memory.CompleteInstall(page, PageResidency.Remote);
+        }
+        _digests[page] = entry.Checksum;
+        if (Interlocked.Decrement(ref _remaining) == 0) _allArrived.TrySetResult();
+        return true;
+    }
+
+    internal async Task<SwitchOverResponse> SwitchOverAsync(SwitchOverRequest request, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (Phase != IncomingPhase.Receiving)
+                throw new InvalidOperationException($"migration {MigrationId} is {Phase}, not receiving: switch-over happens once.");
+        }
+        long pending = 0;
+        var bits = request.PendingPages.Span;
+        if (bits.Length != 0 && bits.Length != (Memory.PageCount + 7) / 8)
+            throw new ArgumentException($"pending_pages has {bits.Length} bytes; a VM of {Memory.PageCount} pages needs {(Memory.PageCount + 7) / 8}.");
+        for (long p = 0; p < Memory.PageCount && bits.Length != 0; p++)
+        {
+            if ((bits[(int)(p >> 3)] & (1 << (int)(p & 7))) == 0) continue;
+            var state = Memory.GetResidency(p);
+            if (state == PageResidency.Resident)
+            {
+                Memory.BeginEviction(p, 1);
+                Memory.CompleteEviction(p, 1, PageResidency.Remote);
+            }
+            else if (!Memory.TryTransition(p, state, PageResidency.Remote))
+                throw new InvalidOperationException($"page {p} is {state} at the destination and cannot be marked remote.");
+            _digests[p] = 0;
+            pending++;
+        }
+        if ((ulong)pending != request.PendingCount)
+            throw new ArgumentException($"pending_count says {request.PendingCount} but the bitmap has {pending} pages.");
+        if (pending > 0)
+        {
+            var address = Options.SourceAddressOverride
+                ?? (Uri.TryCreate(request.SourceAddress, UriKind.Absolute, out var a) ? a : throw new ArgumentException($"source_address '{request.SourceAddress}' is not an absolute URI; post-copy needs it."));
+            _faults = new RemotePageFaultHandler(this, address, (int)Math.Min(request.Prefetch, 256));
+            Mmu.FaultHandler = _faults;
+        }
+        Volatile.Write(ref _remaining, pending);
+        if (pending == 0) _allArrived.TrySetResult();
+        DeviceState = request.DeviceState.Memory;
+        Volatile.Write(ref _phase, (int)(pending > 0 ? IncomingPhase.PostCopy : IncomingPhase.Resumed));
+        if (Options.Resume is { } resume) await resume(DeviceState, cancellationToken).ConfigureAwait(false);
+        return new SwitchOverResponse { PendingCount = (ulong)pending };
+    }
+
+    internal async Task<VerifyPagesResponse> VerifyAsync(VerifyPagesRequest request, CancellationToken cancellationToken)
+    {
+        if (Phase is IncomingPhase.Receiving) throw new InvalidOperationException($"migration {MigrationId} has not switched over: nothing to verify yet.");
+        if (request.FirstPage + (ulong)request.Digests.Count > (ulong)Memory.PageCount)
+            throw new ArgumentException($"digests for pages [{request.FirstPage}, {request.FirstPage + (ulong)request.Digests.Count}) go beyond the VM's {Memory.PageCount} pages.");
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _completionCancel.Token))
+        {
+            timeout.CancelAfter(Options.ArrivalTimeout);
+            try { await _allArrived.Task.WaitAsync(timeout.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                if (_completion.Task.IsFaulted) throw _completion.Task.Exception!.InnerException!;
+                throw new TimeoutException($"migration {MigrationId}: {PagesRemaining} pages still had not arrived after {Options.ArrivalTimeout}.");
+            }
+        }
+        var response = new VerifyPagesResponse();
+        long first = (long)request.FirstPage;
+        for (int i = 0; i < request.Digests.Count; i++)
+        {
+            if (_digests[first + i] == request.Digests[i]) continue;
+            if (response.MismatchedPages.Count < 1000) response.MismatchedPages.Add((ulong)(first + i));
+            response.MismatchedCount++;
+        }
+        Interlocked.Add(ref _mismatches, (long)response.MismatchedCount);
+        if (request.Last)
+        {
+            response.RemoteFaults = (ulong)RemoteFaults;
+            response.FaultLatencyP50Ns = (ulong)RemoteFaultLatency.PercentileNanoseconds(0.5);
+            response.FaultLatencyP99Ns = (ulong)RemoteFaultLatency.PercentileNanoseconds(0.99);
+            Finish();
+        }
+        return response;
+    }
+
+    private readonly CancellationTokenSource _completionCancel = new();
+
+    private void Finish()
+    {
+        ReleaseFaultHandler();
+        long mismatches = Volatile.Read(ref _mismatches);
+        if (mismatches == 0)
+        {
+            Volatile.Write(ref _phase, (int)IncomingPhase.Completed);
+            _completion.TrySetResult();
+        }
+        else
+        {
+            Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
+            _completion.TrySetException(new MigrationIntegrityException(MigrationId, mismatches, MismatchedPagesSlow()));
+        }
+    }
+
+    private List<long> MismatchedPagesSlow()
+    {
+        // Only on failure: the pages are named for the operator (the source has the same list per chunk).
+        var pages = new List<long>();
+        for (long p = 0; p < _digests.Length && pages.Count < 1000; p++)
+            if (_digests[p] != PageDigest.Of(Memory, p)) pages.Add(p);
+        return pages;
+    }
+
+    /// <summary>The source gave up before switch-over (or its streams broke then): drop every page received.</summary>
+    internal bool Abort(string reason)
+    {
+        lock (_lock)
+        {
+            if (Phase != IncomingPhase.Receiving) return false;
+            Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
+        }
+        Discard();
+        _completionCancel.Cancel();
+        _completion.TrySetException(new MigrationAbortedException(MigrationId, reason));
+        return true;
+    }
+
+    /// <summary>A stream or fault lost the source: before switch-over that is an abort; during post-copy a known loss.</summary>
+    internal void SourceLost(Exception cause)
+    {
+        if (Phase == IncomingPhase.Receiving) { Abort($"the source's stream broke: {cause.Message}"); return; }
+        if (Phase != IncomingPhase.PostCopy || PagesRemaining == 0) return;
+        Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
+        ReleaseFaultHandler();
+        var lost = new MigrationSourceLostException(MigrationId, PagesRemaining, cause);
+        _allArrived.TrySetException(lost);
+        _completionCancel.Cancel();
+        _completion.TrySetException(lost);
+    }
+
+    /// <summary>The data plane found corrupt or malformed input on a stream: the migration cannot be trusted.</summary>
+    internal void Fail(Exception cause)
+    {
+        if (Phase == IncomingPhase.Receiving) { Abort(cause.Message); return; }
+        if (IsFinished) return;
+        Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
+        ReleaseFaultHandler();
+        _allArrived.TrySetException(cause);
+        _completionCancel.Cancel();
+        _completion.TrySetException(cause);
+    }
+
+    internal void RecordFault(long startTimestamp) => RemoteFaultLatency.RecordSince(startTimestamp);
+
+    private void ReleaseFaultHandler()
+    {
+        var faults = Interlocked.Exchange(ref _faults, null);
+        if (faults is null) return;
+        if (ReferenceEquals(Mmu.FaultHandler, faults) && PagesRemaining == 0) Mmu.FaultHandler = null;
+        faults.Dispose();
+    }
+
+    private void Discard()
+    {
+        for (long p = 0; p < Memory.PageCount; p++)
+        {
+            var state = Memory.GetResidency(p);
+            if (state == PageResidency.Resident) Memory.TryDiscard(p, PageResidency.Zero);
+            else if (state is PageResidency.Remote) Memory.TryTransition(p, state, PageResidency.Zero);
+        }
+    }
+}

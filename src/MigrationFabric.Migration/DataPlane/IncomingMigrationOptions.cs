@@ -1,0 +1,32 @@
+using MigrationFabric.Rpc.Client;
+
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>How a destination agent receives one migration.</summary>
+public sealed class IncomingMigrationOptions
+{
+    /// <summary>Batches a sender may have in flight per stream beyond the last acknowledged one. Default 8.</summary>
+    public uint Window { get; set; } = 8;
+
+    /// <summary>Called at switch-over with the VM's device state once every page is in place or marked remote: start the vCPUs here. Default null (nothing to start).</summary>
+    public Func<ReadOnlyMemory<byte>, CancellationToken, Task>? Resume { get; set; }
+
+    /// <summary>Options of the channel remote faults use to reach the source (post-copy). Default: RpcChannelOptions defaults.</summary>
+    public RpcChannelOptions? RemotePagesChannel { get; set; }
+
+    /// <summary>Overrides the source's address for remote faults (otherwise the one sent at switch-over). Default null.</summary>
+    public Uri? SourceAddressOverride { get; set; }
+
+    /// <summary>How long a remote fault waits for the source before the page is declared lost. Default 10 s.</summary>
+    public TimeSpan RemoteFaultTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long verification waits for post-copy pages still on their way. Default 5 min.</summary>
+    public TimeSpan ArrivalTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    internal void Validate()
+    {
+        if (Window < 1) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(Window)} must be at least 1, was {Window}.");
+        if (RemoteFaultTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(RemoteFaultTimeout)} must be positive, was {RemoteFaultTimeout}.");
+        if (ArrivalTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(ArrivalTimeout)} must be positive, was {ArrivalTimeout}.");
+    }
+}

@@ -1,0 +1,93 @@
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Tracking;
+using MigrationFabric.Migration.Codec;
+
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>The source's side of a post-copy: which pages the destination still lacks, served on demand ahead of the background push.</summary>
+internal sealed class OutgoingMigration
+{
+    private readonly AsyncSignal _idle = new();
+    private int _urgent;
+    private long _hint = -1;
+    private long _served;
+
+    public OutgoingMigration(string migrationId, string vm, GuestMemory memory, AtomicPageBitmap pending)
+    {
+        MigrationId = migrationId;
+        Vm = vm;
+        Memory = memory;
+        Pending = pending;
+    }
+
+    public string MigrationId { get; }
+
+    public string Vm { get; }
+
+    public GuestMemory Memory { get; }
+
+    /// <summary>Pages not yet sent since switch-over (set bit = still to send).</summary>
+    public AtomicPageBitmap Pending { get; }
+
+    /// <summary>Pages served to remote faults (requested and prefetched).</summary>
+    public long PagesServed => Volatile.Read(ref _served);
+
+    /// <summary>Remote fault requests served.</summary>
+    public long Requests => Volatile.Read(ref _requests);
+
+    private long _requests;
+
+    /// <summary>Where the background push should continue (just past the last fault's prefetch), or -1.</summary>
+    public long TakeHint() => Interlocked.Exchange(ref _hint, -1);
+
+    /// <summary>Waits while remote faults are being served: they go first.</summary>
+    public async ValueTask WaitForNoUrgentAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var next = _idle.Next;
+            if (Volatile.Read(ref _urgent) == 0) return;
+            await next.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public RemotePagesResponse Serve(RemotePagesRequest request)
+    {
+        Interlocked.Increment(ref _urgent);
+        try
+        {
+            int prefetch = (int)Math.Min(request.Prefetch, 256u);
+            var builder = new PageBatchBuilder(Math.Min(1024, request.PageNumbers.Count + prefetch));
+            long last = -1;
+            foreach (ulong p in request.PageNumbers)
+            {
+                if (p >= (ulong)Memory.PageCount) throw new ArgumentOutOfRangeException(nameof(request), $"page {p} is outside the VM's {Memory.PageCount} pages.");
+                if (builder.IsFull) break;
+                Pending.TestAndClear((long)p);
+                Add(builder, (long)p);
+                last = (long)p;
+            }
+            // Pre-paging: the neighbours after the faulted page that the destination still lacks.
+            for (long p = last + 1; p < Memory.PageCount && !builder.IsFull && p <= last + prefetch; p++)
+                if (Pending.TestAndClear(p)) Add(builder, p);
+            if (last >= 0) Volatile.Write(ref _hint, Math.Min(Memory.PageCount - 1, last + prefetch + 1));
+            Interlocked.Add(ref _served, builder.Count);
+            Interlocked.Increment(ref _requests);
+            // The reply's buffers are not returned to the pool: the server serializes it after this returns.
+            return new RemotePagesResponse { Batch = builder.Build(0).Batch };
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _urgent) == 0) _idle.Set();
+        }
+    }
+
+    private void Add(PageBatchBuilder builder, long page)
+    {
+        var residency = Memory.GetResidency(page);
+        if (residency is PageResidency.Zero or PageResidency.Ballooned) builder.AddZeroPage(page, PageFlags.Urgent);
+        else builder.AddPage(page, Memory.GetPageBytes(page), PageFlags.Urgent);
+    }
+}

@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Migration.Codec;
+using MigrationFabric.Rpc;
+using MigrationFabric.Rpc.Server;
+
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>An agent's data plane (migrationfabric.v1.Pages): receives migrations it was told to expect and serves pages of migrations it is the source of.</summary>
+/// <remarks>One per host agent: add <see cref="Definition"/> to the agent's <see cref="RpcServer"/>.</remarks>
+public sealed class PagesService
+{
+    private readonly ConcurrentDictionary<string, IncomingMigration> _incoming = new();
+    private readonly ConcurrentDictionary<string, OutgoingMigration> _outgoing = new();
+
+    /// <summary>Creates the service with nothing expected.</summary>
+    public PagesService()
+    {
+        Definition = RpcServiceDefinition.CreateBuilder(PagesContract.Service)
+            .AddDuplexStreaming<PageStreamMessage, PageAck>("PageStream", PageStreamAsync)
+            .AddUnary<RemotePagesRequest, RemotePagesResponse>("RemotePages", (r, c) => Task.FromResult(RemotePages(r)))
+            .AddUnary<SwitchOverRequest, SwitchOverResponse>("SwitchOver", SwitchOverAsync)
+            .AddUnary<VerifyPagesRequest, VerifyPagesResponse>("VerifyPages", VerifyAsync)
+            .AddUnary<AbortMigrationRequest, AbortMigrationResponse>("AbortMigration", (r, c) => Task.FromResult(Abort(r)))
+            .Build();
+    }
+
+    /// <summary>The service to add to the agent's RpcServer.</summary>
+    public RpcServiceDefinition Definition { get; }
+
+    /// <summary>Expects <paramref name="migration"/>: its streams, switch-over and check are accepted from now on, until it completes or fails.</summary>
+    public IncomingMigration Accept(IncomingMigration migration)
+    {
+        ArgumentNullException.ThrowIfNull(migration);
+        if (!_incoming.TryAdd(migration.MigrationId, migration))
+            throw new InvalidOperationException($"migration {migration.MigrationId} is already expected here.");
+        migration.Completion.ContinueWith(_ => _incoming.TryRemove(new(migration.MigrationId, migration)), TaskScheduler.Default);
+        return migration;
+    }
+
+    /// <summary>The incoming migration with this id, if expected.</summary>
+    public IncomingMigration? FindIncoming(string migrationId) => _incoming.GetValueOrDefault(migrationId);
+
+    internal void Offer(OutgoingMigration migration)
+    {
+        if (!_outgoing.TryAdd(migration.MigrationId, migration))
+            throw new InvalidOperationException($"migration {migration.MigrationId} already serves pages here.");
+    }
+
+    internal void Withdraw(OutgoingMigration migration) => _outgoing.TryRemove(new(migration.MigrationId, migration));
+
+    private IncomingMigration Expected(string migrationId, string what)
+    {
+        if (string.IsNullOrEmpty(migrationId)) throw new RpcException(StatusCode.InvalidArgument, $"{what}: migration_id is required.");
+        return _incoming.TryGetValue(migrationId, out var m) ? m
+            : throw new RpcException(StatusCode.FailedPrecondition, $"{what}: no migration '{migrationId}' is expected on this host.");
+    }
+
+    private async Task PageStreamAsync(IAsyncStreamReader<PageStreamMessage> requests, IServerStreamWriter<PageAck> responses, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (!await requests.MoveNext(ct).ConfigureAwait(false))
+            throw new RpcException(StatusCode.InvalidArgument, "PageStream: the stream ended before its open message.");
+        var first = requests.Current;
+        if (first.KindCase != PageStreamMessage.KindOneofCase.Open)
+            throw new RpcException(StatusCode.InvalidArgument, $"PageStream: the first message must be open, was {first.KindCase}.");
+        var open = first.Open;
+        var migration = Expected(open.MigrationId, "PageStream");
+        if (open.Vm != migration.Vm)
+            throw new RpcException(StatusCode.InvalidArgument, $"PageStream: migration {open.MigrationId} moves VM '{migration.Vm}', not '{open.Vm}'.");
+        if (open.PageSize != Page.Size)
+            throw new RpcException(StatusCode.InvalidArgument, $"PageStream: page_size {open.PageSize} is not supported (only {Page.Size}).");
+        if (open.TotalPages != (ulong)migration.Memory.PageCount)
+            throw new RpcException(StatusCode.InvalidArgument, $"PageStream: total_pages {open.TotalPages} differs from the destination memory's {migration.Memory.PageCount} pages.");
+        uint window = migration.Options.Window;
+        await responses.WriteAsync(new PageAck { AckedThrough = 0, Window = window }, ct).ConfigureAwait(false);
+        ulong expected = 1, applied = 0;
+        try
+        {
+            while (await requests.MoveNext(ct).ConfigureAwait(false))
+            {
+                var message = requests.Current;
+                if (message.KindCase == PageStreamMessage.KindOneofCase.Close) return;
+                if (message.KindCase != PageStreamMessage.KindOneofCase.Batch)
+                    throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: expected a batch or close, got {message.KindCase}.");
+                var batch = message.Batch;
+                if (batch.Sequence != expected)
+                    throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: batch sequence {batch.Sequence}, expected {expected}.");
+                try
+                {
+                    applied += (ulong)migration.Apply(batch);
+                }
+                catch (PageChecksumException e)
+                {
+                    var error = new RpcException(StatusCode.DataLoss, e.Message);
+                    migration.Fail(e);
+                    throw error;
+                }
+                catch (PageBatchFormatException e)
+                {
+                    migration.Fail(e);
+                    throw new RpcException(StatusCode.InvalidArgument, e.Message);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new RpcException(StatusCode.FailedPrecondition, e.Message);
+                }
+                await responses.WriteAsync(new PageAck { AckedThrough = expected, Window = window, PagesApplied = applied }, ct).ConfigureAwait(false);
+                expected++;
+            }
+            // The sender's end of stream without a close message: it went away mid-migration.
+            migration.SourceLost(new IOException($"page stream {open.StreamIndex} ended without a close message."));
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            migration.SourceLost(e);
+            throw;
+        }
+    }
+
+    private RemotePagesResponse RemotePages(RemotePagesRequest request)
+    {
+        if (request.PageNumbers.Count == 0) throw new RpcException(StatusCode.InvalidArgument, "RemotePages: page_numbers is empty.");
+        if (!_outgoing.TryGetValue(request.MigrationId, out var outgoing))
+            throw new RpcException(StatusCode.NotFound, $"RemotePages: this host serves no pages for migration '{request.MigrationId}'.");
+        if (request.Vm != outgoing.Vm)
+            throw new RpcException(StatusCode.InvalidArgument, $"RemotePages: migration {request.MigrationId} moves VM '{outgoing.Vm}', not '{request.Vm}'.");
+        try
+        {
+            return outgoing.Serve(request);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}");
+        }
+    }
+
+    private async Task<SwitchOverResponse> SwitchOverAsync(SwitchOverRequest request, ServerCallContext context)
+    {
+        var migration = Expected(request.MigrationId, "SwitchOver");
+        try
+        {
+            return await migration.SwitchOverAsync(request, context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (ArgumentException e) { throw new RpcException(StatusCode.InvalidArgument, $"SwitchOver: {e.Message}"); }
+        catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"SwitchOver: {e.Message}"); }
+    }
+
+    private async Task<VerifyPagesResponse> VerifyAsync(VerifyPagesRequest request, ServerCallContext context)
+    {
+        var migration = Expected(request.MigrationId, "VerifyPages");
+        try
+        {
+            return await migration.VerifyAsync(request, context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (ArgumentException e) { throw new RpcException(StatusCode.InvalidArgument, $"VerifyPages: {e.Message}"); }
+        catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"VerifyPages: {e.Message}"); }
+        catch (TimeoutException e) { throw new RpcException(StatusCode.DeadlineExceeded, $"VerifyPages: {e.Message}"); }
+        catch (MigrationSourceLostException e) { throw new RpcException(StatusCode.DataLoss, e.Message); }
+        catch (PageChecksumException e) { throw new RpcException(StatusCode.DataLoss, e.Message); }
+        catch (PageBatchFormatException e) { throw new RpcException(StatusCode.DataLoss, e.Message); }
+    }
+
+    private AbortMigrationResponse Abort(AbortMigrationRequest request)
+    {
+        if (!_incoming.TryGetValue(request.MigrationId, out var migration)) return new AbortMigrationResponse { Found = false };
+        return new AbortMigrationResponse { Found = migration.Abort(string.IsNullOrEmpty(request.Reason) ? "aborted by the source" : request.Reason) };
+    }
+}

@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Migration.Codec;
+using MigrationFabric.Rpc;
+using MigrationFabric.Rpc.Client;
+
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>Post-copy at the destination: a vCPU touching a page still at the source fetches it (and its neighbours) over RemotePages.</summary>
+/// <remarks>Faults use their own channel (their own HTTP/2 connection), so a fault's reply never queues behind the background push's megabyte batches.</remarks>
+internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
+{
+    private readonly IncomingMigration _incoming;
+    private readonly RpcChannel _channel;
+    private readonly int _prefetch;
+
+    public RemotePageFaultHandler(IncomingMigration incoming, Uri source, int prefetch)
+    {
+        _incoming = incoming;
+        _prefetch = prefetch;
+        _channel = new RpcChannel(source, incoming.Options.RemotePagesChannel ?? new RpcChannelOptions());
+    }
+
+    public async ValueTask ResolveAsync(PageFault fault, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
+        if (_incoming.Phase == IncomingPhase.Failed)
+            throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId} failed; {fault.Page} is not available.");
+        var request = new RemotePagesRequest { MigrationId = _incoming.MigrationId, Vm = _incoming.Vm, Prefetch = (uint)_prefetch };
+        request.PageNumbers.Add((ulong)fault.Page.Value);
+        RemotePagesResponse response;
+        try
+        {
+            response = await _channel.AsyncUnaryCall(PagesContract.RemotePages, request,
+                new CallOptions(CancellationToken: cancellationToken).WithTimeout(_incoming.Options.RemoteFaultTimeout)).ResponseAsync.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
+        {
+            _incoming.SourceLost(e);
+            throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId}: the source did not serve {fault.Page}: {e.Message}", e);
+        }
+        try
+        {
+            var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _incoming.Memory.PageCount);
+            bool got = false;
+            while (reader.TryRead(out var entry))
+            {
+                bool faulted = entry.Page == fault.Page.Value;
+                _incoming.InstallRemote(entry, mustBeResident: faulted);
+                got |= faulted;
+            }
+            if (!got && fault.Memory.GetResidency(fault.Page) == PageResidency.Remote)
+                throw new PageBatchFormatException($"the source's reply did not contain the faulted {fault.Page}.");
+        }
+        catch (Exception e) when (e is PageChecksumException or PageBatchFormatException)
+        {
+            _incoming.Fail(e);
+            throw new PageFaultException(fault.Page, e.Message, e);
+        }
+        _incoming.RecordFault(start);
+    }
+
+    public void Dispose() => _channel.Dispose();
+}

@@ -1,0 +1,119 @@
+using MigrationFabric.Migration.Codec;
+using MigrationFabric.Rpc.Client;
+
+namespace MigrationFabric.Migration.Strategies;
+
+/// <summary>What every strategy's data plane takes (the CLI, a config file and the gRPC request all land here).</summary>
+public abstract class MigrationOptions
+{
+    /// <summary>Parallel PageStream calls to the destination, like QEMU's multifd channels. Default 4.</summary>
+    public int Streams { get; set; } = 4;
+
+    /// <summary>Pages per batch (one gRPC message). Default 256 (1 MiB of raw pages).</summary>
+    public int BatchPages { get; set; } = 256;
+
+    /// <summary>Cap on the bytes per second written to the wire, all streams together; null is unlimited. Default null.</summary>
+    public long? BandwidthCap { get; set; }
+
+    /// <summary>Payload compression. Default none (loopback and datacenter links are faster than deflate).</summary>
+    public PageCompression Compression { get; set; } = PageCompression.None;
+
+    /// <summary>Time allowed before switch-over; past it the migration fails cleanly and the VM stays at the source. Default 10 min.</summary>
+    public TimeSpan Deadline { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How long the switch-over call may take before the source takes the VM back. Default 30 s.</summary>
+    public TimeSpan SwitchOverTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often progress is reported while a round runs. Default 250 ms.</summary>
+    public TimeSpan ProgressInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>The clock for deadlines, the bandwidth cap and timings. Default the system clock.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Options of the channel to the destination. Default: RpcChannelOptions defaults.</summary>
+    public RpcChannelOptions? Channel { get; set; }
+
+    /// <summary>Throws naming the first option that is out of range.</summary>
+    public virtual void Validate()
+    {
+        string n = GetType().Name;
+        if (Streams is < 1 or > 64) throw new ArgumentException($"{n}.{nameof(Streams)} must be within 1..64, was {Streams}.");
+        if (BatchPages is < 1 or > 1024) throw new ArgumentException($"{n}.{nameof(BatchPages)} must be within 1..1024, was {BatchPages}.");
+        if (BandwidthCap is <= 0) throw new ArgumentException($"{n}.{nameof(BandwidthCap)} must be positive or null, was {BandwidthCap}.");
+        if (Deadline <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(Deadline)} must be positive, was {Deadline}.");
+        if (SwitchOverTimeout <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(SwitchOverTimeout)} must be positive, was {SwitchOverTimeout}.");
+        if (ProgressInterval <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(ProgressInterval)} must be positive, was {ProgressInterval}.");
+        ArgumentNullException.ThrowIfNull(TimeProvider, $"{n}.{nameof(TimeProvider)}");
+    }
+}
+
+/// <summary>Options of <see cref="PreCopy"/>.</summary>
+public class PreCopyOptions : MigrationOptions
+{
+    /// <summary>Longest pause the switch-over may cost: it happens once the remaining dirty pages fit this at the measured bandwidth. Default 300 ms, as QEMU.</summary>
+    public TimeSpan DowntimeTarget { get; set; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Rounds before switching over whether or not the remainder fits the downtime target; null never forces it. Default null, as QEMU.</summary>
+    public int? MaxRounds { get; set; }
+
+    /// <summary>Throttle the vCPUs stepwise while the dirty rate outruns the link. Default true.</summary>
+    public bool AutoConverge { get; set; } = true;
+
+    /// <summary>First throttle step (fraction of time vCPUs sleep). Default 0.2, as QEMU's cpu-throttle-initial.</summary>
+    public double AutoConvergeInitialThrottle { get; set; } = 0.2;
+
+    /// <summary>Throttle added each round that still does not converge. Default 0.1, as QEMU's cpu-throttle-increment.</summary>
+    public double AutoConvergeIncrement { get; set; } = 0.1;
+
+    /// <summary>Highest throttle. Default 0.99, as QEMU's max-cpu-throttle.</summary>
+    public double AutoConvergeMaxThrottle { get; set; } = 0.99;
+
+    /// <summary>Throttle when the pages dirtied during a round exceed this fraction of the pages it sent. Default 0.5, as QEMU.</summary>
+    public double AutoConvergeTriggerRatio { get; set; } = 0.5;
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        base.Validate();
+        string n = GetType().Name;
+        if (DowntimeTarget <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(DowntimeTarget)} must be positive, was {DowntimeTarget}.");
+        if (MaxRounds is < 1) throw new ArgumentException($"{n}.{nameof(MaxRounds)} must be at least 1 or null, was {MaxRounds}.");
+        if (AutoConvergeInitialThrottle is <= 0 or > 0.99) throw new ArgumentException($"{n}.{nameof(AutoConvergeInitialThrottle)} must be within (0, 0.99], was {AutoConvergeInitialThrottle}.");
+        if (AutoConvergeIncrement is <= 0 or > 0.99) throw new ArgumentException($"{n}.{nameof(AutoConvergeIncrement)} must be within (0, 0.99], was {AutoConvergeIncrement}.");
+        if (AutoConvergeMaxThrottle < AutoConvergeInitialThrottle || AutoConvergeMaxThrottle > 0.99)
+            throw new ArgumentException($"{n}.{nameof(AutoConvergeMaxThrottle)} must be within [{nameof(AutoConvergeInitialThrottle)}, 0.99], was {AutoConvergeMaxThrottle}.");
+        if (AutoConvergeTriggerRatio is <= 0 or > 1) throw new ArgumentException($"{n}.{nameof(AutoConvergeTriggerRatio)} must be within (0, 1], was {AutoConvergeTriggerRatio}.");
+    }
+}
+
+/// <summary>Options of <see cref="PostCopy"/>.</summary>
+public class PostCopyOptions : MigrationOptions
+{
+    /// <summary>Pages after a faulted page the source sends with it (pre-paging). Default 16.</summary>
+    public int Prefetch { get; set; } = 16;
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        base.Validate();
+        if (Prefetch is < 0 or > 256) throw new ArgumentException($"{GetType().Name}.{nameof(Prefetch)} must be within 0..256, was {Prefetch}.");
+    }
+}
+
+/// <summary>Options of <see cref="Hybrid"/>: pre-copy for at most <see cref="PreCopyRounds"/> rounds, then post-copy for what is left.</summary>
+public sealed class HybridOptions : PreCopyOptions
+{
+    /// <summary>Pre-copy rounds before switching to post-copy (if the remainder has not fit the downtime target before). Default 2.</summary>
+    public int PreCopyRounds { get; set; } = 2;
+
+    /// <summary>Pages after a faulted page the source sends with it (pre-paging). Default 16.</summary>
+    public int Prefetch { get; set; } = 16;
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        base.Validate();
+        if (PreCopyRounds < 1) throw new ArgumentException($"{nameof(HybridOptions)}.{nameof(PreCopyRounds)} must be at least 1, was {PreCopyRounds}.");
+        if (Prefetch is < 0 or > 256) throw new ArgumentException($"{nameof(HybridOptions)}.{nameof(Prefetch)} must be within 0..256, was {Prefetch}.");
+    }
+}

@@ -1,0 +1,57 @@
+using MigrationFabric.Migration.Codec;
+using MigrationFabric.Migration.Reporting;
+using MigrationFabric.Migration.Telemetry;
+
+namespace MigrationFabric.Migration.Strategies;
+
+/// <summary>Pre-copy rounds: everything once, then the pages dirtied meanwhile, until the remainder fits the downtime target (QEMU's ram_save_iterate loop).</summary>
+internal static class RoundLoop
+{
+    /// <summary>Runs rounds; true when the remainder fits the downtime target, false when <paramref name="maxRounds"/> ran out first.</summary>
+    public static async Task<bool> RunAsync(MigrationSession session, PreCopyOptions options, int? maxRounds, CancellationToken cancellationToken)
+    {
+        var memory = session.Job.Memory;
+        session.Report(MigrationPhase.PreCopy);
+        memory.Dirty.ClearAll();
+        for (int round = 1; ; round++)
+        {
+            session.Round = round;
+            using var span = MigrationTelemetry.ActivitySource.StartActivity("migration precopy.round");
+            span?.SetTag("round", round);
+            long dirtiedBefore = memory.Dirty.NewlyDirtiedTotal;
+            long bytesBefore = session.Streams.Counters.BytesSent, pagesBefore = session.Streams.Counters.PagesSent;
+            long start = session.Timestamp();
+            double throttle = session.Job.Mmu.Throttle;
+            if (round == 1) await session.SendAllAsync(1, PageFlags.None, cancellationToken).ConfigureAwait(false);
+            else
+            {
+                int n = session.HarvestDirty(out var pages);
+                await session.SendPagesAsync(pages, n, (uint)round, PageFlags.Retransfer, cancellationToken).ConfigureAwait(false);
+            }
+            await session.Streams.FlushAsync((uint)round, cancellationToken).ConfigureAwait(false);
+            var duration = session.Since(start);
+            session.AddTransferTime(duration);
+            long dirtied = memory.Dirty.NewlyDirtiedTotal - dirtiedBefore;
+            long sent = session.Streams.Counters.PagesSent - pagesBefore, bytes = session.Streams.Counters.BytesSent - bytesBefore;
+            session.DirtyPagesPerSecond = duration > TimeSpan.Zero ? dirtied / duration.TotalSeconds : 0;
+            session.Rounds.Add(new RoundReport(round, sent, bytes, duration, dirtied, throttle));
+            long remaining = memory.Dirty.CountSet();
+            session.RemainingPages = remaining;
+            var expected = session.ExpectedDowntime(remaining);
+            span?.SetTag("pages", sent).SetTag("bytes", bytes).SetTag("dirtied.pages", dirtied).SetTag("expected_downtime.ms", expected.TotalMilliseconds);
+            session.Report(MigrationPhase.PreCopy);
+            if (expected <= options.DowntimeTarget) return true;
+            if (maxRounds is { } max && round >= max) return false;
+            if (options.AutoConverge && dirtied > options.AutoConvergeTriggerRatio * Math.Max(1, sent))
+            {
+                double current = session.Job.Mmu.Throttle;
+                double next = current <= 0 ? options.AutoConvergeInitialThrottle : Math.Min(options.AutoConvergeMaxThrottle, current + options.AutoConvergeIncrement);
+                if (next != current)
+                {
+                    session.SetThrottle(next);
+                    span?.AddEvent(new System.Diagnostics.ActivityEvent($"auto-converge throttle {next:0.00}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Integrity;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Reporting;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Migration.Telemetry;
+using MigrationFabric.Rpc;
+
+namespace MigrationFabric.Migration.Verification;
+
+/// <summary>After switch-over: every page's digest at the source (paused, so frozen at switch-over) against what the destination installed.</summary>
+internal static class IntegrityCheck
+{
+    /// <summary>Pages per VerifyPages call (512 KiB of digests).</summary>
+    public const int ChunkPages = 65536;
+
+    public static async Task RunAsync(MigrationSession session, CancellationToken cancellationToken)
+    {
+        var job = session.Job;
+        var memory = job.Memory;
+        session.Report(MigrationPhase.Verifying);
+        using var span = MigrationTelemetry.ActivitySource.StartActivity("migration verify");
+        long mismatched = 0;
+        var pages = new List<long>();
+        VerifyPagesResponse? last = null;
+        for (long first = 0; first < memory.PageCount; first += ChunkPages)
+        {
+            int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
+            var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
+            request.Digests.Capacity = count;
+            for (int i = 0; i < count; i++) request.Digests.Add(PageDigest.Of(memory, first + i));
+            var response = await session.Channel.AsyncUnaryCall(PagesContract.VerifyPages, request,
+                new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
+            mismatched += (long)response.MismatchedCount;
+            foreach (ulong p in response.MismatchedPages) pages.Add((long)p);
+            last = response;
+        }
+        if (last is not null)
+        {
+            session.RemoteFaults = (long)last.RemoteFaults;
+            session.FaultP50 = TimeSpan.FromTicks((long)last.FaultLatencyP50Ns / 100);
+            session.FaultP99 = TimeSpan.FromTicks((long)last.FaultLatencyP99Ns / 100);
+            MigrationTelemetry.RemoteFaults.Add((long)last.RemoteFaults);
+        }
+        span?.SetTag("pages", memory.PageCount).SetTag("mismatched.pages", mismatched);
+        if (mismatched > 0) throw new MigrationIntegrityException(job.MigrationId, mismatched, pages);
+        session.PagesVerified = memory.PageCount;
+    }
+}
