@@ -27,6 +27,8 @@ internal static class TestServices
                     case "deadline":
                         var remaining = context.Deadline == DateTime.MaxValue ? -1 : (context.Deadline - DateTime.UtcNow).TotalMilliseconds;
                         return new EchoReply { Message = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                    case "cert":
+                        return new EchoReply { Message = context.ClientCertificate?.Subject ?? "none" };
                     case "cancel":
                         throw new OperationCanceledException("handler gave up");
                     case "throw":

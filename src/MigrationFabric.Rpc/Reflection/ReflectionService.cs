@@ -15,6 +15,7 @@ public sealed class ReflectionService
     private readonly Dictionary<string, FileDescriptor> _filesByName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FileDescriptor> _filesBySymbol = new(StringComparer.Ordinal);
     private readonly List<FieldDescriptor> _extensions = new();
+    private readonly HashSet<string> _messageTypes = new(StringComparer.Ordinal);
 
     /// <summary>Indexes the services' files and everything they import.</summary>
     public ReflectionService(IEnumerable<RpcServiceDefinition> services)
@@ -106,7 +107,7 @@ public sealed class ReflectionService
                 break;
             case ServerReflectionRequest.MessageRequestOneofCase.AllExtensionNumbersOfType:
                 var typeName = request.AllExtensionNumbersOfType.TrimStart('.');
-                if (_filesBySymbol.TryGetValue(typeName, out var typeFile) && typeFile.FindTypeByName<MessageDescriptor>(typeName) is not null)
+                if (_messageTypes.Contains(typeName))
                 {
                     var numbers = new ExtensionNumberResponse { BaseTypeName = typeName };
                     foreach (var e in _extensions)
@@ -209,6 +210,7 @@ public sealed class ReflectionService
     private void AddMessage(MessageDescriptor message, FileDescriptor file)
     {
         _filesBySymbol.TryAdd(message.FullName, file);
+        _messageTypes.Add(message.FullName);
         foreach (var field in message.Fields.InDeclarationOrder())
         {
             _filesBySymbol.TryAdd(field.FullName, file);
