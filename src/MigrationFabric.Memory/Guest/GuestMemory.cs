@@ -25,6 +25,8 @@ public sealed unsafe class GuestMemory : IDisposable
     private long _residentPages;
     private IResidencyObserver? _observer;
     private long _budget;
+    private readonly Lock _harvestLock = new();
+    private AtomicPageBitmap? _harvestScratch;
 
     /// <summary>Maps <see cref="GuestMemoryOptions.SizeBytes"/> of zeroed guest memory, every page Zero.</summary>
     public GuestMemory(GuestMemoryOptions options)
@@ -55,6 +57,28 @@ public sealed unsafe class GuestMemory : IDisposable
 
     /// <summary>Touched pages since the last sample (set by the MMU on every read or write).</summary>
     public AccessBitmap Accessed { get; }
+
+    /// <summary>Takes and clears the dirty log for a pre-copy round while vCPUs run; visits every taken page after the stores that dirtied it are visible.</summary>
+    /// <remarks>
+    /// Use this rather than <c>Dirty.FetchAndClear</c> while vCPUs run. A vCPU sets a page's dirty bit after its
+    /// store and skips the locked instruction when the bit is already set, so its store may still sit in its
+    /// CPU's store buffer when the bit is taken. Taking the whole log first, then one process-wide memory
+    /// barrier, then visiting, guarantees that a page read in the visitor (or later) shows every store whose bit
+    /// this harvest took; later stores set the bit again for the next round. Harvests are serialized.
+    /// </remarks>
+    /// <returns>Pages taken.</returns>
+    public long HarvestDirty<TVisitor>(ref TVisitor visitor) where TVisitor : struct, IPageVisitor
+    {
+        lock (_harvestLock)
+        {
+            var taken = _harvestScratch ??= new AtomicPageBitmap(PageCount);
+            long n = Dirty.FetchAndClearInto(taken);
+            if (n == 0) return 0;
+            Interlocked.MemoryBarrierProcessWide();
+            taken.FetchAndClear(ref visitor);
+            return n;
+        }
+    }
 
     /// <summary>Pages holding RAM right now (Resident or Evicting): the VM's real footprint.</summary>
     public long ResidentPages => Volatile.Read(ref _residentPages);

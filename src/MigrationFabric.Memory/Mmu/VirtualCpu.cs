@@ -9,7 +9,7 @@ namespace MigrationFabric.Memory.Mmu;
 /// <summary>One guest vCPU's view of memory: every load and store goes through here, one page at a time.</summary>
 /// <remarks>
 /// Fast path per page touched: announce the page, one residency byte and one control word read, the
-/// dirty/access bits (a plain read when already set), the copy. Anything else (fault, first touch,
+/// access bit, the copy, the dirty bit (each bit a plain read when already set). Anything else (fault, first touch,
 /// pause, throttle, a page in transition) is the slow path. Use from a single thread.
 /// </remarks>
 public sealed unsafe class VirtualCpu : IDisposable
@@ -55,7 +55,7 @@ public sealed unsafe class VirtualCpu : IDisposable
             int n = Math.Min(source.Length, Page.Size - (int)(address & Page.OffsetMask));
             Enter(page, PageAccess.Write);
             source[..n].CopyTo(new Span<byte>(_base + address, n));
-            Exit();
+            ExitWrite(page);
             source = source[n..];
             address += n;
         }
@@ -87,7 +87,7 @@ public sealed unsafe class VirtualCpu : IDisposable
             int n = (int)Math.Min(length, Page.Size - (address & Page.OffsetMask));
             Enter(page, PageAccess.Write);
             new Span<byte>(_base + address, n).Fill(value);
-            Exit();
+            ExitWrite(page);
             length -= n;
             address += n;
         }
@@ -107,9 +107,10 @@ public sealed unsafe class VirtualCpu : IDisposable
     public void WriteUInt64(long address, ulong value)
     {
         CheckAligned(address);
-        Enter(address >> Page.Shift, PageAccess.Write);
+        long page = address >> Page.Shift;
+        Enter(page, PageAccess.Write);
         BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(_base + address, 8), value);
-        Exit();
+        ExitWrite(page);
     }
 
     /// <summary>Leaves the MMU (a stopped vCPU no longer counts for pause).</summary>
@@ -128,12 +129,23 @@ public sealed unsafe class VirtualCpu : IDisposable
         Volatile.Write(ref Slot.Page, page);
         if ((_mmu.Control | (_memory.ResidencyByte(page) ^ (int)PageResidency.Resident)) != 0)
             EnterSlow(page, access);
-        if (access == PageAccess.Write) _dirty.MarkDirty(page);
         _accessed.MarkAccessed(page);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Exit() => Volatile.Write(ref Slot.Page, VcpuHazards.None);
+
+    /// <summary>Ends a store: the dirty bit is set after the bytes, and before leaving the page.</summary>
+    /// <remarks>
+    /// After the bytes, so a harvest that takes the bit reads the new bytes (GuestMemory.HarvestDirty);
+    /// before leaving, so once Pause returns every completed store has its bit.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ExitWrite(long page)
+    {
+        _dirty.MarkDirty(page);
+        Volatile.Write(ref Slot.Page, VcpuHazards.None);
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void EnterSlow(long page, PageAccess access)
