@@ -1,0 +1,47 @@
+using System.Net;
+
+namespace MigrationFabric.Host.Agent;
+
+/// <summary>Options of one host agent (one per hypervisor host); validated at start with a message naming the option.</summary>
+public sealed class HostAgentOptions
+{
+    /// <summary>The host's name, unique in the cluster; the HostGrain's key and the silo's name. Required.</summary>
+    public string HostName { get; set; } = "";
+
+    /// <summary>Physical memory this host may give to VMs, bytes. Default 1 GiB.</summary>
+    public long MemoryBudgetBytes { get; set; } = 1L << 30;
+
+    /// <summary>Address the scheduler API and data plane listen on. Default loopback.</summary>
+    public IPAddress ListenAddress { get; set; } = IPAddress.Loopback;
+
+    /// <summary>Port of the scheduler API and data plane (one gRPC endpoint); 0 picks a free one. Default 0.</summary>
+    public int ApiPort { get; set; }
+
+    /// <summary>Port of silo-to-silo messaging; 0 picks a free one. Default 0.</summary>
+    public int SiloPort { get; set; }
+
+    /// <summary>Host name or IP other agents reach this one at (advertised in membership and in Host.endpoint). Default 127.0.0.1.</summary>
+    public string AdvertisedHost { get; set; } = "127.0.0.1";
+
+    /// <summary>How long a grain call may take. Default 30 s.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Largest scheduler/data-plane message accepted. Default 64 MiB (page batches are 1 MiB).</summary>
+    public int MaxReceiveMessageSize { get; set; } = 64 << 20;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(HostName)) throw new ArgumentException("HostAgentOptions.HostName is required (the host's unique name).");
+        foreach (char c in HostName)
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+                throw new ArgumentException($"HostAgentOptions.HostName '{HostName}' may hold only letters, digits, '-', '_' and '.'.");
+        if (MemoryBudgetBytes <= 0 || MemoryBudgetBytes % 4096 != 0)
+            throw new ArgumentException($"HostAgentOptions.MemoryBudgetBytes must be a positive multiple of 4096, was {MemoryBudgetBytes}.");
+        if (ApiPort is < 0 or > 65535) throw new ArgumentException($"HostAgentOptions.ApiPort must be in 0..65535, was {ApiPort}.");
+        if (SiloPort is < 0 or > 65535) throw new ArgumentException($"HostAgentOptions.SiloPort must be in 0..65535, was {SiloPort}.");
+        if (string.IsNullOrWhiteSpace(AdvertisedHost)) throw new ArgumentException("HostAgentOptions.AdvertisedHost must be a host name or IP address.");
+        if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"HostAgentOptions.RequestTimeout must be positive, was {RequestTimeout}.");
+        if (MaxReceiveMessageSize < 4 << 20) throw new ArgumentException($"HostAgentOptions.MaxReceiveMessageSize must be at least 4 MiB, was {MaxReceiveMessageSize}.");
+    }
+}

@@ -1,0 +1,135 @@
+namespace MigrationFabric.Host.Grains;
+
+using Google.Protobuf;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Grains;
+using MigrationFabric.Grains.Placement;
+using MigrationFabric.Grains.Storage;
+using MigrationFabric.Host.Errors;
+
+/// <summary>An emulated VM's record; activated on the silo of the host running it (<see cref="VmPlacement"/>), moved after a migration.</summary>
+[PlacementDirector(VmPlacement.Name)]
+public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
+{
+    private VmRecord Record => state.State;
+
+    /// <inheritdoc />
+    public override Task OnActivateAsync(CancellationToken cancellationToken) => state.ReadStateAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<Vm> Create(CreateVmRequest request)
+    {
+        if (Record.Exists) throw new FabricException(Rpc.StatusCode.AlreadyExists, $"VM '{request.Name}' already exists (on host '{Record.Host}').");
+        var vm = await GrainFactory.GetGrain<IHostGrain>(request.Host).StartVm(request);
+        state.State = new VmRecord { Exists = true, Host = request.Host, MemoryBytes = request.MemoryBytes, Workload = request.Workload.ToByteArray() };
+        await state.WriteStateAsync();
+        return vm;
+    }
+
+    /// <inheritdoc />
+    public async Task<Vm> Describe()
+    {
+        Exists();
+        Vm vm;
+        try
+        {
+            vm = await GrainFactory.GetGrain<IHostGrain>(Record.Host).DescribeVm(GetPrimaryKeyString());
+        }
+        catch (Exception e) when (FabricException.From(e) is null)
+        {
+            // The host is unreachable: answer from the record rather than fail a read.
+            vm = new Vm { Name = GetPrimaryKeyString(), Host = Record.Host, MemoryBytes = Record.MemoryBytes, Workload = Workload.Parser.ParseFrom(Record.Workload) };
+        }
+        if (Record.MigrationId.Length > 0)
+        {
+            vm.State = VmState.Migrating;
+            vm.MigrationId = Record.MigrationId;
+        }
+        return vm;
+    }
+
+    /// <inheritdoc />
+    public async Task<ulong> Delete()
+    {
+        Exists();
+        if (Record.MigrationId.Length > 0)
+            throw FabricException.Precondition($"VM '{GetPrimaryKeyString()}' is migrating (migration {Record.MigrationId}); cancel it or wait for it to end before deleting.");
+        ulong freed = await GrainFactory.GetGrain<IHostGrain>(Record.Host).StopVm(GetPrimaryKeyString());
+        await state.ClearStateAsync();
+        await GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).Release(GetPrimaryKeyString());
+        DeactivateOnIdle();
+        return freed;
+    }
+
+    /// <inheritdoc />
+    public async Task<Vm> Pause()
+    {
+        Exists();
+        await GrainFactory.GetGrain<IHostGrain>(Record.Host).SetPaused(GetPrimaryKeyString(), true);
+        return await Describe();
+    }
+
+    /// <inheritdoc />
+    public async Task<Vm> Resume()
+    {
+        Exists();
+        await GrainFactory.GetGrain<IHostGrain>(Record.Host).SetPaused(GetPrimaryKeyString(), false);
+        return await Describe();
+    }
+
+    /// <inheritdoc />
+    public async Task<Vm> BeginMigration(string migrationId, string destination)
+    {
+        Exists();
+        string name = GetPrimaryKeyString();
+        if (Record.MigrationId.Length > 0)
+            throw FabricException.Precondition($"VM '{name}' is already migrating (migration {Record.MigrationId}).");
+        if (Record.Host == destination)
+            throw FabricException.Invalid($"VM '{name}' already runs on host '{destination}'; the destination must be another host.");
+        Record.MigrationId = migrationId;
+        await state.WriteStateAsync();
+        return await Describe();
+    }
+
+    /// <inheritdoc />
+    public async Task EndMigration(string migrationId, string newHost)
+    {
+        if (!Record.Exists || Record.MigrationId != migrationId) return;
+        Record.MigrationId = "";
+        if (newHost.Length > 0 && newHost != Record.Host)
+        {
+            Record.Host = newHost;
+            await GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).Move(GetPrimaryKeyString(), newHost);
+            // The next call activates this grain on the new host's silo.
+            DeactivateOnIdle();
+        }
+        await state.WriteStateAsync();
+    }
+
+    private void Exists()
+    {
+        if (!Record.Exists)
+        {
+            DeactivateOnIdle();
+            throw FabricException.NotFound($"VM '{GetPrimaryKeyString()}' does not exist.");
+        }
+    }
+}
+
+/// <summary>Places a VmGrain on the silo of the host its registry entry names (any silo for an unknown VM).</summary>
+public static class VmPlacement
+{
+    /// <summary>The director's name on the silo builder.</summary>
+    public const string Name = "vm";
+
+    /// <summary>The director.</summary>
+    public static IPlacementDirector Director { get; } = new DelegatePlacementDirector(async context =>
+    {
+        string host = await context.GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).HostOf(context.GrainId.Key).ConfigureAwait(false);
+        if (host.Length > 0)
+            foreach (var silo in context.ActiveSilos)
+                if (context.View.Entries.TryGetValue(silo, out var e) && e.SiloName == host)
+                    return silo;
+        return await new HashBasedPlacementDirector().PlaceAsync(context).ConfigureAwait(false);
+    });
+}

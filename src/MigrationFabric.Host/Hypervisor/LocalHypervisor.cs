@@ -1,0 +1,105 @@
+using System.Collections.Concurrent;
+using MigrationFabric.Host.Errors;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Rpc;
+using ApiWorkload = MigrationFabric.Contracts.V1.Workload;
+
+namespace MigrationFabric.Host.Hypervisor;
+
+/// <summary>This host's VMs and its physical-memory budget: admission reserves a VM's whole size.</summary>
+public sealed class LocalHypervisor : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, LocalVm> _vms = new(StringComparer.Ordinal);
+    private readonly Lock _budgetLock = new();
+    private long _reserved;
+
+    /// <summary>A hypervisor of <paramref name="budgetBytes"/> bytes of physical memory.</summary>
+    public LocalHypervisor(string hostName, long budgetBytes)
+    {
+        HostName = hostName;
+        BudgetBytes = budgetBytes;
+    }
+
+    /// <summary>The host's name.</summary>
+    public string HostName { get; }
+
+    /// <summary>Physical memory VMs may have.</summary>
+    public long BudgetBytes { get; }
+
+    /// <summary>Memory reserved by admitted VMs (running and incoming).</summary>
+    public long ReservedBytes { get { lock (_budgetLock) return _reserved; } }
+
+    /// <summary>Bytes resident in all VMs.</summary>
+    public long ResidentBytes
+    {
+        get
+        {
+            long n = 0;
+            foreach (var vm in _vms.Values) n += vm.ResidentBytes;
+            return n;
+        }
+    }
+
+    /// <summary>The VMs here, by name.</summary>
+    public IReadOnlyDictionary<string, LocalVm> Vms => _vms;
+
+    /// <summary>The VM called <paramref name="name"/> if it is here.</summary>
+    public LocalVm? Find(string name) => _vms.GetValueOrDefault(name);
+
+    /// <summary>Admits and creates a VM (not started). Throws <paramref name="noRoom"/> status when the budget cannot hold it.</summary>
+    public LocalVm Admit(string name, long memoryBytes, ApiWorkload workload, StatusCode noRoom, IPageFaultHandler? faultHandler = null)
+    {
+        Reserve(name, memoryBytes, noRoom);
+        LocalVm vm;
+        try
+        {
+            vm = new LocalVm(name, workload, memoryBytes, faultHandler);
+        }
+        catch
+        {
+            Release(memoryBytes);
+            throw;
+        }
+        if (!_vms.TryAdd(name, vm))
+        {
+            Release(memoryBytes);
+            _ = vm.DisposeAsync();
+            throw new FabricException(StatusCode.AlreadyExists, $"VM '{name}' is already on host '{HostName}'.");
+        }
+        return vm;
+    }
+
+    /// <summary>Stops and frees the VM; returns the bytes freed (0 if it was not here).</summary>
+    public async Task<long> RemoveAsync(string name)
+    {
+        if (!_vms.TryRemove(name, out var vm)) return 0;
+        long bytes = vm.MemoryBytes;
+        await vm.DisposeAsync().ConfigureAwait(false);
+        Release(bytes);
+        return bytes;
+    }
+
+    private void Reserve(string name, long bytes, StatusCode noRoom)
+    {
+        lock (_budgetLock)
+        {
+            if (_reserved + bytes > BudgetBytes)
+                throw new FabricException(noRoom,
+                    $"host '{HostName}' cannot admit VM '{name}': it needs {Mib(bytes)} MiB, the host has {Mib(BudgetBytes - _reserved)} MiB free of a {Mib(BudgetBytes)} MiB budget.");
+            _reserved += bytes;
+        }
+    }
+
+    private void Release(long bytes)
+    {
+        lock (_budgetLock) _reserved -= bytes;
+    }
+
+    private static string Mib(long bytes) => (bytes / (1024.0 * 1024)).ToString("0.#", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Stops every VM.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var name in _vms.Keys.ToArray()) await RemoveAsync(name).ConfigureAwait(false);
+    }
+}

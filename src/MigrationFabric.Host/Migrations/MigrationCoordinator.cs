@@ -1,0 +1,182 @@
+namespace MigrationFabric.Host.Migrations;
+
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Grains;
+using MigrationFabric.Host.Agent;
+using MigrationFabric.Host.Grains;
+using MigrationFabric.Host.Hypervisor;
+using MigrationFabric.Memory.Integrity;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Reporting;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Host.Telemetry;
+using ApiMigration = MigrationFabric.Contracts.V1.Migration;
+using ApiPhase = MigrationFabric.Contracts.V1.MigrationPhase;
+using MigrationReport = MigrationFabric.Contracts.V1.MigrationReport;
+using LibPhase = MigrationFabric.Migration.Reporting.MigrationPhase;
+
+/// <summary>Runs, on the source host, the migrations of VMs that leave it: the strategy, progress into the session grain, and the ending.</summary>
+public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFactory> grains) : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+
+    private sealed class Running(CancellationTokenSource cancel)
+    {
+        public CancellationTokenSource Cancel { get; } = cancel;
+        public string? Reason { get; set; }
+        public Task Task { get; set; } = Task.CompletedTask;
+    }
+
+    /// <summary>True while migration <paramref name="migrationId"/> runs here.</summary>
+    public bool IsRunning(string migrationId) => _running.ContainsKey(migrationId);
+
+    /// <summary>Starts moving <paramref name="vm"/> in the background (the request is validated and the destination prepared).</summary>
+    public void Start(StartMigrationRequest request, LocalVm vm, string destinationEndpoint)
+    {
+        var strategy = StrategyCatalog.Create(request);
+        var running = new Running(new CancellationTokenSource());
+        if (!_running.TryAdd(request.MigrationId, running))
+            throw new InvalidOperationException($"migration {request.MigrationId} already runs on host {agent.HostName}.");
+        var parent = Activity.Current?.Context ?? default;
+        running.Task = Task.Run(() => RunAsync(request, vm, destinationEndpoint, strategy, running, parent));
+    }
+
+    /// <summary>Cancels a running migration (before switch-over the VM stays here untouched); false when it does not run here.</summary>
+    public bool Cancel(string migrationId, string reason)
+    {
+        if (!_running.TryGetValue(migrationId, out var running)) return false;
+        running.Reason = reason;
+        running.Cancel.Cancel();
+        return true;
+    }
+
+    private async Task RunAsync(StartMigrationRequest request, LocalVm vm, string destinationEndpoint, MigrationStrategy strategy, Running running,
+        ActivityContext parent)
+    {
+        using var activity = FabricTelemetry.ActivitySource.StartActivity("fabric migration", ActivityKind.Internal, parent);
+        activity?.SetTag("migration.id", request.MigrationId).SetTag("vm", request.Vm).SetTag("strategy", StrategyCatalog.NameOf(request.Strategy))
+            .SetTag("source", agent.HostName).SetTag("destination", request.Destination);
+        var factory = grains();
+        var session = factory.GetGrain<IMigrationSessionGrain>(request.MigrationId);
+        var feed = new ProgressFeed();
+        var pump = PumpProgressAsync(feed, session, request.Destination);
+        var job = new MigrationJob
+        {
+            MigrationId = request.MigrationId,
+            Vm = request.Vm,
+            Memory = vm.Memory,
+            Mmu = vm.Mmu,
+            Destination = new Uri(destinationEndpoint),
+            LocalPages = agent.Pages,
+            LocalAddress = new Uri(agent.Endpoint),
+            Progress = feed,
+            DestinationName = request.Destination,
+        };
+        ApiMigration final;
+        string newHost = "";
+        bool removeSource = false;
+        try
+        {
+            var report = await strategy.RunAsync(job, running.Cancel.Token).ConfigureAwait(false);
+            // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
+            ulong digest = PageDigest.OfMemory(vm.Memory);
+            final = await Ended(session, ApiPhase.Completed, "", ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt)).ConfigureAwait(false);
+            newHost = request.Destination;
+            removeSource = true;
+        }
+        catch (OperationCanceledException) when (running.Cancel.IsCancellationRequested)
+        {
+            final = await Ended(session, ApiPhase.Cancelled, $"{running.Reason ?? "cancelled"} before switch-over; the VM keeps running on '{agent.HostName}'.", null).ConfigureAwait(false);
+        }
+        catch (MigrationDeadlineExceededException e)
+        {
+            final = await Ended(session, ApiPhase.Failed, $"DEADLINE_EXCEEDED: {e.Message}", null).ConfigureAwait(false);
+        }
+        catch (MigrationFailedException e)
+        {
+            final = await Ended(session, ApiPhase.Failed, e.Message, null).ConfigureAwait(false);
+        }
+        catch (MigrationIntegrityException e)
+        {
+            // After switch-over the VM runs at the destination, so it stays there; the report says loudly it must not be trusted.
+            var report = new MigrationReport { Integrity = new IntegrityCheck { MismatchedPages = (ulong)e.MismatchedCount } };
+            report.Integrity.FirstMismatches.AddRange(e.MismatchedPages.Take(16).Select(p => (ulong)p));
+            final = await Ended(session, ApiPhase.Failed, $"ABORTED: {e.Message}", report).ConfigureAwait(false);
+            newHost = request.Destination;
+            removeSource = true;
+        }
+        catch (Exception e)
+        {
+            bool switchedOver = vm.Mmu.IsPaused;
+            string where = switchedOver ? $"the VM had switched over to '{request.Destination}'" : $"the VM keeps running on '{agent.HostName}'";
+            final = await Ended(session, ApiPhase.Failed, $"{e.GetType().Name}: {e.Message} ({where}).", null).ConfigureAwait(false);
+            if (switchedOver)
+            {
+                newHost = request.Destination;
+                removeSource = true;
+            }
+        }
+        activity?.SetTag("outcome", final.Phase.ToString());
+        if (final.Phase != ApiPhase.Completed) activity?.SetStatus(ActivityStatusCode.Error, final.Error);
+        feed.Complete();
+        await pump.ConfigureAwait(false);
+        try
+        {
+            await factory.GetGrain<IVmGrain>(request.Vm).EndMigration(request.MigrationId, newHost).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (removeSource) await agent.Hypervisor.RemoveAsync(request.Vm).ConfigureAwait(false);
+            _running.TryRemove(request.MigrationId, out _);
+            running.Cancel.Dispose();
+        }
+
+        async Task<ApiMigration> Ended(IMigrationSessionGrain s, ApiPhase phase, string error, MigrationReport? report)
+        {
+            var m = (await s.Describe().ConfigureAwait(false)).Clone();
+            m.Phase = phase;
+            m.Error = error;
+            m.EndedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
+            m.Report = report;
+            FabricTelemetry.MigrationsEnded.Add(1, new KeyValuePair<string, object?>("outcome", phase.ToString()),
+                new KeyValuePair<string, object?>("strategy", StrategyCatalog.NameOf(request.Strategy)));
+            await s.Finish(m).ConfigureAwait(false);
+            return m;
+        }
+    }
+
+    private static async Task PumpProgressAsync(ProgressFeed feed, IMigrationSessionGrain session, string destination)
+    {
+        await Task.Yield();
+        try
+        {
+            await foreach (var p in feed.ReadAllAsync().ConfigureAwait(false))
+            {
+                // The ending is written by Finish with the report; an early COMPLETED/FAILED phase would pre-empt it.
+                if (p.Phase is LibPhase.Completed or LibPhase.Failed) continue;
+                await session.Report(ReportMapper.Event(p, destination)).ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            // Progress is advisory; the ending is recorded by Finish regardless.
+        }
+    }
+
+    /// <summary>Cancels every running migration and waits for them to end.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var r in _running.Values)
+        {
+            r.Reason = "the host agent is stopping";
+            r.Cancel.Cancel();
+        }
+        foreach (var r in _running.Values)
+        {
+            try { await r.Task.ConfigureAwait(false); } catch (Exception) { }
+        }
+    }
+}

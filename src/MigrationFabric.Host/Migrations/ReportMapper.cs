@@ -1,0 +1,77 @@
+namespace MigrationFabric.Host.Migrations;
+
+using Google.Protobuf.WellKnownTypes;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Workloads;
+using ThroughputSample = MigrationFabric.Contracts.V1.ThroughputSample;
+using LibPhase = MigrationFabric.Migration.Reporting.MigrationPhase;
+using LibProgress = MigrationFabric.Migration.Reporting.MigrationProgress;
+using LibReport = MigrationFabric.Migration.Reporting.MigrationReport;
+using ThroughputPeriod = MigrationFabric.Migration.Reporting.ThroughputPeriod;
+using ThroughputReport = MigrationFabric.Migration.Reporting.ThroughputReport;
+
+/// <summary>Turns the Migration library's progress and report into the public API's messages.</summary>
+public static class ReportMapper
+{
+    /// <summary>The API phase of a library phase.</summary>
+    public static MigrationPhase Phase(LibPhase phase) => phase switch
+    {
+        LibPhase.Setup => MigrationPhase.Planning,
+        LibPhase.PreCopy => MigrationPhase.PreCopy,
+        LibPhase.SwitchOver => MigrationPhase.Switchover,
+        LibPhase.PostCopy => MigrationPhase.PostCopy,
+        LibPhase.Verifying => MigrationPhase.Verifying,
+        LibPhase.Completed => MigrationPhase.Completed,
+        _ => MigrationPhase.Failed,
+    };
+
+    /// <summary>A progress event.</summary>
+    public static MigrationEvent Event(LibProgress p, string destination) => new()
+    {
+        MigrationId = p.MigrationId,
+        At = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow),
+        Phase = Phase(p.Phase),
+        Round = (uint)Math.Max(0, p.Round),
+        BytesSent = (ulong)Math.Max(0, p.BytesSent),
+        BytesRemaining = (ulong)Math.Max(0, p.RemainingPages) * Page.Size,
+        DirtyPagesPerSecond = p.DirtyPagesPerSecond,
+        ExpectedDowntimeMs = p.ExpectedDowntime == TimeSpan.MaxValue ? 0 : p.ExpectedDowntime.TotalMilliseconds,
+        RemoteFaults = (ulong)Math.Max(0, p.RemoteFaults),
+        ThroughputBytesPerSecond = p.BandwidthBytesPerSecond,
+        ThrottlePercent = (uint)Math.Round(p.Throttle * 100),
+        Destinations = { new DestinationProgress { Host = destination, BytesSent = (ulong)Math.Max(0, p.BytesSent), Pages = (ulong)Math.Max(0, p.PagesSent) } },
+    };
+
+    /// <summary>The API report of a verified migration, with the source workload's throughput around it.</summary>
+    public static MigrationReport Report(LibReport r, ulong vmDigest, ThroughputTimeline? sourceTimeline, DateTimeOffset sourceStartedAt)
+    {
+        var report = new MigrationReport
+        {
+            TotalTime = Duration.FromTimeSpan(r.TotalTime),
+            Downtime = Duration.FromTimeSpan(r.Downtime),
+            BytesSent = (ulong)r.BytesSent,
+            DirtyPagesPerSecond = r.DirtyPagesPerSecond,
+            RemoteFaults = (ulong)r.RemoteFaults,
+            RemoteFaultP50Us = r.RemoteFaultP50.TotalMicroseconds,
+            RemoteFaultP99Us = r.RemoteFaultP99.TotalMicroseconds,
+            ZeroPages = (ulong)r.ZeroPagesSent,
+            Integrity = new IntegrityCheck { PagesChecked = (ulong)r.PagesVerified, MismatchedPages = 0, VmDigest = vmDigest },
+        };
+        foreach (var (host, bytes) in r.BytesSentPerDestination)
+            report.PerDestination.Add(new DestinationProgress { Host = host, BytesSent = (ulong)bytes });
+        foreach (var round in r.Rounds) report.PagesPerRound.Add((ulong)round.Pages);
+        if (sourceTimeline is not null)
+        {
+            var t = ThroughputReport.Build(r, sourceTimeline, sourceStartedAt, null, default);
+            foreach (var s in t.Timeline)
+                report.Throughput.Add(new ThroughputSample
+                {
+                    OffsetMs = (long)s.SinceStart.TotalMilliseconds,
+                    Value = s.PerSecond,
+                    Phase = s.Period == ThroughputPeriod.Before ? MigrationPhase.Planning : MigrationPhase.PreCopy,
+                });
+        }
+        return report;
+    }
+}
