@@ -77,6 +77,8 @@ public sealed class Silo : IAsyncDisposable
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
             throw new InvalidOperationException("A silo can be started once.");
+        foreach (var storage in _storages.Values)
+            await storage.InitializeAsync(cancellationToken).ConfigureAwait(false);
         int port = await _transport.StartAsync(_handler, cancellationToken).ConfigureAwait(false);
         var self = SiloAddress.NewGeneration(_options.Host, port, _time);
         var log = new SiloLog(_loggerFactory.CreateLogger("MigrationFabric.Grains.Silo"));

@@ -31,7 +31,7 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>Fast liveness so a dead silo is declared within a couple of seconds.</summary>
     public static MembershipOptions FastMembership() => new()
     {
-        ProbeTimeout = TimeSpan.FromMilliseconds(300),
+        ProbeTimeout = TimeSpan.FromSeconds(1),
         NumMissedProbesLimit = 2,
         NumVotesForDeathDeclaration = 1,
         IAmAlivePublishPeriod = TimeSpan.FromSeconds(1),
