@@ -12,7 +12,7 @@ internal static class H2Bench
             new(16 * 1024, 16 * 1024 * 1024, false),
             new(1024 * 1024, 16 * 1024 * 1024, false),
             new((16 * 1024 * 1024) - 1, 16 * 1024 * 1024, false),
-            new(1024 * 1024, 16 * 1024 * 1024, true),
+            new((16 * 1024 * 1024) - 1, 16 * 1024 * 1024, true),
         ];
         foreach (var s in settings)
         {
@@ -20,17 +20,20 @@ internal static class H2Bench
             await h2.MoveAsync(256L * 1024 * 1024, args.MessageBytes, 1, ct);
             foreach (var streams in args.Streams)
             {
-                var raw = new List<double>();
-                var http = new List<double>();
+                var raw = new List<RunCost>();
+                var http = new List<RunCost>();
                 for (var r = 0; r < args.Reps; r++)
                 {
-                    raw.Add(args.TotalBytes / await RawTcp.MoveAsync(args.TotalBytes, args.MessageBytes, streams, ct) / 1e9);
-                    http.Add(args.TotalBytes / await h2.MoveAsync(args.TotalBytes, args.MessageBytes, streams, ct) / 1e9);
+                    raw.Add(await RunCost.MeasureAsync(() => RawTcp.MoveAsync(args.TotalBytes, args.MessageBytes, streams, ct)));
+                    http.Add(await RunCost.MeasureAsync(() => h2.MoveAsync(args.TotalBytes, args.MessageBytes, streams, ct)));
                 }
 
-                var ratio = Stats.Median(http) / Stats.Median(raw);
+                var rawGbps = raw.Select(c => args.TotalBytes / c.Seconds / 1e9).ToList();
+                var httpGbps = http.Select(c => args.TotalBytes / c.Seconds / 1e9).ToList();
+                var rawCpu = Stats.Median(raw.Select(c => c.CpuSeconds / (args.TotalBytes / 1e9)).ToList());
+                var httpCpu = Stats.Median(http.Select(c => c.CpuSeconds / (args.TotalBytes / 1e9)).ToList());
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"h2 {s} streams={streams}: raw TCP GB/s [{Stats.Join(raw, "F2")}] median {Stats.Median(raw):F2}; HTTP/2 GB/s [{Stats.Join(http, "F2")}] median {Stats.Median(http):F2}; ratio {ratio:F2}"));
+                    $"h2 {s} streams={streams}: raw TCP GB/s [{Stats.Join(rawGbps, "F2")}] median {Stats.Median(rawGbps):F2}, CPU s/GB {rawCpu:F2}; HTTP/2 GB/s [{Stats.Join(httpGbps, "F2")}] median {Stats.Median(httpGbps):F2}, CPU s/GB {httpCpu:F2}; ratio {Stats.Median(httpGbps) / Stats.Median(rawGbps):F2}"));
             }
         }
     }

@@ -2,7 +2,7 @@ using System.Globalization;
 using MigrationFabric.Rpc.Bench;
 
 // Loopback benchmarks of the Rpc layer (see bench/RESULTS.md, "## Rpc"):
-//   throughput [--total-mib N] [--message-kib N] [--streams 1,4] [--reps N] [--ack-every N]
+//   throughput [--total-mib N] [--message-kib N] [--streams 1,4] [--reps N] [--ack-every N] [--with-h2]
 //   latency    [--calls N] [--warmup N]
 //   h2         [--total-mib N] [--reps N]   (HTTP/2 stack without the Rpc layer, several settings)
 var mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "all";
@@ -34,7 +34,7 @@ switch (mode)
 return 0;
 
 /// <summary>Command-line knobs shared by the modes.</summary>
-internal sealed record BenchArgs(long TotalBytes, int MessageBytes, int[] Streams, int Reps, int Calls, int Warmup, int AckEvery)
+internal sealed record BenchArgs(long TotalBytes, int MessageBytes, int[] Streams, int Reps, int Calls, int Warmup, int AckEvery, bool WithH2)
 {
     public static BenchArgs Parse(string[] args)
     {
@@ -45,8 +45,15 @@ internal sealed record BenchArgs(long TotalBytes, int MessageBytes, int[] Stream
         var calls = 20000;
         var warmup = 2000;
         var ackEvery = 1;
+        var withH2 = false;
         for (var i = 0; i < args.Length; i++)
         {
+            if (args[i] == "--with-h2")
+            {
+                withH2 = true;
+                continue;
+            }
+
             var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
             switch (args[i])
             {
@@ -68,7 +75,7 @@ internal sealed record BenchArgs(long TotalBytes, int MessageBytes, int[] Stream
             throw new ArgumentException("--total-mib, --message-kib (>= 4), --reps, --calls, --ack-every and --streams must be positive; --warmup not negative");
         }
 
-        return new BenchArgs(totalMiB * 1024 * 1024, messageKiB * 1024, streams, reps, calls, warmup, ackEvery);
+        return new BenchArgs(totalMiB * 1024 * 1024, messageKiB * 1024, streams, reps, calls, warmup, ackEvery, withH2);
     }
 }
 
