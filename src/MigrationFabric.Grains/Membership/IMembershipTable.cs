@@ -6,7 +6,8 @@ namespace MigrationFabric.Grains.Membership;
 /// <c>read.Version.Next()</c>) and, for updates, on the row's etag: of concurrent writers that read
 /// the same version exactly one wins, the others get <c>false</c> and must re-read. Heartbeats
 /// (<see cref="UpdateIAmAliveAsync"/>) are the exception: unconditional, and they change neither the
-/// row etag nor the table version.
+/// row etag nor the table version. A row's IAmAlive time never moves backwards: every write keeps the
+/// later of the stored and the written time (an update based on an older read must not undo a heartbeat).
 /// </remarks>
 public interface IMembershipTable
 {

@@ -55,7 +55,7 @@ public sealed class InMemoryMembershipTable : IMembershipTable
             if (version.Version != _version + 1
                 || !_rows.TryGetValue(entry.Silo, out var row) || row.Etag != etag)
                 return Task.FromResult(false);
-            _rows[entry.Silo] = new MembershipRow(entry, NewEtag());
+            _rows[entry.Silo] = new MembershipRow(WithLaterHeartbeat(entry, row.Entry.IAmAliveTime), NewEtag());
             _version++;
             return Task.FromResult(true);
         }
@@ -70,7 +70,7 @@ public sealed class InMemoryMembershipTable : IMembershipTable
         {
             if (!_rows.TryGetValue(silo, out var row))
                 throw new MembershipTableException($"Cannot write the heartbeat of silo {silo}: it has no row in the membership table.");
-            _rows[silo] = row with { Entry = row.Entry with { IAmAliveTime = iAmAliveTime } };
+            _rows[silo] = row with { Entry = WithLaterHeartbeat(row.Entry, iAmAliveTime) };
         }
         return Task.CompletedTask;
     }
@@ -88,6 +88,9 @@ public sealed class InMemoryMembershipTable : IMembershipTable
         }
         return Task.FromResult(removed);
     }
+
+    private static MembershipEntry WithLaterHeartbeat(MembershipEntry entry, DateTimeOffset other) =>
+        other > entry.IAmAliveTime ? entry with { IAmAliveTime = other } : entry;
 
     private TableVersion CurrentVersion() => new(_version, _version.ToString(System.Globalization.CultureInfo.InvariantCulture));
 

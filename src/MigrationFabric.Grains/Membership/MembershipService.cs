@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -20,12 +19,9 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     private readonly ILogger _logger;
     private readonly string _siloName;
     private readonly CancellationTokenSource _stop = new();
-    private readonly object _gate = new();
-    private readonly List<(Func<MembershipSnapshot, bool> Predicate, TaskCompletionSource<MembershipSnapshot> Done)> _waiters = [];
-    private readonly Channel<MembershipSnapshot> _changes = Channel.CreateUnbounded<MembershipSnapshot>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Dictionary<SiloAddress, int> _missedProbes = new();
+    private readonly MembershipView _view = new();
+    private readonly ClusterHealthMonitor _monitor;
     private readonly List<Task> _loops = [];
-    private MembershipSnapshot _current = MembershipSnapshot.Empty;
     private int _started;
     private int _selfDead;
     private int _leaving;
@@ -40,6 +36,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         ArgumentNullException.ThrowIfNull(probe);
         _options = options ?? new MembershipOptions();
         _policy = new SuspicionPolicy(_options);
+        _monitor = new ClusterHealthMonitor(self, probe, _options, time ?? TimeProvider.System);
         Self = self;
         _table = table;
         _probe = probe;
@@ -52,7 +49,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
     public SiloAddress Self { get; }
 
     /// <inheritdoc />
-    public MembershipSnapshot Current => Volatile.Read(ref _current);
+    public MembershipSnapshot Current => _view.Current;
 
     /// <inheritdoc />
     public event Action<MembershipSnapshot>? Changed;
@@ -115,50 +112,23 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         await StopLoopsAsync().ConfigureAwait(false);
-        lock (_gate)
-        {
-            foreach (var w in _waiters)
-                w.Done.TrySetException(new ObjectDisposedException(nameof(MembershipService), $"Membership of silo {Self} stopped."));
-            _waiters.Clear();
-        }
+        _view.Close(new ObjectDisposedException(nameof(MembershipService), $"Membership of silo {Self} stopped."));
         _stop.Dispose();
     }
 
     /// <inheritdoc />
-    public async Task RefreshAsync(CancellationToken cancellationToken)
+    public Task RefreshAsync(CancellationToken cancellationToken) => ReadAndApplyAsync(cancellationToken);
+
+    private async Task<MembershipTableData> ReadAndApplyAsync(CancellationToken cancellationToken)
     {
         var data = await _table.ReadAllAsync(cancellationToken).ConfigureAwait(false);
         Apply(data);
+        return data;
     }
 
     /// <inheritdoc />
-    public Task<MembershipSnapshot> WaitForAsync(Func<MembershipSnapshot, bool> predicate, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(predicate);
-        var done = new TaskCompletionSource<MembershipSnapshot>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_gate)
-        {
-            if (predicate(_current))
-                return Task.FromResult(_current);
-            _waiters.Add((predicate, done));
-        }
-        if (!cancellationToken.CanBeCanceled)
-            return done.Task;
-        return WaitCancellableAsync(done, cancellationToken);
-    }
-
-    private async Task<MembershipSnapshot> WaitCancellableAsync(TaskCompletionSource<MembershipSnapshot> done, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            lock (_gate)
-                _waiters.RemoveAll(w => ReferenceEquals(w.Done, done));
-        }
-    }
+    public Task<MembershipSnapshot> WaitForAsync(Func<MembershipSnapshot, bool> predicate, CancellationToken cancellationToken) =>
+        _view.WaitForAsync(predicate, cancellationToken);
 
     private async Task<bool> TryJoinAsync(MembershipTableData data, CancellationToken cancellationToken)
     {
@@ -219,56 +189,35 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
 
     private void Apply(MembershipTableData data)
     {
-        bool selfDead = false;
-        lock (_gate)
+        var snapshot = _view.TryAdvance(data);
+        if (snapshot is null || Volatile.Read(ref _started) == 0 || Volatile.Read(ref _leaving) != 0
+            || snapshot.GetStatus(Self) != SiloStatus.Dead || Interlocked.Exchange(ref _selfDead, 1) != 0)
+            return;
+        LogSelfDead(_logger, Self);
+        try
         {
-            if (data.Version.Version <= _current.Version)
-                return;
-            var snapshot = new MembershipSnapshot(data.Version.Version, data.Rows.Select(r => r.Entry));
-            Volatile.Write(ref _current, snapshot);
-            _changes.Writer.TryWrite(snapshot);
-            for (int i = _waiters.Count - 1; i >= 0; i--)
-            {
-                if (_waiters[i].Predicate(snapshot))
-                {
-                    _waiters[i].Done.TrySetResult(snapshot);
-                    _waiters.RemoveAt(i);
-                }
-            }
-            if (Volatile.Read(ref _started) != 0 && Volatile.Read(ref _leaving) == 0 && snapshot.GetStatus(Self) == SiloStatus.Dead)
-                selfDead = Interlocked.Exchange(ref _selfDead, 1) == 0;
+            _stop.Cancel();
         }
-        if (selfDead)
+        catch (ObjectDisposedException)
         {
-            LogSelfDead(_logger, Self);
-            try
-            {
-                _stop.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // Already disposed: the loops are gone anyway.
-            }
-            var handler = SelfDeclaredDead;
-            if (handler is not null)
-                _ = Task.Run(() => handler(Self));
+            // Already disposed: the loops are gone anyway.
         }
+        var handler = SelfDeclaredDead;
+        if (handler is not null)
+            _ = Task.Run(() => handler(Self));
     }
 
-    private async Task DispatchChangesAsync()
+    private Task DispatchChangesAsync() => _view.DispatchChangesAsync(snapshot =>
     {
-        await foreach (var snapshot in _changes.Reader.ReadAllAsync().ConfigureAwait(false))
+        try
         {
-            try
-            {
-                Changed?.Invoke(snapshot);
-            }
-            catch (Exception e)
-            {
-                LogHandlerFailed(_logger, e, Self);
-            }
+            Changed?.Invoke(snapshot);
         }
-    }
+        catch (Exception e)
+        {
+            LogHandlerFailed(_logger, e, Self);
+        }
+    });
 
     private async Task HeartbeatLoopAsync(CancellationToken stop)
     {
@@ -303,8 +252,8 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
                 {
                     // Heartbeats move no version, so stale ones are only seen by this periodic full read.
                     lastPeriodic = now;
-                    await RefreshAsync(stop).ConfigureAwait(false);
-                    await CheckStaleHeartbeatsAsync(stop).ConfigureAwait(false);
+                    var data = await ReadAndApplyAsync(stop).ConfigureAwait(false);
+                    await CheckStaleHeartbeatsAsync(data, stop).ConfigureAwait(false);
                     continue;
                 }
                 var version = await _table.ReadVersionAsync(stop).ConfigureAwait(false);
@@ -344,73 +293,34 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
 
     private async Task ProbeRoundAsync(CancellationToken stop)
     {
-        var targets = MonitoredSilos(Current);
-        foreach (var gone in _missedProbes.Keys.Where(s => !targets.Contains(s)).ToList())
-            _missedProbes.Remove(gone);
-        var results = await Task.WhenAll(targets.Select(t => ProbeOnceAsync(t, stop))).ConfigureAwait(false);
-        for (int i = 0; i < targets.Count; i++)
+        foreach (var (target, missed) in await _monitor.ProbeRoundAsync(Current, stop).ConfigureAwait(false))
         {
-            var target = targets[i];
-            if (results[i])
-            {
-                _missedProbes.Remove(target);
-                continue;
-            }
-            int missed = _missedProbes.GetValueOrDefault(target) + 1;
-            _missedProbes[target] = missed;
             LogProbeMissed(_logger, Self, target, missed);
             if (missed >= _options.NumMissedProbesLimit)
                 await SuspectAsync(target, "missed probes", stop).ConfigureAwait(false);
         }
     }
 
-    private async Task<bool> ProbeOnceAsync(SiloAddress target, CancellationToken stop)
+    /// <summary>Declares dead every live silo whose heartbeat in <paramref name="data"/> (a fresh read) is too old.</summary>
+    /// <remarks>Snapshots move only with the version, which heartbeats do not bump, so this must look at the read itself.</remarks>
+    private async Task CheckStaleHeartbeatsAsync(MembershipTableData data, CancellationToken stop)
     {
-        using var timeout = new CancellationTokenSource(_options.ProbeTimeout, _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, stop);
-        try
+        foreach (var row in data.Rows)
         {
-            await _probe.ProbeAsync(target, linked.Token).WaitAsync(_options.ProbeTimeout, _time, stop).ConfigureAwait(false);
-            return true;
-        }
-        catch (Exception) when (!stop.IsCancellationRequested)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>The silos this one probes: its next <see cref="MembershipOptions.NumProbedSilos"/> successors on the ring of live silos.</summary>
-    internal List<SiloAddress> MonitoredSilos(MembershipSnapshot snapshot)
-    {
-        var ring = new List<SiloAddress>();
-        foreach (var e in snapshot.Entries.Values)
-            if (e.Status is SiloStatus.Active or SiloStatus.ShuttingDown && !e.Silo.Equals(Self))
-                ring.Add(e.Silo);
-        ring.Add(Self);
-        ring.Sort();
-        int me = ring.IndexOf(Self);
-        var targets = new List<SiloAddress>();
-        for (int i = 1; i < ring.Count && targets.Count < _options.NumProbedSilos; i++)
-            targets.Add(ring[(me + i) % ring.Count]);
-        return targets;
-    }
-
-    private async Task CheckStaleHeartbeatsAsync(CancellationToken stop)
-    {
-        var now = _time.GetUtcNow();
-        var limit = _options.IAmAlivePublishPeriod * _options.NumMissedTableIAmAliveLimit;
-        foreach (var e in Current.Entries.Values)
-        {
-            if (e.Silo.Equals(Self) || !e.Status.IsAlive() || now - e.IAmAliveTime <= limit)
-                continue;
-            await SuspectAsync(e.Silo, "stale heartbeat", stop, declareNow: true).ConfigureAwait(false);
+            if (!row.Entry.Silo.Equals(Self) && IsStale(row.Entry))
+                await SuspectAsync(row.Entry.Silo, "stale heartbeat", stop, declareIf: IsStale).ConfigureAwait(false);
         }
         if (_options.DefunctSiloExpiration > TimeSpan.Zero)
-            await _table.CleanupDefunctEntriesAsync(now - _options.DefunctSiloExpiration, stop).ConfigureAwait(false);
+            await _table.CleanupDefunctEntriesAsync(_time.GetUtcNow() - _options.DefunctSiloExpiration, stop).ConfigureAwait(false);
     }
 
+    private bool IsStale(MembershipEntry entry) =>
+        entry.Status.IsAlive()
+        && _time.GetUtcNow() - entry.IAmAliveTime > _options.IAmAlivePublishPeriod * _options.NumMissedTableIAmAliveLimit;
+
     /// <summary>Adds this silo's vote against <paramref name="target"/>; declares it Dead once enough fresh votes agree.</summary>
-    private async Task SuspectAsync(SiloAddress target, string reason, CancellationToken stop, bool declareNow = false)
+    /// <remarks>With <paramref name="declareIf"/>, the vote is cast only if the fresh row still satisfies it, and then declares at once.</remarks>
+    private async Task SuspectAsync(SiloAddress target, string reason, CancellationToken stop, Func<MembershipEntry, bool>? declareIf = null)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -421,9 +331,11 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             var row = data.Find(target);
             if (row is null || row.Entry.Status == SiloStatus.Dead)
                 return;
+            if (declareIf is not null && !declareIf(row.Entry))
+                return;
             int active = data.Rows.Count(r => r.Entry.Status == SiloStatus.Active);
             var decision = _policy.Vote(row.Entry, Self, _time.GetUtcNow(), active);
-            bool kill = declareNow || decision.DeclareDead;
+            bool kill = declareIf is not null || decision.DeclareDead;
             var entry = row.Entry with { Suspicions = decision.Votes, Status = kill ? SiloStatus.Dead : row.Entry.Status };
             if (await _table.UpdateRowAsync(entry, row.Etag, data.Version.Next(), stop).ConfigureAwait(false))
             {
@@ -459,7 +371,7 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         {
             return;
         }
-        _changes.Writer.TryComplete();
+        _view.CompleteChanges();
         try
         {
             await Task.WhenAll(_loops).ConfigureAwait(false);

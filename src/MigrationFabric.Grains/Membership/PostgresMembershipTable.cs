@@ -91,7 +91,7 @@ public sealed class PostgresMembershipTable : IMembershipTable, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(entry);
         ArgumentNullException.ThrowIfNull(etag);
         return WriteAsync(entry, version, """
-            UPDATE mf_membership SET status = @status, start_ticks = @start, iamalive_ticks = @alive,
+            UPDATE mf_membership SET status = @status, start_ticks = @start, iamalive_ticks = GREATEST(iamalive_ticks, @alive),
                 suspicions = @suspicions, silo_name = @name, etag = @newEtag
             WHERE cluster_id = @c AND silo = @silo AND etag = @etag
             """, etag, cancellationToken);
@@ -102,7 +102,7 @@ public sealed class PostgresMembershipTable : IMembershipTable, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(silo);
         await using var command = _dataSource.CreateCommand(
-            "UPDATE mf_membership SET iamalive_ticks = @alive WHERE cluster_id = @c AND silo = @silo");
+            "UPDATE mf_membership SET iamalive_ticks = GREATEST(iamalive_ticks, @alive) WHERE cluster_id = @c AND silo = @silo");
         command.Parameters.AddWithValue("alive", iAmAliveTime.UtcTicks);
         command.Parameters.AddWithValue("c", _clusterId);
         command.Parameters.AddWithValue("silo", silo.ToString());

@@ -106,7 +106,7 @@ public sealed class SqliteMembershipTable : IMembershipTable
         ArgumentNullException.ThrowIfNull(entry);
         ArgumentNullException.ThrowIfNull(etag);
         return WriteAsync(entry, version, """
-            UPDATE mf_membership SET status = $status, start_ticks = $start, iamalive_ticks = $alive,
+            UPDATE mf_membership SET status = $status, start_ticks = $start, iamalive_ticks = max(iamalive_ticks, $alive),
                 suspicions = $suspicions, silo_name = $name, etag = $newEtag
             WHERE cluster_id = $c AND silo = $silo AND etag = $etag
             """, etag, cancellationToken);
@@ -118,7 +118,7 @@ public sealed class SqliteMembershipTable : IMembershipTable
         ArgumentNullException.ThrowIfNull(silo);
         await using var connection = await SqliteStore.OpenAsync(_connectionString, cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE mf_membership SET iamalive_ticks = $alive WHERE cluster_id = $c AND silo = $silo";
+        command.CommandText = "UPDATE mf_membership SET iamalive_ticks = max(iamalive_ticks, $alive) WHERE cluster_id = $c AND silo = $silo";
         command.Parameters.AddWithValue("$alive", iAmAliveTime.UtcTicks);
         command.Parameters.AddWithValue("$c", _clusterId);
         command.Parameters.AddWithValue("$silo", silo.ToString());

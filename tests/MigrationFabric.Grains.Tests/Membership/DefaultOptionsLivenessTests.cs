@@ -55,6 +55,45 @@ public sealed class DefaultOptionsLivenessTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_quiet_healthy_cluster_stays_healthy_over_many_heartbeat_periods()
+    {
+        // Nothing bumps the table version for ten minutes, so only heartbeats show the silos are alive.
+        var clock = new ManualTimeProvider(new DateTimeOffset(2026, 11, 22, 0, 0, 0, TimeSpan.Zero));
+        var table = new InMemoryMembershipTable();
+        var network = new InProcessProbeNetwork();
+        var services = new List<MembershipService>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                var silo = new SiloAddress("127.0.0.1", 12000 + i, 1);
+                network.Register(silo);
+                var s = new MembershipService(silo, table, network, new MembershipOptions(), clock);
+                services.Add(s);
+                await s.StartAsync(timeout.Token);
+                await s.BecomeActiveAsync(timeout.Token);
+            }
+            long version = (await table.ReadVersionAsync(timeout.Token)).Version;
+            for (int step = 0; step < 120; step++)
+            {
+                clock.Advance(TimeSpan.FromSeconds(5));
+                await Task.Delay(10, timeout.Token); // real time for the loops to run their turn
+            }
+            var data = await table.ReadAllAsync(timeout.Token);
+            Assert.All(data.Rows, r => Assert.Equal(SiloStatus.Active, r.Entry.Status));
+            Assert.All(data.Rows, r => Assert.Empty(r.Entry.Suspicions));
+            Assert.Equal(version, data.Version.Version);
+            Assert.All(data.Rows, r => Assert.True(clock.GetUtcNow() - r.Entry.IAmAliveTime <= TimeSpan.FromSeconds(60), "heartbeats kept coming"));
+        }
+        finally
+        {
+            foreach (var s in services)
+                await s.DisposeAsync();
+        }
+    }
+
     /// <summary>Moves the clock in half-second steps, giving the loops real time for their turn, until <paramref name="done"/> or <paramref name="limit"/>.</summary>
     private static async Task AdvanceUntilAsync(ManualTimeProvider clock, Task done, TimeSpan limit, CancellationToken cancellationToken)
     {

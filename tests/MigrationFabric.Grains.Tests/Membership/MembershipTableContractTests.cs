@@ -168,6 +168,22 @@ public abstract class MembershipTableContractTests
     }
 
     [StoreFact]
+    public async Task An_update_from_an_older_read_does_not_undo_a_heartbeat()
+    {
+        var table = await NewTableAsync();
+        var a = Silo(1);
+        Assert.True(await table.InsertRowAsync(Entry(a), new TableVersion(1, "0"), CancellationToken.None));
+        var data = await table.ReadAllAsync(CancellationToken.None);
+        await table.UpdateIAmAliveAsync(a, T0.AddMinutes(2), CancellationToken.None);
+        await table.UpdateIAmAliveAsync(a, T0.AddMinutes(1), CancellationToken.None); // late, out-of-order heartbeat
+        var row = data.Find(a)!;
+        Assert.True(await table.UpdateRowAsync(row.Entry with { Status = SiloStatus.Active }, row.Etag, data.Version.Next(), CancellationToken.None));
+        var after = (await table.ReadAllAsync(CancellationToken.None)).Find(a)!.Entry;
+        Assert.Equal(SiloStatus.Active, after.Status);
+        Assert.Equal(T0.AddMinutes(2), after.IAmAliveTime);
+    }
+
+    [StoreFact]
     public async Task Cleanup_removes_only_old_dead_rows()
     {
         var table = await NewTableAsync();
