@@ -8,7 +8,7 @@ namespace MigrationFabric.Memory.Ballooning;
 /// Only pages the guest reports free are taken, so inflating never loses data: explicitly freed pages
 /// first (they hold RAM now), then never-touched pages from the top of memory down (workloads allocate
 /// from the bottom). Deflating is a state change only: a Ballooned page holds no RAM and comes back as
-/// a Zero page. A vCPU writing to a Ballooned page deflates it on demand in the MMU, so a memory spike
+/// a Zero page. A vCPU touching a Ballooned page deflates it on demand in the MMU, so a memory spike
 /// never waits for the balloon.
 /// </remarks>
 public sealed class Balloon

@@ -15,7 +15,7 @@ public enum PageResidency : byte
     /// <summary>Owned by another host (post-copy destination, split migration); a vCPU access faults it in.</summary>
     Remote = 3,
 
-    /// <summary>Taken by the balloon: no RAM, not transferred, zero when given back. A vCPU write deflates it on demand.</summary>
+    /// <summary>Taken by the balloon: no RAM, not transferred, zero when given back. A vCPU touch deflates it on demand.</summary>
     Ballooned = 4,
 
     /// <summary>Transitional: leaving RAM (contents still readable by the evictor); vCPUs wait until the eviction completes or is cancelled.</summary>

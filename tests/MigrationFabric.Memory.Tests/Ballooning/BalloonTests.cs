@@ -89,9 +89,13 @@ public class BalloonTests
         // the spike ends: its pages are reported free and the balloon takes them (and their RAM) back
         spike.Release();
         await spike.Released.WaitAsync(VcpuThread.Generous);
-        balloon.InflateTo(3072);
+        Assert.Equal(1536, free.ExplicitlyFreedCount);
+        Assert.Equal(1024, balloon.InflateTo(3072));
         Assert.Equal(3072, balloon.SizePages);
-        Assert.Equal(512, m.ResidentPages + m.CountOf(PageResidency.Zero) - (4096 - 3072 - 512));
+        // the 1024 pages came from the freed spike pages (their RAM returned), none from the base
+        Assert.Equal(512, free.ExplicitlyFreedCount);
+        Assert.Equal(2048 - 1024, m.ResidentPages);
+        for (long p = 0; p < 512; p++) Assert.Equal(PageResidency.Resident, m.GetResidency(p));
         cts.Cancel();
         await run.WaitAsync(VcpuThread.Generous);
     }
