@@ -267,7 +267,7 @@ public sealed unsafe class GuestMemory : IDisposable
         return true;
     }
 
-    /// <summary>Makes a Zero or Ballooned page Resident in place (its contents are zeroes already); used by the MMU on a first write.</summary>
+    /// <summary>Makes a Zero or Ballooned page Resident in place (its contents are zeroes already); used by the MMU on a first touch.</summary>
     internal bool TryTouchZero(long page, PageResidency from)
     {
         if (!Cas(page, from, PageResidency.Resident)) return false;
