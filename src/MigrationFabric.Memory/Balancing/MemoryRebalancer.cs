@@ -31,7 +31,7 @@ public sealed class MemoryRebalancerOptions
 /// gets its reservation and the rest is water-filled by weight up to each need: a VM above its
 /// reservation gets (weight / sum of weights) of what is contended, except that none exceeds its need
 /// and what a capped VM does not take goes to the others. Integer pages left by rounding go one each
-/// to the heaviest uncapped VMs.
+/// to the uncapped VMs with the fewest pages per unit of weight.
 /// </remarks>
 public sealed class MemoryRebalancer
 {
@@ -99,6 +99,7 @@ public sealed class MemoryRebalancer
     private static void WaterFill(long[] targets, long[] caps, IReadOnlyList<VmMemoryDemand> vms, long amount)
     {
         var n = targets.Length;
+        var start = (long[])targets.Clone();
         var active = new bool[n];
         var activeCount = 0;
         for (var i = 0; i < n; i++)
@@ -136,13 +137,14 @@ public sealed class MemoryRebalancer
                 given += share;
             }
             var left = amount - given;
-            // Rounding leftovers (fewer than the active VMs): one page each, heaviest first.
+            // Rounding leftovers (fewer than the active VMs): one page each, to the lowest pages-per-weight first.
             while (left > 0)
             {
                 var best = -1;
                 for (var i = 0; i < n; i++)
                 {
-                    if (active[i] && targets[i] < caps[i] && (best < 0 || vms[i].Weight > vms[best].Weight)) best = i;
+                    if (active[i] && targets[i] < caps[i]
+                        && (best < 0 || (targets[i] - start[i]) / vms[i].Weight < (targets[best] - start[best]) / vms[best].Weight)) best = i;
                 }
                 if (best < 0) break;
                 targets[best]++;

@@ -49,6 +49,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly Lock _scanLock = new();
     private Exception? _lastBackgroundError;
     private long _pendingPageIns;
+    private long _pagesBeingEvicted;
+    private int _evictionsInFlight;
     private int _scans;
     private int _disposed;
 
@@ -290,7 +292,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
             cancellationToken.ThrowIfCancellationRequested();
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            if (Volatile.Read(ref _pendingPageIns) == 0 && !NeedsPageOut())
+            if (Volatile.Read(ref _pendingPageIns) == 0 && Volatile.Read(ref _evictionsInFlight) == 0 && !NeedsPageOut())
                 return;
             SignalPageOut();
             await Task.Delay(1, cancellationToken).ConfigureAwait(false);
@@ -310,7 +312,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         // The share is a hard limit: when the page-out thread falls behind, whoever grew the footprint
         // (a vCPU's first touch, a deflate) waits for the page-outs, as a fixed physical share would make it.
         // Our own installs hold the chunk's lock and made room beforehand; reclaiming under it could deadlock.
-        if (_memory.ResidentPages > _share && !ChunkLock(chunk).IsHeldByCurrentThread && _disposed == 0)
+        if (CommittedPages > _share && !ChunkLock(chunk).IsHeldByCurrentThread && _disposed == 0)
             MakeRoom(0);
     }
 
@@ -336,7 +338,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     // Naive swap has no free reserve: like kswapd it only pages out once the share is exceeded.
-    private bool NeedsPageOut() => _memory.ResidentPages > _share - (_options.Mode == PagingMode.Naive ? 0 : _reserve);
+    private bool NeedsPageOut() => CommittedPages > _share - (_options.Mode == PagingMode.Naive ? 0 : _reserve);
+
+    // Resident pages not already on their way out: the page-out thread and a synchronous reclaim must
+    // not both evict for the same shortfall.
+    private long CommittedPages => _memory.ResidentPages - Volatile.Read(ref _pagesBeingEvicted);
 
     private void SignalPageOut()
     {
@@ -351,7 +357,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private void MakeRoom(long pages)
     {
         var attempts = ChunkCount;
-        while (_memory.ResidentPages + pages > _share && attempts-- > 0)
+        while (CommittedPages + pages > _share && attempts-- > 0)
         {
             if (!EvictOneChunk(sync: true)) break;
         }
@@ -360,12 +366,24 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private bool EvictOneChunk(bool sync)
     {
         int victim;
+        long leaving;
         lock (_lruLock)
         {
             if (!_lru.TryTakeVictim(out victim)) return false;
             _evicting[victim] = true;
+            Interlocked.Increment(ref _evictionsInFlight);
+            leaving = CountIn(victim, PageResidency.Resident);
+            Interlocked.Add(ref _pagesBeingEvicted, leaving);
         }
-        EvictChunk(victim, sync);
+        try
+        {
+            EvictChunk(victim, sync);
+        }
+        finally
+        {
+            Interlocked.Add(ref _pagesBeingEvicted, -leaving);
+            Interlocked.Decrement(ref _evictionsInFlight);
+        }
         return true;
     }
 
@@ -546,7 +564,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         for (var i = 0; i < count && !_lifetime.IsCancellationRequested; i++)
         {
             if (_memory.GetResidency(first + i) != PageResidency.Swapped) continue;
-            while (_memory.ResidentPages + 1 > _share && EvictOneChunk(sync: false))
+            while (CommittedPages + 1 > _share && EvictOneChunk(sync: false))
             {
             }
             PageInOne(first + i, sync: false);
