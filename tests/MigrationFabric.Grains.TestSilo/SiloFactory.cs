@@ -12,7 +12,7 @@ public static class SiloFactory
     public static MembershipOptions FastMembership() => new()
     {
         ProbeTimeout = TimeSpan.FromSeconds(1),
-        NumMissedProbesLimit = 2,
+        NumMissedProbesLimit = 3,
         NumVotesForDeathDeclaration = 1,
         IAmAlivePublishPeriod = TimeSpan.FromSeconds(1),
         TableVersionPollPeriod = TimeSpan.FromMilliseconds(100),

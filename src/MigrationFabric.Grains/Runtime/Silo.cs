@@ -116,6 +116,10 @@ public sealed class Silo : IAsyncDisposable
             await runtime.Catalog.DeactivateAllAsync(_options.DeactivationTimeout).ConfigureAwait(false);
             await _membership.ShutdownAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (SiloDeclaredDeadException)
+        {
+            // The others already declared this silo dead: its grains live elsewhere now, nothing left to hand over.
+        }
         finally
         {
             runtime.CancelStopping();
@@ -151,9 +155,10 @@ public sealed class Silo : IAsyncDisposable
         var before = runtime.Locator.Ring;
         runtime.Locator.OnViewChanged(view);
         if (runtime.Locator.Ring == before) return;
-        runtime.Log.ViewChanged(runtime.Self, view.Version, view.ActiveSilos.Count);
+        var ring = runtime.Locator.Ring;
+        runtime.Log.ViewChanged(runtime.Self, ring.Version, ring.Silos.Count);
         foreach (var silo in before.Silos)
-            if (!view.IsActive(silo) && !view.GetStatus(silo).IsAlive())
+            if (view.GetStatus(silo) == SiloStatus.Dead)
                 _transport.Disconnect(silo);
     }
 

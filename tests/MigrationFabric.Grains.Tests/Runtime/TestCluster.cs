@@ -32,7 +32,7 @@ public sealed class TestCluster : IAsyncDisposable
     public static MembershipOptions FastMembership() => new()
     {
         ProbeTimeout = TimeSpan.FromSeconds(1),
-        NumMissedProbesLimit = 2,
+        NumMissedProbesLimit = 3,
         NumVotesForDeathDeclaration = 1,
         IAmAlivePublishPeriod = TimeSpan.FromSeconds(1),
         TableVersionPollPeriod = TimeSpan.FromMilliseconds(100),
