@@ -2,6 +2,7 @@ using MigrationFabric.Memory.Balancing;
 using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Swap;
 using MigrationFabric.Memory.Tests.Support;
 using MigrationFabric.Memory.Tracking;
 using Xunit;
@@ -109,6 +110,41 @@ public sealed class DemandMonitorTests
         Assert.InRange(monitor.EstimateDemandPages(), workingSet * 0.5, workingSet * 1.15);
         Assert.True(monitor.SamplingTime > TimeSpan.Zero);
         Assert.InRange(monitor.Overhead, double.Epsilon, 1);
+    }
+
+    [Fact]
+    public async Task Under_private_virtual_memory_the_monitor_samples_the_bits_the_pager_forwards()
+    {
+        const long workingSet = 2048;
+        using var memory = new GuestMemory(Pages * Page.Size);
+        var dir = Directory.CreateTempSubdirectory("mf-demand-pvm-").FullName;
+        try
+        {
+            await using var pvm = new PrivateVirtualMemory(memory, new PrivateVirtualMemoryOptions
+            {
+                SharePages = Pages / 2,
+                SwapFilePath = Path.Combine(dir, "vm.swap"),
+                ScanAccessBitsPeriodically = false,
+            });
+            using var mmu = new SoftwareMmu(memory, pvm);
+            using var monitor = new DemandMonitor(pvm.ForwardedAccess, new DemandMonitorOptions { SampleEvery = 8 });
+            await VcpuThread.Start(() =>
+            {
+                using var cpu = mmu.CreateVcpu();
+                for (var epoch = 0; epoch < 15; epoch++)
+                {
+                    for (long p = 0; p < workingSet; p++) cpu.WriteUInt64(p * Page.Size, (ulong)epoch);
+                    pvm.ScanAccessBits();   // the pager harvests the MMU's bits (moving chunks up its LRU)...
+                    monitor.SampleOnce();    // ...and the monitor still sees every access.
+                }
+            }).WaitAsync(VcpuThread.Generous);
+            Assert.InRange(monitor.EstimateDemandPages(), workingSet * 0.85, workingSet * 1.15);
+            Assert.Equal(0, memory.Accessed.CountSet());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
