@@ -4,7 +4,8 @@ using MigrationFabric.Rpc.Bench;
 // Loopback benchmarks of the Rpc layer (see bench/RESULTS.md, "## Rpc"):
 //   throughput [--total-mib N] [--message-kib N] [--streams 1,4] [--reps N] [--ack-every N] [--with-h2]
 //   latency    [--calls N] [--warmup N]
-//   h2         [--total-mib N] [--reps N]   (HTTP/2 stack without the Rpc layer, several settings)
+//   h2         [--total-mib N] [--reps N] [--streams 1,4]   (HTTP/2 stack without the Rpc layer, several settings)
+//   codec      [--total-mib N] [--reps N]   (protobuf serialize/parse of the same batches, no transport)
 var mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "all";
 var options = BenchArgs.Parse(args.SkipWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray());
 using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(30));
@@ -22,12 +23,15 @@ switch (mode)
     case "h2":
         await H2Bench.RunAsync(options, ct);
         break;
+    case "codec":
+        await CodecBench.RunAsync(options, ct);
+        break;
     case "all":
         await ThroughputBench.RunAsync(options, ct);
         await LatencyBench.RunAsync(options, ct);
         break;
     default:
-        Console.Error.WriteLine($"unknown mode '{mode}': use throughput, latency, h2 or all");
+        Console.Error.WriteLine($"unknown mode '{mode}': use throughput, latency, h2, codec or all");
         return 2;
 }
 
