@@ -72,6 +72,27 @@ public sealed class CallKindTests : IClassFixture<EchoServerFixture>
     }
 
     [Fact]
+    public async Task Client_streaming_call_failed_by_the_server_reports_its_status_to_later_writes()
+    {
+        using var call = _channel.AsyncClientStreamingCall(EchoService.Collect);
+        await call.RequestStream.WriteAsync(new EchoRequest { FailCode = (int)StatusCode.InvalidArgument, FailMessage = "bad batch" });
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Equal("bad batch", error.Status.Detail);
+        var writeError = await Assert.ThrowsAsync<RpcException>(() => call.RequestStream.WriteAsync(new EchoRequest()));
+        Assert.Equal(StatusCode.InvalidArgument, writeError.StatusCode);
+    }
+
+    [Fact]
+    public async Task Writing_after_completing_the_request_stream_is_refused()
+    {
+        using var call = _channel.AsyncDuplexStreamingCall(EchoService.Chat);
+        await call.RequestStream.CompleteAsync();
+        await Assert.ThrowsAsync<InvalidOperationException>(() => call.RequestStream.WriteAsync(new EchoRequest()));
+        Assert.False(await call.ResponseStream.MoveNext());
+    }
+
+    [Fact]
     public async Task Duplex_call_answers_each_request_as_it_arrives()
     {
         using var call = _channel.AsyncDuplexStreamingCall(EchoService.Chat);

@@ -215,12 +215,20 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
             {
                 var stream = await _requestStream.Task.WaitAsync(token).ConfigureAwait(false);
                 await MessageFrameWriter.WriteMessageAsync(stream, message, size, token).ConfigureAwait(false);
+                // SocketsHttpHandler keeps DATA frames in the connection buffer until flushed: without this a small
+                // message (an ack, a probe) can wait indefinitely and a ping-pong stalls.
                 await stream.FlushAsync(token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not RpcException)
             {
                 ThrowIfFinished();
-                throw new RpcException(StatusFrom(e));
+                var status = StatusFrom(e);
+                if (e is not OperationCanceledException && status.StatusCode == StatusCode.Unavailable)
+                {
+                    status = new Status(StatusCode.Unavailable, $"Error writing the request stream (read the response stream for the call's status). {e.GetType().Name}: {e.Message}");
+                }
+
+                throw new RpcException(status);
             }
         }
         finally

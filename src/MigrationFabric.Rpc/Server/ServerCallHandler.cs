@@ -83,7 +83,15 @@ internal sealed class ServerCallHandler<TRequest, TResponse> : IServerCallHandle
             writer.Complete();
         }
 
-        context.Finish(status);
+        try
+        {
+            context.Finish(status);
+        }
+        catch (InvalidOperationException e)
+        {
+            // Kestrel refused the status (the response was aborted underneath us); the stream reset tells the client.
+            ServerLog.FinishFailed(logger, e, _method.FullName, status.StatusCode);
+        }
     }
 
     private static async ValueTask WriteSingleAsync(ServerCallContext context, TResponse? response)
