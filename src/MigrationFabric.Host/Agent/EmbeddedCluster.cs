@@ -76,7 +76,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                     HostName = $"{options.NamePrefix}{(char)('a' + i)}",
                     MemoryBudgetBytes = options.MemoryBudgetBytes,
                     ApiPort = options.FirstApiPort == 0 ? 0 : options.FirstApiPort + i,
-                }, cluster.Table, cluster.Storage, FastMembership());
+                }, cluster.Table, cluster.Storage);
                 await agent.StartAsync(cancellationToken).ConfigureAwait(false);
                 cluster._agents.Add(agent);
             }

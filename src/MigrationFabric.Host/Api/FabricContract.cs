@@ -10,7 +10,7 @@ using MigrationFabric.Rpc;
 public static class FabricContract
 {
     /// <summary>The service descriptor.</summary>
-    public static ServiceDescriptor Service { get; } = FabricReflection.Descriptor.FindTypeByName<ServiceDescriptor>("migrationfabric.v1.Fabric");
+    public static ServiceDescriptor Service { get; } = FabricReflection.Descriptor.FindTypeByName<ServiceDescriptor>("Fabric");
 
     /// <summary>ListHosts.</summary>
     public static Method<ListHostsRequest, ListHostsResponse> ListHosts { get; } = Method<ListHostsRequest, ListHostsResponse>.Create(Service, "ListHosts");
