@@ -44,8 +44,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly Task _pageOutThread;
     private readonly Task _pageInThread;
     private readonly Task _scanThread;
-    private readonly long _share;
-    private readonly long _reserve;
+    private long _share;
+    private long _reserve;
     private readonly Lock _scanLock = new();
     private Exception? _lastBackgroundError;
     private long _pendingPageIns;
@@ -64,7 +64,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _share = _options.SharePages ?? memory.ResidentBudgetPages;
         ChunkPages = _options.ChunkPages;
         ChunkCount = checked((int)((memory.PageCount + ChunkPages - 1) / ChunkPages));
-        _reserve = Math.Min(_options.FreeReservePages ?? ChunkPages, _share / 2);
+        _reserve = ReserveFor(_share);
 
         var swapRuns = (int)Math.Min(ChunkCount, ((_options.SwapPages ?? memory.PageCount) + ChunkPages - 1) / ChunkPages);
         if ((long)swapRuns * ChunkPages > int.MaxValue)
@@ -102,11 +102,27 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     /// <summary>The paging method.</summary>
     public PagingMode Mode => _options.Mode;
 
-    /// <summary>The fixed physical share in pages.</summary>
-    public long SharePages => _share;
+    /// <summary>The physical share in pages: fixed while the VM runs, changed only by a re-balance (<see cref="SetSharePages"/>).</summary>
+    public long SharePages => Volatile.Read(ref _share);
 
     /// <summary>Pages the page-out thread keeps free below the share (direct placement leaves them free too).</summary>
-    public long FreeReservePages => _reserve;
+    public long FreeReservePages => Volatile.Read(ref _reserve);
+
+    /// <summary>Applies a new share (e.g. a <c>MemoryRebalancer</c> target): a smaller one is paged out to by the page-out thread, a larger one is simply room to grow.</summary>
+    public void SetSharePages(long pages)
+    {
+        if (pages <= 0 || pages > _memory.PageCount)
+            throw new ArgumentOutOfRangeException(nameof(pages), pages, $"the share must be within 1..{_memory.PageCount} pages.");
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        lock (_lruLock)
+        {
+            Volatile.Write(ref _reserve, ReserveFor(pages));
+            Volatile.Write(ref _share, pages);
+        }
+        if (NeedsPageOut()) SignalPageOut();
+    }
+
+    private long ReserveFor(long share) => Math.Min(_options.FreeReservePages ?? ChunkPages, share / 2);
 
     /// <summary>Pages per chunk.</summary>
     public int ChunkPages { get; }
@@ -203,7 +219,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         return PlacementTarget.Swap;
                     case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
                         // The free reserve stays free so the page-out thread never evicts placed pages (no paging during migration).
-                        if (_options.Mode == PagingMode.Naive || _memory.ResidentPages < _share - _reserve)
+                        if (_options.Mode == PagingMode.Naive || _memory.ResidentPages < SharePages - FreeReservePages)
                         {
                             if (!_memory.TryInstall(page, r, contents)) continue;
                             Statistics.Placed(PlacementTarget.Memory, update: false);
@@ -312,7 +328,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         // The share is a hard limit: when the page-out thread falls behind, whoever grew the footprint
         // (a vCPU's first touch, a deflate) waits for the page-outs, as a fixed physical share would make it.
         // Our own installs hold the chunk's lock and made room beforehand; reclaiming under it could deadlock.
-        if (CommittedPages > _share && !ChunkLock(chunk).IsHeldByCurrentThread && _disposed == 0)
+        if (CommittedPages > SharePages && !ChunkLock(chunk).IsHeldByCurrentThread && _disposed == 0)
             MakeRoom(0);
     }
 
@@ -338,7 +354,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     // Naive swap has no free reserve: like kswapd it only pages out once the share is exceeded.
-    private bool NeedsPageOut() => CommittedPages > _share - (_options.Mode == PagingMode.Naive ? 0 : _reserve);
+    private bool NeedsPageOut() => CommittedPages > SharePages - (_options.Mode == PagingMode.Naive ? 0 : FreeReservePages);
 
     // Resident pages not already on their way out: the page-out thread and a synchronous reclaim must
     // not both evict for the same shortfall.
@@ -357,7 +373,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private void MakeRoom(long pages)
     {
         var attempts = ChunkCount;
-        while (CommittedPages + pages > _share && attempts-- > 0)
+        while (CommittedPages + pages > SharePages && attempts-- > 0)
         {
             if (!EvictOneChunk(sync: true)) break;
         }
@@ -564,7 +580,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         for (var i = 0; i < count && !_lifetime.IsCancellationRequested; i++)
         {
             if (_memory.GetResidency(first + i) != PageResidency.Swapped) continue;
-            while (CommittedPages + 1 > _share && EvictOneChunk(sync: false))
+            while (CommittedPages + 1 > SharePages && EvictOneChunk(sync: false))
             {
             }
             PageInOne(first + i, sync: false);

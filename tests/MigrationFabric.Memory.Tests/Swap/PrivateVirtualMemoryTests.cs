@@ -324,6 +324,50 @@ public sealed class PrivateVirtualMemoryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_rebalanced_share_is_paged_down_to_and_the_contents_survive()
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, Pages);
+        options.FreeReservePages = 0;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        var buf = new byte[Page.Size];
+        for (long p = 0; p < Pages; p++)
+        {
+            Fill(buf, p, 1);
+            Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, buf));
+        }
+        Assert.Equal(Pages, memory.ResidentPages);
+
+        // The re-balancer gives this VM a quarter of its size: the page-out thread brings it there.
+        var target = new MigrationFabric.Memory.Balancing.MemoryRebalancer().ComputeTargets(
+            [new(DemandPages: 900, ReservationPages: 512, MaxPages: Pages, Weight: 1)], hostBudgetPages: Pages / 4)[0];
+        Assert.Equal(Pages / 4, target);
+        pvm.SetSharePages(target);
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.True(memory.ResidentPages <= target - pvm.FreeReservePages, $"{memory.ResidentPages} resident");
+        Assert.True(pvm.Statistics.Snapshot().PageOutsAsync >= Pages - target);
+
+        pvm.SetSharePages(Pages);
+        var outs = pvm.Statistics.Snapshot().PageOuts;
+        using var mmu = new SoftwareMmu(memory, pvm);
+        await VcpuThread.Start(() =>
+        {
+            using var cpu = mmu.CreateVcpu();
+            var b = new byte[Page.Size];
+            for (long p = 0; p < Pages; p++)
+            {
+                cpu.Read(p * Page.Size, b);
+                AssertPage(b, p, 1);
+            }
+        }).WaitAsync(VcpuThread.Generous);
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.Equal(outs, pvm.Statistics.Snapshot().PageOuts);
+        Assert.Equal(Pages, memory.ResidentPages);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pvm.SetSharePages(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pvm.SetSharePages(Pages + 1));
+    }
+
+    [Fact]
     public async Task Bad_input_gets_a_clear_error()
     {
         using var memory = new GuestMemory(Size);
