@@ -31,9 +31,10 @@ internal static class SqliteStore
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             // SQLite's own busy handler retries a locked file within milliseconds; without it the
             // provider's coarse retry lets one process run whole bursts while the others sleep.
+            // synchronous=FULL is stated, not assumed from the build: a commit must survive power loss.
             await using (var pragma = connection.CreateCommand())
             {
-                pragma.CommandText = $"PRAGMA busy_timeout = {connection.DefaultTimeout * 1000};";
+                pragma.CommandText = $"PRAGMA busy_timeout = {connection.DefaultTimeout * 1000}; PRAGMA synchronous = FULL;";
                 await pragma.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
             return connection;

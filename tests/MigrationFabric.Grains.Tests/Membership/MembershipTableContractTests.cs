@@ -324,6 +324,23 @@ public sealed class SqliteMembershipTableTests : MembershipTableContractTests, I
         command.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", (string?)await command.ExecuteScalarAsync());
     }
+
+    [Fact]
+    public async Task A_busy_file_makes_writers_wait_instead_of_failing()
+    {
+        var table = await OpenTableAsync("busy");
+        // Another process-like holder takes the write lock for a moment.
+        await using var holder = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={_path};Pooling=False");
+        await holder.OpenAsync();
+        var transaction = holder.BeginTransaction(deferred: false);
+        var write = Task.Run(() => table.InsertRowAsync(new MembershipEntry(new SiloAddress("h", 1, 1), SiloStatus.Joining, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch),
+            new TableVersion(1, "0"), CancellationToken.None));
+        await Task.WhenAny(write, Task.Delay(200));
+        Assert.False(write.IsCompleted, "the write should wait for the lock");
+        transaction.Rollback();
+        transaction.Dispose();
+        Assert.True(await write.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
 }
 
 /// <summary>The table contract on <see cref="PostgresMembershipTable"/> against the real server of MF_TEST_POSTGRES.</summary>
