@@ -17,7 +17,7 @@ internal static class MembershipRowReader
             if (reader.IsDBNull(1))
                 continue;
             var entry = new MembershipEntry(
-                SiloAddress.Parse(reader.GetString(1)),
+                ParseSilo(reader.GetString(1)),
                 SuspicionCodec.Status(reader.GetInt64(2)),
                 SuspicionCodec.Ticks(reader.GetInt64(3)),
                 SuspicionCodec.Ticks(reader.GetInt64(4)),
@@ -26,6 +26,18 @@ internal static class MembershipRowReader
             rows.Add(new MembershipRow(entry, reader.GetString(7)));
         }
         return version is long v ? new MembershipTableData(rows, Version(v)) : throw NotInitialized(clusterId);
+    }
+
+    private static SiloAddress ParseSilo(string text)
+    {
+        try
+        {
+            return SiloAddress.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new MembershipTableException($"Membership table holds a malformed silo address '{text}'.", e);
+        }
     }
 
     public static TableVersion Version(long v) => new(v, v.ToString(CultureInfo.InvariantCulture));

@@ -27,7 +27,16 @@ internal static class SuspicionCodec
             int bar = part.LastIndexOf('|');
             if (bar <= 0 || !long.TryParse(part.AsSpan(bar + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long ticks))
                 throw new MembershipTableException($"Membership table holds a malformed suspicion vote '{part}'.");
-            votes.Add(new SuspicionVote(SiloAddress.Parse(part[..bar]), Ticks(ticks)));
+            SiloAddress voter;
+            try
+            {
+                voter = SiloAddress.Parse(part[..bar]);
+            }
+            catch (FormatException e)
+            {
+                throw new MembershipTableException($"Membership table holds a malformed suspicion vote '{part}'.", e);
+            }
+            votes.Add(new SuspicionVote(voter, Ticks(ticks)));
         }
         return votes;
     }

@@ -314,6 +314,29 @@ public sealed class SqliteMembershipTableTests : MembershipTableContractTests, I
         await Assert.ThrowsAsync<MembershipTableException>(() => table.ReadVersionAsync(CancellationToken.None));
     }
 
+    [Theory]
+    [InlineData("silo", "not-an-address", "malformed silo address 'not-an-address'")]
+    [InlineData("status", "9", "unknown silo status 9")]
+    [InlineData("suspicions", "127.0.0.1:2@1|notticks", "malformed suspicion vote")]
+    [InlineData("suspicions", "garbage@@|5", "malformed suspicion vote")]
+    public async Task A_corrupt_row_is_reported_naming_what_is_wrong(string column, string value, string expected)
+    {
+        var table = await OpenTableAsync("corrupt-" + column + value.Length);
+        Assert.True(await table.InsertRowAsync(new MembershipEntry(new SiloAddress("127.0.0.1", 1, 1), SiloStatus.Active, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch),
+            new TableVersion(1, "0"), CancellationToken.None));
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={_path}"))
+        {
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            command.CommandText = $"UPDATE mf_membership SET {column} = $v WHERE cluster_id = $c";
+            command.Parameters.AddWithValue("$v", column == "status" ? long.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : value);
+            command.Parameters.AddWithValue("$c", "corrupt-" + column + value.Length);
+            Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        }
+        var e = await Assert.ThrowsAsync<MembershipTableException>(() => table.ReadAllAsync(CancellationToken.None));
+        Assert.Contains(expected, e.Message);
+    }
+
     [Fact]
     public async Task The_file_is_in_WAL_mode()
     {
@@ -361,6 +384,14 @@ public sealed class PostgresMembershipTableTests : MembershipTableContractTests,
             _opened.Add(table);
         await table.InitializeAsync(CancellationToken.None);
         return table;
+    }
+
+    [PostgresFact]
+    public async Task An_unreachable_server_fails_clearly()
+    {
+        var table = new PostgresMembershipTable("Host=127.0.0.1;Port=1;Username=postgres;Timeout=2", "c");
+        _opened.Add(table);
+        await Assert.ThrowsAsync<Npgsql.NpgsqlException>(() => table.InitializeAsync(CancellationToken.None));
     }
 
     [PostgresFact]
