@@ -43,6 +43,7 @@ public sealed class IncomingMigration
     private long _remaining;
     private long _mismatches;
     private long _pagesApplied;
+    private int _activeApplies;
     private int _phase;
     private RemotePageFaultHandler? _faults;
 
@@ -105,14 +106,23 @@ public sealed class IncomingMigration
     internal int Apply(PageBatch batch)
     {
         var reader = new PageBatchReader(batch, Memory.PageCount);
-        bool postCopy = Phase == IncomingPhase.PostCopy;
-        if (!postCopy && Phase != IncomingPhase.Receiving)
-            throw new InvalidOperationException($"migration {MigrationId} is {Phase}: no more pages are expected.");
-        int applied = 0;
-        while (reader.TryRead(out var entry))
-            if (postCopy ? InstallRemote(entry, mustBeResident: false) : InstallPreCopy(entry)) applied++;
-        Interlocked.Add(ref _pagesApplied, applied);
-        return applied;
+        // Counted before the phase check so an abort can wait for appliers already past it.
+        Interlocked.Increment(ref _activeApplies);
+        try
+        {
+            bool postCopy = Phase == IncomingPhase.PostCopy;
+            if (!postCopy && Phase != IncomingPhase.Receiving)
+                throw new InvalidOperationException($"migration {MigrationId} is {Phase}: no more pages are expected.");
+            int applied = 0;
+            while (reader.TryRead(out var entry))
+                if (postCopy ? InstallRemote(entry, mustBeResident: false) : InstallPreCopy(entry)) applied++;
+            Interlocked.Add(ref _pagesApplied, applied);
+            return applied;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _activeApplies);
+        }
     }
 
     private bool InstallPreCopy(in PageBatchEntry entry)
@@ -273,6 +283,7 @@ public sealed class IncomingMigration
             if (Phase != IncomingPhase.Receiving) return false;
             Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
         }
+        SpinWait.SpinUntil(() => Volatile.Read(ref _activeApplies) == 0);
         Discard();
         _completionCancel.Cancel();
         _completion.TrySetException(new MigrationAbortedException(MigrationId, reason));

@@ -60,8 +60,9 @@ internal sealed class PageStreamSender : IAsyncDisposable
             batch.Batch.Sequence = _sent + 1;
             int size = message.CalculateSize();
             if (_bucket is not null) await _bucket.TakeAsync(size, cancellationToken).ConfigureAwait(false);
-            await _call.RequestStream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+            // Counted as sent before the write: its acknowledgement may arrive before WriteAsync returns.
             Volatile.Write(ref _sent, _sent + 1);
+            await _call.RequestStream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
             int zero = 0;
             var flags = batch.Batch.Flags.Span;
             for (int i = 0; i < flags.Length; i++) zero += flags[i] & PageFlags.Zero;

@@ -8,7 +8,7 @@ namespace MigrationFabric.Migration.DataPlane;
 public static class PagesContract
 {
     /// <summary>The service descriptor.</summary>
-    public static ServiceDescriptor Service { get; } = PagesReflection.Descriptor.FindTypeByName<ServiceDescriptor>("migrationfabric.v1.Pages");
+    public static ServiceDescriptor Service { get; } = PagesReflection.Descriptor.Services[0];
 
     /// <summary>Duplex page batches and acknowledgements.</summary>
     public static Method<PageStreamMessage, PageAck> PageStream { get; } = Method<PageStreamMessage, PageAck>.Create(Service, "PageStream");

@@ -68,7 +68,7 @@ internal sealed class MigrationSession : IAsyncDisposable
         get
         {
             double secs = TimeSpan.FromTicks(Volatile.Read(ref _transferTicks)).TotalSeconds;
-            return secs > 0 ? Streams.Counters.BytesSent / secs : 0;
+            return secs > 0 && Streams is not null ? Streams.Counters.BytesSent / secs : 0;
         }
     }
 
@@ -78,33 +78,29 @@ internal sealed class MigrationSession : IAsyncDisposable
         return bw > 0 ? TimeSpan.FromSeconds(pages * (double)Page.Size / bw) : TimeSpan.MaxValue;
     }
 
-    public static async Task<MigrationSession> OpenAsync(MigrationJob job, MigrationOptions options, string strategy, CancellationToken cancellationToken)
+    public static MigrationSession Create(MigrationJob job, MigrationOptions options, string strategy)
     {
         var session = new MigrationSession(job, options, strategy);
         session.Activity = MigrationTelemetry.ActivitySource.StartActivity($"migration {strategy}", ActivityKind.Internal);
         session.Activity?.SetTag("migration.id", job.MigrationId).SetTag("vm", job.Vm).SetTag("vm.pages", job.Memory.PageCount)
             .SetTag("destination", job.Destination.ToString());
-        try
+        return session;
+    }
+
+    public async Task OpenStreamsAsync(CancellationToken cancellationToken)
+    {
+        Report(MigrationPhase.Setup);
+        var open = new StreamOpen
         {
-            session.Report(MigrationPhase.Setup);
-            var open = new StreamOpen
+            MigrationId = Job.MigrationId, Vm = Job.Vm, TotalPages = (ulong)Job.Memory.PageCount, PageSize = Page.Size,
+            Codec = new CodecOptions
             {
-                MigrationId = job.MigrationId, Vm = job.Vm, TotalPages = (ulong)job.Memory.PageCount, PageSize = Page.Size,
-                Codec = new CodecOptions
-                {
-                    Compression = options.Compression == Codec.PageCompression.Deflate ? Compression.Deflate : Compression.None,
-                    Checksum = ChecksumKind.Xxh64,
-                },
-            };
-            session.Streams = await PageStreamGroup.OpenAsync(session.Channel, open, options.Streams, options.BatchPages, options.Compression, session._bucket, cancellationToken)
-                .ConfigureAwait(false);
-            return session;
-        }
-        catch
-        {
-            await session.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+                Compression = Options.Compression == Codec.PageCompression.Deflate ? Compression.Deflate : Compression.None,
+                Checksum = ChecksumKind.Xxh64,
+            },
+        };
+        Streams = await PageStreamGroup.OpenAsync(Channel, open, Options.Streams, Options.BatchPages, Options.Compression, _bucket, cancellationToken)
+            .ConfigureAwait(false);
     }
 
     public void Report(MigrationPhase phase)
@@ -191,8 +187,8 @@ internal sealed class MigrationSession : IAsyncDisposable
     public void Pause(CancellationToken cancellationToken)
     {
         PausedAt = _time.GetUtcNow();
-        Job.Mmu.Pause(cancellationToken);
         Paused = true;
+        Job.Mmu.Pause(cancellationToken);
     }
 
     public void MarkSwitchedOver(TimeSpan downtime)

@@ -42,10 +42,10 @@ public abstract class MigrationStrategy
         using var deadline = new CancellationTokenSource(options.Deadline, options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         var token = linked.Token;
-        MigrationSession? session = null;
+        MigrationSession? session = MigrationSession.Create(job, options, Name);
         try
         {
-            session = await MigrationSession.OpenAsync(job, options, Name, token).ConfigureAwait(false);
+            await session.OpenStreamsAsync(token).ConfigureAwait(false);
             await BeforeSwitchOverAsync(session, token).ConfigureAwait(false);
             // The VM runs at the destination now: only the end of the process stops what follows.
             await AfterSwitchOverAsync(session, CancellationToken.None).ConfigureAwait(false);
