@@ -302,14 +302,18 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     }
 
     /// <summary>Waits until queued asynchronous page-ins are done and the page-out thread has brought the footprint to its target.</summary>
+    /// <exception cref="InvalidOperationException">The page-out or page-in thread failed meanwhile (e.g. the swap is full), so it never will.</exception>
     public async Task SettleAsync(CancellationToken cancellationToken = default)
     {
+        var before = LastBackgroundError;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
             if (Volatile.Read(ref _pendingPageIns) == 0 && Volatile.Read(ref _evictionsInFlight) == 0 && !NeedsPageOut())
                 return;
+            if (LastBackgroundError is { } failed && !ReferenceEquals(failed, before))
+                throw new InvalidOperationException($"paging cannot settle: {failed.Message}", failed);
             SignalPageOut();
             await Task.Delay(1, cancellationToken).ConfigureAwait(false);
         }

@@ -400,6 +400,40 @@ public sealed class PrivateVirtualMemoryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_vm_outgrowing_share_and_a_full_swap_stops_its_vcpu_with_a_clear_error()
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: 512);
+        options.SwapPages = 256;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        using var mmu = new SoftwareMmu(memory, pvm);
+        long written = 0;
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Start(() =>
+        {
+            using var cpu = mmu.CreateVcpu();
+            var buf = new byte[Page.Size];
+            for (long p = 0; p < Pages; p++)
+            {
+                Fill(buf, p, 1);
+                cpu.Write(p * Page.Size, buf);
+                written = p + 1;
+            }
+        }).WaitAsync(VcpuThread.Generous));
+        Assert.Contains("is full", error.ToString());
+        Assert.True(written < Pages);
+        var settle = await Assert.ThrowsAsync<InvalidOperationException>(() => pvm.SettleAsync().WaitAsync(VcpuThread.Generous));
+        Assert.Contains("is full", settle.Message);
+        // What was written before the failure is intact, in memory or in the one swap run (read-through takes
+        // each chunk's lock, so a page-out still retrying in the background cannot tear a read).
+        var page = new byte[Page.Size];
+        for (long p = 0; p < written; p++)
+        {
+            pvm.ReadPage(p, page);
+            AssertPage(page, p, 1);
+        }
+    }
+
+    [Fact]
     public async Task A_full_private_swap_is_reported_and_corrupts_nothing()
     {
         using var memory = new GuestMemory(Size);
