@@ -26,6 +26,7 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
     private PipeReader? _reader;
     private CancellationTokenRegistration _userCancellation;
     private ITimer? _deadlineTimer;
+    private System.Diagnostics.Activity? _activity;
     private Status? _cancelStatus;
     private Status? _status;
     private Metadata? _trailers;
@@ -99,6 +100,7 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
             MetadataHeaders.AddTo(http.Headers, metadata);
         }
 
+        _activity = RpcTelemetry.StartClient(_method, http);
         if (_options.CancellationToken.CanBeCanceled)
         {
             _userCancellation = _options.CancellationToken.UnsafeRegister(
@@ -156,6 +158,8 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
                 Finish(StatusFrom(e), new Metadata());
             }
 
+            // Only the reading side may complete the reader (returns its pooled buffers); it is done with it now.
+            await _reader.CompleteAsync().ConfigureAwait(false);
             return EndOfStream();
         }
         finally
@@ -412,6 +416,7 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
 
         _userCancellation.Dispose();
         _deadlineTimer?.Dispose();
+        RpcTelemetry.Stop(_activity, status);
         if (status.StatusCode == StatusCode.OK)
         {
             _headers.TrySetResult(new Metadata());

@@ -36,7 +36,9 @@ public static class GrpcProtocol
             || string.Equals(name, "content-length", StringComparison.OrdinalIgnoreCase)
             || string.Equals(name, "connection", StringComparison.OrdinalIgnoreCase)
             || string.Equals(name, "transfer-encoding", StringComparison.OrdinalIgnoreCase)
-            || string.Equals(name, "accept-encoding", StringComparison.OrdinalIgnoreCase);
+            || string.Equals(name, "accept-encoding", StringComparison.OrdinalIgnoreCase)
+            || string.Equals(name, "traceparent", StringComparison.OrdinalIgnoreCase)
+            || string.Equals(name, "tracestate", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>True when a content type is gRPC ("application/grpc" or "application/grpc+proto" etc., not grpc-web).</summary>

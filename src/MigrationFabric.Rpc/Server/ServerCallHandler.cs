@@ -30,6 +30,7 @@ internal sealed class ServerCallHandler<TRequest, TResponse> : IServerCallHandle
 
     public async Task HandleAsync(HttpContext http, RpcServerOptions options, ILogger logger)
     {
+        using var activity = RpcTelemetry.StartServer(_method, http.Request.Headers.TraceParent, http.Request.Headers.TraceState);
         using var context = new ServerCallContext(http, _method, options);
         var reader = new RequestStreamReader<TRequest>(context, _method.RequestParser);
         var writer = new ResponseStreamWriter<TResponse>(context);
@@ -83,6 +84,7 @@ internal sealed class ServerCallHandler<TRequest, TResponse> : IServerCallHandle
             writer.Complete();
         }
 
+        RpcTelemetry.Stop(activity, status);
         try
         {
             context.Finish(status);
