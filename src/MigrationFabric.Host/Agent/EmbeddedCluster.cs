@@ -18,6 +18,9 @@ public sealed class EmbeddedClusterOptions
     /// <summary>Host names are this prefix plus a letter ("host-a", "host-b" ...). Default "host-".</summary>
     public string NamePrefix { get; set; } = "host-";
 
+    /// <summary>Membership (liveness) options of every agent; null takes MembershipOptions' defaults. Default null.</summary>
+    public MembershipOptions? Membership { get; set; }
+
     /// <summary>Throws naming the first invalid option.</summary>
     public void Validate()
     {
@@ -50,7 +53,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
     /// <summary>The first agent's endpoint (any agent answers for the whole cluster).</summary>
     public Uri Endpoint => _agents[0].Endpoint;
 
-    /// <summary>Liveness quick enough for a laptop cluster: a dead host is noticed in about two seconds.</summary>
+    /// <summary>Liveness quick enough for tests: a dead host is noticed in a few seconds.</summary>
     public static MembershipOptions FastMembership() => new()
     {
         ProbeTimeout = TimeSpan.FromMilliseconds(500),
@@ -76,7 +79,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                     HostName = $"{options.NamePrefix}{(char)('a' + i)}",
                     MemoryBudgetBytes = options.MemoryBudgetBytes,
                     ApiPort = options.FirstApiPort == 0 ? 0 : options.FirstApiPort + i,
-                }, cluster.Table, cluster.Storage);
+                }, cluster.Table, cluster.Storage, options.Membership);
                 await agent.StartAsync(cancellationToken).ConfigureAwait(false);
                 cluster._agents.Add(agent);
             }

@@ -125,7 +125,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         await pump.ConfigureAwait(false);
         try
         {
-            await factory.GetGrain<IVmGrain>(request.Vm).EndMigration(request.MigrationId, newHost).ConfigureAwait(false);
+            await Retry(() => factory.GetGrain<IVmGrain>(request.Vm).EndMigration(request.MigrationId, newHost)).ConfigureAwait(false);
         }
         finally
         {
@@ -136,17 +136,42 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
 
         async Task<ApiMigration> Ended(IMigrationSessionGrain s, ApiPhase phase, string error, MigrationReport? report)
         {
-            var m = (await s.Describe().ConfigureAwait(false)).Clone();
+            var m = (await Retry(s.Describe).ConfigureAwait(false)).Clone();
             m.Phase = phase;
             m.Error = error;
             m.EndedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
             m.Report = report;
             FabricTelemetry.MigrationsEnded.Add(1, new KeyValuePair<string, object?>("outcome", phase.ToString()),
                 new KeyValuePair<string, object?>("strategy", StrategyCatalog.NameOf(request.Strategy)));
-            await s.Finish(m).ConfigureAwait(false);
+            await Retry(async () => { await s.Finish(m).ConfigureAwait(false); return true; }).ConfigureAwait(false);
             return m;
         }
     }
+
+    /// <summary>
+    /// The ending must be recorded even when the grain's silo just died (e.g. the destination, which may have hosted
+    /// the session or VM grain): calls fail until membership declares it dead, then the grain reactivates elsewhere.
+    /// </summary>
+    private static async Task<T> Retry<T>(Func<Task<T>> call)
+    {
+        var until = DateTime.UtcNow + RetryFor;
+        for (var delay = TimeSpan.FromMilliseconds(100); ; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks)))
+        {
+            try
+            {
+                return await call().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SiloUnavailableException or GrainCallTimeoutException or GrainRoutingException && DateTime.UtcNow < until)
+            {
+                await Task.Delay(delay).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static Task Retry(Func<Task> call) => Retry(async () => { await call().ConfigureAwait(false); return true; });
+
+    /// <summary>How long the ending's grain calls are retried: longer than membership takes to declare a dead silo with default options.</summary>
+    private static readonly TimeSpan RetryFor = TimeSpan.FromMinutes(2);
 
     private static async Task PumpProgressAsync(ProgressFeed feed, IMigrationSessionGrain session, string destination)
     {
