@@ -12,7 +12,6 @@ namespace MigrationFabric.Grains.Membership;
 public sealed partial class MembershipService : IClusterMembership, IAsyncDisposable
 {
     private readonly IMembershipTable _table;
-    private readonly IProbe _probe;
     private readonly MembershipOptions _options;
     private readonly SuspicionPolicy _policy;
     private readonly TimeProvider _time;
@@ -39,7 +38,6 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
         _monitor = new ClusterHealthMonitor(self, probe, _options, time ?? TimeProvider.System);
         Self = self;
         _table = table;
-        _probe = probe;
         _time = time ?? TimeProvider.System;
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _siloName = siloName ?? self.Endpoint;
@@ -78,7 +76,8 @@ public sealed partial class MembershipService : IClusterMembership, IAsyncDispos
             if (_time.GetUtcNow() > deadline)
                 throw new MembershipTableException(
                     $"Silo {Self} could not join within MembershipOptions.MaxJoinAttemptTime ({_options.MaxJoinAttemptTime}): every insert lost a race.");
-            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 20)), _time, cancellationToken).ConfigureAwait(false);
+            // Real-time jitter, not protocol time: it only spreads out silos that keep colliding on insert.
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 20)), cancellationToken).ConfigureAwait(false);
         }
         LogJoined(_logger, Self);
         await RefreshAsync(cancellationToken).ConfigureAwait(false);

@@ -213,6 +213,38 @@ public abstract class MembershipTableContractTests
     }
 
     [StoreFact]
+    public async Task Silos_starting_at_once_all_join_through_the_compare_and_swap()
+    {
+        string cluster = "c-" + Guid.NewGuid().ToString("N")[..10];
+        var network = new InProcessProbeNetwork();
+        var services = new List<MembershipService>();
+        try
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                var silo = Silo(7100 + i);
+                network.Register(silo);
+                services.Add(new MembershipService(silo, await OpenTableAsync(cluster), network, LivenessTests.FastOptions()));
+            }
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await Task.WhenAll(services.Select(s => Task.Run(async () =>
+            {
+                await s.StartAsync(timeout.Token);
+                await s.BecomeActiveAsync(timeout.Token);
+            })));
+            foreach (var s in services)
+                await s.WaitForAsync(v => v.ActiveSilos.Count == 4, timeout.Token);
+            var data = await (await OpenTableAsync(cluster)).ReadAllAsync(timeout.Token);
+            Assert.Equal(8, data.Version.Version); // 4 inserts + 4 Joining -> Active, each its own version
+        }
+        finally
+        {
+            foreach (var s in services)
+                await s.DisposeAsync();
+        }
+    }
+
+    [StoreFact]
     public async Task Liveness_three_silos_one_crashes_and_is_declared_dead()
     {
         string cluster = "c-" + Guid.NewGuid().ToString("N")[..10];
