@@ -24,10 +24,11 @@ public sealed class PageStreamGroup : IAsyncDisposable
     private Exception? _fault;
     private int _disposed;
 
-    private PageStreamGroup(PageStreamSender[] senders, int batchPages, PageCompression compression, CancellationToken cancellationToken)
+    private PageStreamGroup(PageStreamSender[] senders, int batchPages, PageCompression compression)
     {
         _senders = senders;
-        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // Not linked to the migration's token: the streams outlive a cancel that comes after switch-over; rollback disposes them.
+        _stop = new CancellationTokenSource();
         _builders = new PageBatchBuilder[senders.Length];
         _queues = new Channel<object>[senders.Length];
         _pumps = new Task[senders.Length];
@@ -68,7 +69,7 @@ public sealed class PageStreamGroup : IAsyncDisposable
                 if (t.IsCompletedSuccessfully) await t.Result.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        var group = new PageStreamGroup([.. opening.Select(t => t.Result)], batchPages, compression, cancellationToken);
+        var group = new PageStreamGroup([.. opening.Select(t => t.Result)], batchPages, compression);
         group.Counters = counters;
         return group;
     }

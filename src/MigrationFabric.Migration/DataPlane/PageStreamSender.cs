@@ -31,7 +31,8 @@ internal sealed class PageStreamSender : IAsyncDisposable
     /// <summary>Opens the call and waits for the receiver's first acknowledgement (it grants the window or rejects the stream).</summary>
     public static async Task<PageStreamSender> OpenAsync(RpcChannel channel, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken)
     {
-        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream, new CallOptions(CancellationToken: cancellationToken));
+        // The call lives until the group is disposed: cancelling the migration after switch-over must not cut it.
+        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream, new CallOptions());
         var sender = new PageStreamSender(call, counters, bucket) { Index = (int)open.StreamIndex };
         try
         {

@@ -1,0 +1,138 @@
+using Google.Protobuf;
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Migration.Codec;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Tests.Support;
+using MigrationFabric.Rpc;
+using MigrationFabric.Rpc.Client;
+
+namespace MigrationFabric.Migration.Tests.DataPlane;
+
+public class PagesServiceTests
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(30);
+
+    private static StreamOpen Open(string id, ulong pages = 4096) => new() { MigrationId = id, Vm = "vm-1", TotalPages = pages, PageSize = Page.Size };
+
+    private static async Task<(RpcException Error, IncomingMigration Incoming)> SendAsync(Agent agent, TestVm target, string id, params PageStreamMessage[] messages)
+    {
+        var incoming = agent.Pages.Accept(new IncomingMigration(id, "vm-1", target.Memory, target.Mmu));
+        using var channel = new RpcChannel(agent.Address);
+        using var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream);
+        var error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            foreach (var m in messages) await call.RequestStream.WriteAsync(m);
+            while (await call.ResponseStream.MoveNext()) { }
+        }).WaitAsync(Long);
+        return (error, incoming);
+    }
+
+    private static PageBatch GoodBatch(long page, ulong sequence = 1)
+    {
+        var builder = new PageBatchBuilder(4);
+        var bytes = new byte[Page.Size];
+        new Random(1).NextBytes(bytes);
+        builder.AddPage(page, bytes);
+        var batch = builder.Build(1).Batch.Clone();
+        batch.Sequence = sequence;
+        return batch;
+    }
+
+    [Fact]
+    public async Task A_corrupted_page_fails_the_stream_with_data_loss_naming_the_page_and_discards_the_copy()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 << 20);
+        var batch = GoodBatch(77);
+        var payload = batch.Payload.ToByteArray();
+        payload[5] ^= 0x10;
+        batch.Payload = ByteString.CopyFrom(payload);
+
+        var (error, incoming) = await SendAsync(agent, target, "c1", new PageStreamMessage { Open = Open("c1") }, new PageStreamMessage { Batch = batch });
+
+        Assert.Equal(StatusCode.DataLoss, error.StatusCode);
+        Assert.Contains("page 77", error.Status.Detail);
+        await Assert.ThrowsAsync<MigrationAbortedException>(() => incoming.Completion.WaitAsync(Long));
+        Assert.Equal(0, target.Memory.ResidentPages);
+    }
+
+    [Fact]
+    public async Task A_malformed_batch_fails_the_stream_with_invalid_argument()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 << 20);
+        var batch = GoodBatch(3);
+        batch.PageNumbers[0] = 1 << 30;
+        var (error, _) = await SendAsync(agent, target, "c2", new PageStreamMessage { Open = Open("c2") }, new PageStreamMessage { Batch = batch });
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("outside the VM", error.Status.Detail);
+    }
+
+    [Theory]
+    [InlineData("no-open", StatusCode.InvalidArgument, "first message must be open")]
+    [InlineData("unknown", StatusCode.FailedPrecondition, "no migration 'nope' is expected")]
+    [InlineData("size", StatusCode.InvalidArgument, "total_pages 12")]
+    [InlineData("page-size", StatusCode.InvalidArgument, "page_size 8192")]
+    [InlineData("sequence", StatusCode.InvalidArgument, "batch sequence 5, expected 1")]
+    public async Task Bad_stream_input_gets_a_clear_status(string defect, StatusCode code, string message)
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 << 20);
+        string id = "s-" + defect;
+        var open = Open(id);
+        PageStreamMessage[] messages = defect switch
+        {
+            "no-open" => [new() { Batch = GoodBatch(1) }],
+            "unknown" => [new() { Open = Open("nope") }],
+            "size" => [new() { Open = Open(id, 12) }],
+            "page-size" => [new() { Open = new StreamOpen(open) { PageSize = 8192 } }],
+            _ => [new() { Open = open }, new() { Batch = GoodBatch(1, 5) }],
+        };
+        var (error, _) = await SendAsync(agent, target, id, messages);
+        Assert.Equal(code, error.StatusCode);
+        Assert.Contains(message, error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Remote_pages_for_an_unknown_migration_is_not_found_and_other_calls_name_the_migration()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var channel = new RpcChannel(agent.Address);
+        var request = new RemotePagesRequest { MigrationId = "x", Vm = "vm-1" };
+        request.PageNumbers.Add(1);
+        var e = await Assert.ThrowsAsync<RpcException>(() => channel.AsyncUnaryCall(PagesContract.RemotePages, request).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, e.StatusCode);
+        e = await Assert.ThrowsAsync<RpcException>(() => channel.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = "x" }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("'x'", e.Status.Detail);
+        e = await Assert.ThrowsAsync<RpcException>(() => channel.AsyncUnaryCall(PagesContract.VerifyPages, new VerifyPagesRequest()).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        var abort = await channel.AsyncUnaryCall(PagesContract.AbortMigration, new AbortMigrationRequest { MigrationId = "x" }).ResponseAsync;
+        Assert.False(abort.Found);
+    }
+
+    [Fact]
+    public async Task Switch_over_with_a_pending_bitmap_of_the_wrong_size_is_invalid_argument()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 << 20);
+        agent.Pages.Accept(new IncomingMigration("p1", "vm-1", target.Memory, target.Mmu));
+        using var channel = new RpcChannel(agent.Address);
+        var e = await Assert.ThrowsAsync<RpcException>(() => channel.AsyncUnaryCall(PagesContract.SwitchOver,
+            new SwitchOverRequest { MigrationId = "p1", PendingPages = ByteString.CopyFrom(1, 2, 3), PendingCount = 2 }).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("pending_pages has 3 bytes", e.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Token_bucket_holds_the_average_rate_of_its_cap()
+    {
+        var bucket = new TokenBucket(bytesPerSecond: 10 << 20, burstBytes: 1 << 20);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 6; i++) await bucket.TakeAsync(1 << 20, CancellationToken.None);
+        // 6 MiB with a 1 MiB burst at 10 MiB/s needs at least 0.5 s: a lower bound, never an upper one.
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(450), $"took {clock.Elapsed}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TokenBucket(0, 1));
+    }
+}
