@@ -108,4 +108,52 @@ public sealed class FramingTests
 
         Assert.Null(await MessageFrameReader.ReadMessageAsync(pipe.Reader, EchoRequest.Parser, null, CancellationToken.None));
     }
+
+    [Fact]
+    public async Task Frame_reader_turns_any_mutated_or_random_input_into_messages_or_RpcException_only()
+    {
+        var random = new Random(20261122);
+        var valid = RawHttp.Frame(new EchoRequest { Message = "seed", Payload = ByteString.CopyFrom(new byte[300]), Count = 7 });
+        for (var round = 0; round < 400; round++)
+        {
+            byte[] input;
+            if (round % 2 == 0)
+            {
+                input = (byte[])valid.Clone();
+                for (var flips = random.Next(1, 6); flips > 0; flips--)
+                {
+                    input[random.Next(input.Length)] = (byte)random.Next(256);
+                }
+
+                input = input.AsSpan(0, random.Next(input.Length + 1)).ToArray();
+            }
+            else
+            {
+                input = new byte[random.Next(0, 64)];
+                random.NextBytes(input);
+            }
+
+            var pipe = new Pipe();
+            var offset = 0;
+            while (offset < input.Length)
+            {
+                var chunk = Math.Min(random.Next(1, 50), input.Length - offset);
+                await pipe.Writer.WriteAsync(input.AsMemory(offset, chunk));
+                offset += chunk;
+            }
+
+            await pipe.Writer.CompleteAsync();
+            try
+            {
+                while (await MessageFrameReader.ReadMessageAsync(pipe.Reader, EchoRequest.Parser, 4096, CancellationToken.None) is not null)
+                {
+                }
+            }
+            catch (RpcException e)
+            {
+                Assert.True(e.StatusCode is StatusCode.Internal or StatusCode.ResourceExhausted, $"round {round}: {e.Status}");
+                Assert.False(string.IsNullOrWhiteSpace(e.Status.Detail));
+            }
+        }
+    }
 }
