@@ -79,7 +79,7 @@ public sealed class DefaultOptionsLivenessTests(ITestOutputHelper output)
             for (int step = 0; step < 120; step++)
             {
                 clock.Advance(TimeSpan.FromSeconds(5));
-                await Task.Delay(10, timeout.Token); // real time for the loops to run their turn
+                await Task.Delay(20, timeout.Token); // real time for the loops to run their turn
             }
             var data = await table.ReadAllAsync(timeout.Token);
             Assert.All(data.Rows, r => Assert.Equal(SiloStatus.Active, r.Entry.Status));

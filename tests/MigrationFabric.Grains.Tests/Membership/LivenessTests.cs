@@ -14,10 +14,10 @@ public sealed class LivenessTests : IAsyncLifetime
     /// <summary>Periods short enough for tests, long enough that a busy 2-core machine causes no false deaths.</summary>
     public static MembershipOptions FastOptions() => new()
     {
-        ProbeTimeout = TimeSpan.FromMilliseconds(150),
+        ProbeTimeout = TimeSpan.FromMilliseconds(250),
         NumMissedProbesLimit = 3,
         IAmAlivePublishPeriod = TimeSpan.FromMilliseconds(200),
-        NumMissedTableIAmAliveLimit = 10,
+        NumMissedTableIAmAliveLimit = 15,
         TableVersionPollPeriod = TimeSpan.FromMilliseconds(50),
         TableRefreshTimeout = TimeSpan.FromMilliseconds(500),
         DeathVoteExpirationTimeout = TimeSpan.FromSeconds(20),
