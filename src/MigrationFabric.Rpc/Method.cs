@@ -1,3 +1,4 @@
+using System.Buffers;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
 
@@ -33,7 +34,8 @@ public sealed class Method<TRequest, TResponse> : IMethod
     {
     }
 
-    private Method(MethodType type, string serviceName, string name, MethodDescriptor? descriptor)
+    private Method(MethodType type, string serviceName, string name, MethodDescriptor? descriptor,
+        Func<ReadOnlySequence<byte>, TRequest>? requestDeserializer = null, Func<ReadOnlySequence<byte>, TResponse>? responseDeserializer = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(serviceName);
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -50,6 +52,10 @@ public sealed class Method<TRequest, TResponse> : IMethod
         Descriptor = descriptor;
         RequestParser = new MessageParser<TRequest>(static () => new TRequest());
         ResponseParser = new MessageParser<TResponse>(static () => new TResponse());
+        var requestParser = RequestParser;
+        var responseParser = ResponseParser;
+        RequestDeserializer = requestDeserializer ?? (payload => requestParser.ParseFrom(payload));
+        ResponseDeserializer = responseDeserializer ?? (payload => responseParser.ParseFrom(payload));
     }
 
     /// <inheritdoc />
@@ -75,6 +81,22 @@ public sealed class Method<TRequest, TResponse> : IMethod
 
     /// <summary>Parses responses.</summary>
     public MessageParser<TResponse> ResponseParser { get; }
+
+    /// <summary>Turns a received request payload into a message; <see cref="RequestParser"/> unless replaced by <see cref="WithDeserializers"/>.</summary>
+    public Func<ReadOnlySequence<byte>, TRequest> RequestDeserializer { get; }
+
+    /// <summary>Turns a received response payload into a message; <see cref="ResponseParser"/> unless replaced by <see cref="WithDeserializers"/>.</summary>
+    public Func<ReadOnlySequence<byte>, TResponse> ResponseDeserializer { get; }
+
+    /// <summary>
+    /// This method with custom receive-side deserializers, for payloads worth parsing straight from the transport's buffers
+    /// (e.g. copying 4 KiB pages from the sequence into their final place instead of into a ByteString first).
+    /// The sequence is valid only during the call: consume it synchronously, keep no reference to it. An exception other
+    /// than <see cref="RpcException"/> ends the call with INTERNAL and the exception's message.
+    /// </summary>
+    public Method<TRequest, TResponse> WithDeserializers(
+        Func<ReadOnlySequence<byte>, TRequest>? requestDeserializer = null, Func<ReadOnlySequence<byte>, TResponse>? responseDeserializer = null) =>
+        new(Type, ServiceName, Name, Descriptor, requestDeserializer ?? RequestDeserializer, responseDeserializer ?? ResponseDeserializer);
 
     /// <summary>
     /// The method named <paramref name="methodName"/> of a generated service descriptor (e.g. EchoReflection.Descriptor.Services[0]);

@@ -137,11 +137,11 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
                 if (cancellationToken.CanBeCanceled)
                 {
                     using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
-                    message = await MessageFrameReader.ReadMessageAsync(_reader, _method.ResponseParser, _channel.Options.MaxReceiveMessageSize, linked.Token).ConfigureAwait(false);
+                    message = await MessageFrameReader.ReadMessageAsync(_reader, _method.ResponseDeserializer, _channel.Options.MaxReceiveMessageSize, linked.Token).ConfigureAwait(false);
                 }
                 else
                 {
-                    message = await MessageFrameReader.ReadMessageAsync(_reader, _method.ResponseParser, _channel.Options.MaxReceiveMessageSize, _cts.Token).ConfigureAwait(false);
+                    message = await MessageFrameReader.ReadMessageAsync(_reader, _method.ResponseDeserializer, _channel.Options.MaxReceiveMessageSize, _cts.Token).ConfigureAwait(false);
                 }
 
                 if (message is not null)

@@ -12,11 +12,19 @@ public static class MessageFrameReader
     /// Reads the next message; null at a clean end of stream. Bad frames throw <see cref="RpcException"/>: INTERNAL for a truncated or
     /// unparsable message or an unexpected compressed flag, RESOURCE_EXHAUSTED when larger than <paramref name="maxMessageSize"/>.
     /// </summary>
-    public static async ValueTask<T?> ReadMessageAsync<T>(PipeReader reader, MessageParser<T> parser, int? maxMessageSize, CancellationToken cancellationToken)
+    public static ValueTask<T?> ReadMessageAsync<T>(PipeReader reader, MessageParser<T> parser, int? maxMessageSize, CancellationToken cancellationToken)
         where T : class, IMessage<T>
     {
-        ArgumentNullException.ThrowIfNull(reader);
         ArgumentNullException.ThrowIfNull(parser);
+        return ReadMessageAsync(reader, payload => parser.ParseFrom(payload), maxMessageSize, cancellationToken);
+    }
+
+    /// <summary>As above, with a deserializer that sees the payload in the pipe's own buffers (valid only during the call).</summary>
+    public static async ValueTask<T?> ReadMessageAsync<T>(PipeReader reader, Func<ReadOnlySequence<byte>, T> deserializer, int? maxMessageSize, CancellationToken cancellationToken)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        ArgumentNullException.ThrowIfNull(deserializer);
         while (true)
         {
             var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -37,12 +45,17 @@ public static class MessageFrameReader
                     T message;
                     try
                     {
-                        message = parser.ParseFrom(payload);
+                        message = deserializer(payload);
                     }
-                    catch (InvalidProtocolBufferException e)
+                    catch (Exception e) when (e is not RpcException and not OperationCanceledException)
                     {
                         reader.AdvanceTo(buffer.GetPosition(frameLength));
                         throw new RpcException(StatusCode.Internal, $"Failed to parse a {length}-byte message as {typeof(T).Name}: {e.Message}");
+                    }
+                    catch
+                    {
+                        reader.AdvanceTo(buffer.GetPosition(frameLength));
+                        throw;
                     }
 
                     reader.AdvanceTo(buffer.GetPosition(frameLength));

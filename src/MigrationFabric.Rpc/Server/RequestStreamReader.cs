@@ -1,3 +1,4 @@
+using System.Buffers;
 using Google.Protobuf;
 using MigrationFabric.Rpc.Framing;
 
@@ -8,15 +9,15 @@ internal sealed class RequestStreamReader<T> : IAsyncStreamReader<T>
     where T : class, IMessage<T>
 {
     private readonly ServerCallContext _context;
-    private readonly MessageParser<T> _parser;
+    private readonly Func<ReadOnlySequence<byte>, T> _deserializer;
     private T? _current;
     private bool _ended;
     private int _reading;
 
-    public RequestStreamReader(ServerCallContext context, MessageParser<T> parser)
+    public RequestStreamReader(ServerCallContext context, Func<ReadOnlySequence<byte>, T> deserializer)
     {
         _context = context;
-        _parser = parser;
+        _deserializer = deserializer;
     }
 
     public T Current => _current ?? throw new InvalidOperationException("No message has been read yet; call MoveNext first.");
@@ -39,11 +40,11 @@ internal sealed class RequestStreamReader<T> : IAsyncStreamReader<T>
             if (cancellationToken.CanBeCanceled)
             {
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _context.CancellationToken);
-                message = await MessageFrameReader.ReadMessageAsync(_context.RequestBody, _parser, _context.Options.MaxReceiveMessageSize, linked.Token).ConfigureAwait(false);
+                message = await MessageFrameReader.ReadMessageAsync(_context.RequestBody, _deserializer, _context.Options.MaxReceiveMessageSize, linked.Token).ConfigureAwait(false);
             }
             else
             {
-                message = await MessageFrameReader.ReadMessageAsync(_context.RequestBody, _parser, _context.Options.MaxReceiveMessageSize, _context.CancellationToken).ConfigureAwait(false);
+                message = await MessageFrameReader.ReadMessageAsync(_context.RequestBody, _deserializer, _context.Options.MaxReceiveMessageSize, _context.CancellationToken).ConfigureAwait(false);
             }
 
             if (message is null)

@@ -32,7 +32,7 @@ internal sealed class ServerCallHandler<TRequest, TResponse> : IServerCallHandle
     {
         using var activity = RpcTelemetry.StartServer(_method, http.Request.Headers.TraceParent, http.Request.Headers.TraceState);
         using var context = new ServerCallContext(http, _method, options);
-        var reader = new RequestStreamReader<TRequest>(context, _method.RequestParser);
+        var reader = new RequestStreamReader<TRequest>(context, _method.RequestDeserializer);
         var writer = new ResponseStreamWriter<TResponse>(context);
         Status status;
         try
