@@ -154,4 +154,47 @@ public sealed class CallKindTests : IClassFixture<EchoServerFixture>
         }));
         await Task.WhenAll(unary.Concat(duplex));
     }
+
+    [Fact]
+    public async Task Streams_cancelled_disposed_or_abandoned_at_random_leave_the_server_healthy()
+    {
+        var random = new Random(7);
+        var plans = Enumerable.Range(0, 60).Select(_ => random.Next(4)).ToArray();
+        await Task.WhenAll(plans.Select((plan, i) => Task.Run(async () =>
+        {
+            using var cts = new CancellationTokenSource();
+            var call = _channel.AsyncDuplexStreamingCall(EchoService.Chat, new CallOptions(CancellationToken: cts.Token));
+            try
+            {
+                await call.RequestStream.WriteAsync(new EchoRequest { Message = "s" + i, Payload = ByteString.CopyFrom(new byte[2048]) });
+                Assert.True(await call.ResponseStream.MoveNext());
+                switch (plan)
+                {
+                    case 0:
+                        cts.Cancel();
+                        var cancelled = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext());
+                        Assert.Equal(StatusCode.Cancelled, cancelled.StatusCode);
+                        break;
+                    case 1:
+                        call.Dispose();
+                        break;
+                    case 2:
+                        await call.RequestStream.WriteAsync(new EchoRequest { Message = "more" }); // then abandoned mid-stream
+                        call.Dispose();
+                        break;
+                    default:
+                        await call.RequestStream.CompleteAsync();
+                        Assert.False(await call.ResponseStream.MoveNext());
+                        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+                        break;
+                }
+            }
+            finally
+            {
+                call.Dispose();
+            }
+        })));
+
+        Assert.Equal("still fine", (await _channel.AsyncUnaryCall(EchoService.Say, new EchoRequest { Message = "still fine" })).Message);
+    }
 }
