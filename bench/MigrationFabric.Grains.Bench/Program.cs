@@ -40,14 +40,14 @@ namespace MigrationFabric.Grains.Bench
             TableRefreshTimeout = TimeSpan.FromSeconds(2),
         };
 
-        public static Silo Build(IMembershipTable table, IGrainStorage storage, string name, MembershipOptions? liveness = null) =>
+        public static Silo Build(IMembershipTable table, IGrainStorage storage, string name, MembershipOptions? liveness = null, bool fair = true) =>
             new SiloBuilder()
                 .UseTransport(new RpcSiloTransport())
                 .UseMembershipTable(table, liveness ?? Liveness())
                 .AddGrainStorage(SiloBuilder.DefaultStorageName, storage)
                 .AddPlacementDirector(SiloPrefixPlacement.Name, new SiloPrefixPlacement())
                 .AddGrain<IBenchGrain, BenchGrain>(ctx => new BenchGrain(ctx.GetPersistentState<BenchState>("bench")))
-                .Configure(o => o.SiloName = name)
+                .Configure(o => { o.SiloName = name; o.FairTurnScheduling = fair; })
                 .Build();
     }
 
@@ -62,19 +62,26 @@ namespace MigrationFabric.Grains.Bench
             // Orleans' default liveness here: the calls saturate both cores, and fast probes would declare a busy silo dead.
             await using var a = BenchSilo.Build(table, storage, "a", new MembershipOptions());
             await using var b = BenchSilo.Build(table, storage, "b", new MembershipOptions());
+            // A third silo with the default (unfair) turn scheduler, for the same-run comparison of same-silo calls.
+            await using var u = BenchSilo.Build(table, storage, "u", new MembershipOptions(), fair: false);
             await a.StartAsync(CancellationToken.None);
             await b.StartAsync(CancellationToken.None);
-            await a.WaitForActiveSilosAsync(2, CancellationToken.None);
-            await b.WaitForActiveSilosAsync(2, CancellationToken.None);
-            Console.WriteLine($"silo a {a.Address}, silo b {b.Address} (Rpc transport: HTTP/2 over loopback)");
+            await u.StartAsync(CancellationToken.None);
+            await a.WaitForActiveSilosAsync(3, CancellationToken.None);
+            await b.WaitForActiveSilosAsync(3, CancellationToken.None);
+            await u.WaitForActiveSilosAsync(3, CancellationToken.None);
+            Console.WriteLine($"silo a {a.Address}, silo b {b.Address}, silo u {u.Address} (default LIFO turn scheduler) (Rpc transport: HTTP/2 over loopback)");
             Console.WriteLine("scenario      callers   calls/s    p50 us    p99 us  p99.9 us   mean us    max us     calls");
             foreach (int c in concurrencies)
             {
                 var local = await MeasureAsync(a, "a", c, seconds);
                 var remote = await MeasureAsync(a, "b", c, seconds);
+                var unfair = await MeasureAsync(u, "u", c, seconds);
                 Print("same silo", c, local);
                 Print("across silos", c, remote);
-                Console.WriteLine($"  ratio across/same: throughput {remote.PerSecond / local.PerSecond:0.00}x, p50 latency {remote.P50 / local.P50:0.0}x");
+                Print("same, LIFO", c, unfair);
+                Console.WriteLine($"  ratio across/same: throughput {remote.PerSecond / local.PerSecond:0.00}x, p50 latency {remote.P50 / local.P50:0.0}x; " +
+                    $"same silo fair/LIFO turn scheduling: throughput {local.PerSecond / unfair.PerSecond:0.00}x, max latency {local.Max / unfair.Max:0.00}x");
             }
             return 0;
         }
@@ -89,7 +96,7 @@ namespace MigrationFabric.Grains.Bench
             var grains = Enumerable.Range(0, 64).Select(i => caller.GrainFactory.GetGrain<IBenchGrain>($"{home}/g{i}")).ToArray();
             foreach (var g in grains) await g.Ping(0); // activate
             var where = await grains[0].WhereAmI();
-            if (!where.Contains(home == "a" ? caller.Address.ToString() : "", StringComparison.Ordinal))
+            if (home != "b" && where != caller.Address.ToString())
                 throw new InvalidOperationException($"grain of silo {home} lives on {where}");
             long warmupEnd = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
             long end = warmupEnd + seconds * Stopwatch.Frequency;

@@ -20,7 +20,7 @@ internal sealed class ActivationData : IGrainContext
 {
     private readonly SiloRuntime _runtime;
     private readonly GrainTypeRegistration _type;
-    private readonly TaskScheduler _scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, 1).ExclusiveScheduler;
+    private readonly TaskScheduler _scheduler;
     private readonly Queue<ActivationRequest> _waiting = new();
     private readonly object _gate = new();
     private readonly TaskCompletionSource _deactivated = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,6 +39,7 @@ internal sealed class ActivationData : IGrainContext
         _type = type;
         GrainId = id;
         _lastActivityTicks = runtime.Time.GetTimestamp();
+        _scheduler = new ConcurrentExclusiveSchedulerPair(runtime.TurnScheduler, 1).ExclusiveScheduler;
     }
 
     public GrainId GrainId { get; }

@@ -33,6 +33,10 @@ public sealed class SiloOptions
     /// <summary>How many times a call may be forwarded to another silo before it fails. Default 8.</summary>
     public int MaxForwardCount { get; set; } = 8;
 
+    /// <summary>Queue activation turns on the thread pool's global FIFO queue (fair across activations) instead of the
+    /// default scheduler (worker-local LIFO queues: more calls/s when saturated, but some callers starve). Default true.</summary>
+    public bool FairTurnScheduling { get; set; } = true;
+
     /// <summary>How long shutdown waits for activations to run OnDeactivateAsync. Default 30 s.</summary>
     public TimeSpan DeactivationTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

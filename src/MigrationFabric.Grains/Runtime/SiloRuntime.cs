@@ -31,6 +31,7 @@ internal sealed class SiloRuntime
         IncomingFilters = incoming;
         OutgoingFilters = outgoing;
         Services = services;
+        TurnScheduler = options.FairTurnScheduling ? new FairThreadPoolScheduler() : TaskScheduler.Default;
         Router = new GrainCallRouter(this);
         GrainFactory = new GrainFactory(interfaces, Router);
         Catalog = new Catalog(this);
@@ -43,6 +44,7 @@ internal sealed class SiloRuntime
     public TimeProvider Time { get; }
     public SiloLog Log { get; }
     public GrainTracing Tracing { get; } = new();
+    public TaskScheduler TurnScheduler { get; }
     public GrainInterfaceRegistry Interfaces { get; }
     public IReadOnlyList<IIncomingGrainCallFilter> IncomingFilters { get; }
     public IReadOnlyList<IOutgoingGrainCallFilter> OutgoingFilters { get; }
