@@ -18,19 +18,30 @@ internal static class SqliteChildProcess
 {
     public const string RoleVariable = "MF_GRAINS_TEST_SQLITE_WRITER";
 
+    /// <summary>Set to a file path: the process takes the write lock, changes the version row without committing, and waits to be killed.</summary>
+    public const string HolderVariable = "MF_GRAINS_TEST_SQLITE_HOLDER";
+
 #pragma warning disable CA2255 // A test-assembly entry hook, not a library initializer.
     [ModuleInitializer]
 #pragma warning restore CA2255
     internal static void RunWriterIfAsked()
     {
         string? spec = Environment.GetEnvironmentVariable(RoleVariable);
-        if (string.IsNullOrEmpty(spec))
+        string? holder = Environment.GetEnvironmentVariable(HolderVariable);
+        if (string.IsNullOrEmpty(spec) && string.IsNullOrEmpty(holder))
             return;
         int code;
         try
         {
-            var parts = spec.Split('|');
-            code = RunWriter(parts[0], parts[1], int.Parse(parts[2], CultureInfo.InvariantCulture), int.Parse(parts[3], CultureInfo.InvariantCulture));
+            if (!string.IsNullOrEmpty(holder))
+            {
+                code = HoldWriteLock(holder);
+            }
+            else
+            {
+                var parts = spec!.Split('|');
+                code = RunWriter(parts[0], parts[1], int.Parse(parts[2], CultureInfo.InvariantCulture), int.Parse(parts[3], CultureInfo.InvariantCulture));
+            }
         }
         catch (Exception e)
         {
@@ -38,6 +49,20 @@ internal static class SqliteChildProcess
             code = 2;
         }
         Environment.Exit(code);
+    }
+
+    private static int HoldWriteLock(string path)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={path};Pooling=False");
+        connection.Open();
+        using var transaction = connection.BeginTransaction(deferred: false);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "UPDATE mf_membership_version SET version = version + 100";
+        command.ExecuteNonQuery();
+        Console.WriteLine("holding");
+        Console.ReadLine(); // killed here
+        return 4;
     }
 
     /// <summary>Waits for "go" on stdin, then wins <paramref name="count"/> membership CASes and <paramref name="count"/> state increments.</summary>
@@ -116,7 +141,13 @@ internal static class SqliteChildProcess
     }
 
     /// <summary>Starts this assembly as a writer process.</summary>
-    public static Process Start(string path, string cluster, int writerId, int count)
+    public static Process Start(string path, string cluster, int writerId, int count) =>
+        StartRole(RoleVariable, string.Join('|', path, cluster, writerId.ToString(CultureInfo.InvariantCulture), count.ToString(CultureInfo.InvariantCulture)));
+
+    /// <summary>Starts this assembly as a process that holds the write lock of <paramref name="path"/> mid-transaction.</summary>
+    public static Process StartHolder(string path) => StartRole(HolderVariable, path);
+
+    private static Process StartRole(string variable, string value)
     {
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
             : Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
@@ -129,7 +160,7 @@ internal static class SqliteChildProcess
         };
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(typeof(SqliteChildProcess).Assembly.Location);
-        start.Environment[RoleVariable] = string.Join('|', path, cluster, writerId.ToString(CultureInfo.InvariantCulture), count.ToString(CultureInfo.InvariantCulture));
+        start.Environment[variable] = value;
         return Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{dotnet}'.");
     }
 }

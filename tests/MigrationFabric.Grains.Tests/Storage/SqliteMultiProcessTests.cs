@@ -79,6 +79,39 @@ public sealed class SqliteMultiProcessTests : IClassFixture<TempDirectory>
     
     }
 
+    [Fact]
+    public async Task A_process_killed_holding_the_write_lock_neither_wedges_nor_corrupts_the_file()
+    {
+        string path = _dir.NewFile("killed-writer");
+        var table = new SqliteMembershipTable(path, "kill");
+        await table.InitializeAsync(CancellationToken.None);
+        var t0 = DateTimeOffset.UnixEpoch;
+        Assert.True(await table.InsertRowAsync(new MembershipEntry(SqliteChildProcess.Target, SiloStatus.Active, t0, t0), new TableVersion(1, "0"), CancellationToken.None));
+
+        using var holder = SqliteChildProcess.StartHolder(path);
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            Assert.Equal("holding", await ReadLineOrDiagnoseAsync(holder, timeout.Token));
+            var second = new MembershipEntry(new SiloAddress("127.0.0.1", 2, 1), SiloStatus.Joining, t0, t0);
+            var write = Task.Run(() => table.InsertRowAsync(second, new TableVersion(2, "1"), CancellationToken.None));
+            await Task.WhenAny(write, Task.Delay(300, timeout.Token));
+            Assert.False(write.IsCompleted, "the write should queue behind the other process's lock");
+
+            holder.Kill(); // SIGKILL mid-transaction: the OS drops its lock, SQLite rolls its change back
+            await holder.WaitForExitAsync(timeout.Token);
+            Assert.True(await write.WaitAsync(timeout.Token));
+            var data = await table.ReadAllAsync(timeout.Token);
+            Assert.Equal(2, data.Version.Version); // the killed process's +100 never happened
+            Assert.Equal(2, data.Rows.Count);
+        }
+        finally
+        {
+            if (!holder.HasExited)
+                holder.Kill();
+        }
+    }
+
     private static async Task<string?> ReadLineOrDiagnoseAsync(System.Diagnostics.Process child, CancellationToken cancellationToken)
     {
         try
