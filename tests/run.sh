@@ -54,7 +54,7 @@ out=$(mktemp)
 status=0
 for proj in tests/*/*.Tests.csproj; do
   log "dotnet test $proj"
-  dotnet test "$proj" -c Release --no-build -nologo 2>&1 | tee -a "$out" || status=1
+  dotnet test "$proj" -c Release --no-build -nologo --blame-hang-timeout 4m 2>&1 | tee -a "$out" || status=1
 done
 
 passed=$(grep -Eo 'Passed: +[0-9]+' "$out" | awk '{s+=$2} END {print s+0}')
