@@ -25,7 +25,7 @@ internal enum MessageKind : byte
 /// <summary>Status byte that starts every response.</summary>
 internal enum ResponseStatus : byte { Ok = 0, Error = 1, Forward = 2 }
 
-/// <summary>Encodes silo requests and responses (see Messaging/README.md for the layout) and answers incoming ones.</summary>
+/// <summary>Encodes silo requests and responses (layout in the project README, "Messaging") and answers incoming ones.</summary>
 internal sealed class SiloMessenger(SiloRuntime runtime, ISiloTransport transport) : ISiloMessageHandler
 {
     // ---- outgoing ---------------------------------------------------------------------------------
