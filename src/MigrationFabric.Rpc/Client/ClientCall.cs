@@ -267,10 +267,14 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
     public void Dispose()
     {
         Cancel(new Status(StatusCode.Cancelled, "Call disposed by the client."));
+        HttpResponseMessage? response;
         lock (_gate)
         {
-            _httpResponse?.Dispose();
+            response = _httpResponse;
         }
+
+        // Outside the lock: disposing aborts the stream, whose callbacks must not wait on this call's gate.
+        response?.Dispose();
     }
 
     private bool IsFinished
