@@ -128,6 +128,12 @@ public sealed class IncomingMigration
     private bool InstallPreCopy(in PageBatchEntry entry)
     {
         long page = entry.Page;
+        if (Options.Placement is { } placement)
+        {
+            Place(placement, entry);
+            _digests[page] = entry.Checksum;
+            return true;
+        }
         var state = Memory.GetResidency(page);
         if (entry.IsZero)
         {
@@ -148,6 +154,20 @@ public sealed class IncomingMigration
         }
         _digests[page] = entry.Checksum;
         return true;
+    }
+
+    private void Place(IPagePlacement placement, in PageBatchEntry entry)
+    {
+        Span<byte> contents = stackalloc byte[Page.Size];
+        if (entry.IsZero)
+        {
+            entry.VerifyZero();
+            // Never written here: a zero page needs no memory and no swap slot.
+            if (Memory.GetResidency(entry.Page) == PageResidency.Zero) return;
+            contents.Clear();
+        }
+        else entry.DecodeInto(contents);
+        placement.Place(entry.Page, contents);
     }
 
     /// <summary>Installs a page that is Remote here; false if it is not Remote any more (a fault or another push won).</summary>

@@ -23,6 +23,9 @@ public sealed class IncomingMigrationOptions
     /// <summary>How long verification waits for post-copy pages still on their way. Default 5 min.</summary>
     public TimeSpan ArrivalTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Puts pages received before switch-over somewhere other than straight into guest RAM (VMemDirect: memory or private swap). Default null (guest RAM).</summary>
+    public IPagePlacement? Placement { get; set; }
+
     internal void Validate()
     {
         if (Window < 1) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(Window)} must be at least 1, was {Window}.");

@@ -1,0 +1,13 @@
+namespace MigrationFabric.Migration.DataPlane;
+
+/// <summary>Where a destination puts an arriving page instead of guest RAM: e.g. private virtual memory, which writes it directly to memory or to its swap slot.</summary>
+/// <remarks>
+/// Called on a stream's applier thread with the page's verified bytes (4 KiB); a retransfer of a page placed
+/// before calls it again and must update that copy in place. Pages of one migration arrive on several streams
+/// at once, but a given page always on the same stream, so calls for one page never overlap.
+/// </remarks>
+public interface IPagePlacement
+{
+    /// <summary>Stores <paramref name="contents"/> as page <paramref name="page"/> of the incoming VM.</summary>
+    void Place(long page, ReadOnlySpan<byte> contents);
+}

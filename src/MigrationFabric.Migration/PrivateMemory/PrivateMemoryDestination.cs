@@ -1,0 +1,60 @@
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Swap;
+using MigrationFabric.Migration.DataPlane;
+
+namespace MigrationFabric.Migration.PrivateMemory;
+
+/// <summary>A destination host whose budget is below the VM's size: the VM's guest memory with private virtual memory (fixed share, private swap file) attached before any page arrives.</summary>
+/// <remarks>
+/// The device state travels in the switch-over call and stays outside the private memory, so resuming pages
+/// nothing in for it. Disposing stops the pager and deletes the swap file; the guest memory and MMU are the caller's.
+/// </remarks>
+public sealed class PrivateMemoryDestination : IAsyncDisposable
+{
+    /// <summary>Attaches private virtual memory with a share of <paramref name="sharePages"/> pages and <paramref name="mode"/> paging to <paramref name="memory"/> (fresh: every page Zero), and an MMU that faults swapped pages in through it.</summary>
+    public PrivateMemoryDestination(GuestMemory memory, long sharePages, PagingMode mode, PrivateVirtualMemoryOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        if (sharePages <= 0 || sharePages > memory.PageCount)
+            throw new ArgumentOutOfRangeException(nameof(sharePages), sharePages, $"the destination's share must be within 1..{memory.PageCount} pages (the VM's size).");
+        options ??= new PrivateVirtualMemoryOptions();
+        options.SharePages = sharePages;
+        options.Mode = mode;
+        Memory = memory;
+        Pager = new PrivateVirtualMemory(memory, options);
+        Mmu = new SoftwareMmu(memory, Pager);
+        Placement = new PrivateMemoryPlacement(Pager);
+    }
+
+    /// <summary>The VM's guest memory at the destination.</summary>
+    public GuestMemory Memory { get; }
+
+    /// <summary>The private virtual memory.</summary>
+    public PrivateVirtualMemory Pager { get; }
+
+    /// <summary>The MMU the VM's vCPUs run on here (its fault handler is the pager).</summary>
+    public SoftwareMmu Mmu { get; }
+
+    /// <summary>The placement arriving pages go through.</summary>
+    public PrivateMemoryPlacement Placement { get; }
+
+    /// <summary>Incoming-migration options that place pages through <see cref="Placement"/> (other settings taken from <paramref name="template"/>).</summary>
+    public IncomingMigrationOptions IncomingOptions(IncomingMigrationOptions? template = null)
+    {
+        var o = template ?? new IncomingMigrationOptions();
+        o.Placement = Placement;
+        return o;
+    }
+
+    /// <summary>An incoming migration of VM <paramref name="vm"/> into this private memory.</summary>
+    public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null) =>
+        new(migrationId, vm, Memory, Mmu, IncomingOptions(template));
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        Mmu.Dispose();
+        await Pager.DisposeAsync().ConfigureAwait(false);
+    }
+}
