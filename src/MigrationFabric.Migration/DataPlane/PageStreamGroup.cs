@@ -47,17 +47,18 @@ public sealed class PageStreamGroup : IAsyncDisposable
     /// <summary>Parallel streams.</summary>
     public int Streams => _senders.Length;
 
-    /// <summary>Opens <paramref name="streams"/> PageStream calls on <paramref name="channel"/> for the migration described by <paramref name="open"/>.</summary>
-    public static async Task<PageStreamGroup> OpenAsync(RpcChannel channel, StreamOpen open, int streams, int batchPages,
+    /// <summary>Opens one PageStream call per channel of <paramref name="channels"/> (a channel each, so each stream has its own connection and read loop) for the migration described by <paramref name="open"/>.</summary>
+    public static async Task<PageStreamGroup> OpenAsync(IReadOnlyList<RpcChannel> channels, StreamOpen open, int batchPages,
         PageCompression compression, TokenBucket? bucket, CancellationToken cancellationToken)
     {
         var counters = new DataPlaneCounters();
+        int streams = channels.Count;
         var opening = new Task<PageStreamSender>[streams];
         for (int i = 0; i < streams; i++)
         {
             var o = open.Clone();
             o.StreamIndex = (uint)i;
-            opening[i] = PageStreamSender.OpenAsync(channel, o, counters, bucket, cancellationToken);
+            opening[i] = PageStreamSender.OpenAsync(channels[i], o, counters, bucket, cancellationToken);
         }
         try
         {

@@ -21,6 +21,7 @@ internal sealed class MigrationSession : IAsyncDisposable
     private long _lastProgressTs;
     private long _transferTicks;
     private TokenBucket? _bucket;
+    private readonly RpcChannel[] _streamChannels;
 
     private MigrationSession(MigrationJob job, MigrationOptions options, string strategy)
     {
@@ -32,6 +33,9 @@ internal sealed class MigrationSession : IAsyncDisposable
         StartedAt = _time.GetUtcNow();
         _throttleBefore = job.Mmu.Throttle;
         Channel = new RpcChannel(job.Destination, options.Channel ?? new RpcChannelOptions());
+        // One connection per stream: a connection has one read loop per side, so streams on one connection share a core.
+        _streamChannels = new RpcChannel[options.Streams];
+        for (int i = 0; i < _streamChannels.Length; i++) _streamChannels[i] = new RpcChannel(job.Destination, options.Channel ?? new RpcChannelOptions());
         if (options.BandwidthCap is { } cap) _bucket = new TokenBucket(cap, Math.Max(cap / 10, 4L << 20), _time);
     }
 
@@ -99,7 +103,7 @@ internal sealed class MigrationSession : IAsyncDisposable
                 Checksum = ChecksumKind.Xxh64,
             },
         };
-        Streams = await PageStreamGroup.OpenAsync(Channel, open, Options.Streams, Options.BatchPages, Options.Compression, _bucket, cancellationToken)
+        Streams = await PageStreamGroup.OpenAsync(_streamChannels, open, Options.BatchPages, Options.Compression, _bucket, cancellationToken)
             .ConfigureAwait(false);
     }
 
@@ -260,6 +264,7 @@ internal sealed class MigrationSession : IAsyncDisposable
         if (Outgoing is not null) Job.LocalPages!.Withdraw(Outgoing);
         if (Streams is not null) await Streams.DisposeAsync().ConfigureAwait(false);
         Channel.Dispose();
+        foreach (var c in _streamChannels) c.Dispose();
         if (_pageList is not null) ArrayPool<long>.Shared.Return(_pageList);
         _pageList = null;
         Activity?.Dispose();

@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Workloads;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Reporting;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Rpc.Server;
+
+// Migration bench: 1 GiB (or --size-mib) VMs between two agents on loopback, pre-copy idle and hot-set,
+// post-copy remote fault latency, and raw loopback TCP measured in the same run as the reference.
+long sizeMib = 1024;
+if (Environment.GetEnvironmentVariable("MF_BENCH_MIN_THREADS") is { } minThreads) ThreadPool.SetMinThreads(int.Parse(minThreads), int.Parse(minThreads));
+for (int i = 0; i < args.Length - 1; i++)
+    if (args[i] == "--size-mib") sizeMib = long.Parse(args[i + 1]);
+long size = sizeMib << 20;
+
+if (args.Contains("--codec"))
+{
+    CodecThroughput(256L << 20);
+    return;
+}
+
+Console.WriteLine($"migration bench: VM {sizeMib} MiB, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
+
+double tcp = await RawTcpAsync(2L << 30);
+Console.WriteLine($"raw loopback TCP (one socket pair, 1 MiB writes, 2 GiB): {tcp / 1e9:0.000} GB/s");
+
+foreach (var scenario in new[] { "idle", "hotset" })
+{
+    var (report, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions()), postCopyWorkload: false);
+    double wire = report.BytesSent / report.TransferTime.TotalSeconds;
+    Console.WriteLine($"pre-copy {scenario,-6}: total {report.TotalTime.TotalMilliseconds,8:0.0} ms, downtime {report.Downtime.TotalMilliseconds,7:0.00} ms, " +
+        $"rounds {report.Rounds.Count}, bytes {report.BytesSent,13:N0}, pages {report.PagesSent:N0} (zero {report.ZeroPagesSent:N0}), " +
+        $"wire {wire / 1e9:0.000} GB/s = {wire / tcp:0.00} x raw TCP, verified {report.PagesVerified:N0} pages");
+    foreach (var r in report.Rounds)
+        Console.WriteLine($"    round {r.Round}: {r.Pages,8:N0} pages {r.Bytes,13:N0} B in {r.Duration.TotalMilliseconds,8:0.0} ms, dirtied meanwhile {r.DirtiedDuringRound:N0}, throttle {r.Throttle:0.00}");
+}
+
+{
+    var (report, faults) = await MigrateAsync(size, "hotset", new PostCopy(new PostCopyOptions { BandwidthCap = 256L << 20 }), postCopyWorkload: true);
+    Console.WriteLine($"post-copy hotset: total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
+        $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
+        $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
+        $"(destination MMU view incl. coalesced waiters: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages");
+}
+
+static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.LatencyHistogram Faults)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload)
+{
+    var sourcePages = new PagesService();
+    var destinationPages = new PagesService();
+    await using var sourceServer = new RpcServer(new RpcServerOptions { Port = 0 });
+    await using var destinationServer = new RpcServer(new RpcServerOptions { Port = 0 });
+    sourceServer.AddService(sourcePages.Definition);
+    destinationServer.AddService(destinationPages.Definition);
+    await sourceServer.StartAsync();
+    await destinationServer.StartAsync();
+    using var source = new GuestMemory(size);
+    using var sourceMmu = new SoftwareMmu(source);
+    using var target = new GuestMemory(size);
+    using var targetMmu = new SoftwareMmu(target);
+    Fill(sourceMmu);
+    using var stop = new CancellationTokenSource();
+    Workload workload = scenario == "idle" ? new IdleWorkload() : new HotSetWorkload(new HotSetOptions());
+    var running = workload.RunAsync(sourceMmu, stop.Token);
+    await Task.Delay(1000);
+    Task? targetRunning = null;
+    string id = $"bench-{scenario}-{strategy.Name}";
+    destinationPages.Accept(new IncomingMigration(id, "vm", target, targetMmu, new IncomingMigrationOptions
+    {
+        Resume = (_, _) =>
+        {
+            if (postCopyWorkload) targetRunning = new HotSetWorkload(new HotSetOptions { TargetDirtyPagesPerSecond = 0 }).RunAsync(targetMmu, stop.Token);
+            return Task.CompletedTask;
+        },
+    }));
+    var report = await strategy.RunAsync(new MigrationJob
+    {
+        MigrationId = id, Vm = "vm", Memory = source, Mmu = sourceMmu, Destination = destinationServer.Address,
+        LocalPages = sourcePages, LocalAddress = sourceServer.Address,
+    });
+    stop.Cancel();
+    await running;
+    if (targetRunning is not null) await targetRunning;
+    return (report, targetMmu.FaultLatency);
+}
+
+// Encode (copy + zero check + XXH64) and decode (copy + XXH64) of random pages, one thread, no network.
+static void CodecThroughput(long bytes)
+{
+    var pages = new byte[64 * Page.Size];
+    new Random(3).NextBytes(pages);
+    var dest = new byte[Page.Size];
+    long n = bytes / Page.Size;
+    var builder = new MigrationFabric.Migration.Codec.PageBatchBuilder(256);
+    double encodeSecs = 0, decodeSecs = 0, hashSecs = 0;
+    var clock = new Stopwatch();
+    for (long p = 0; p < n; p += 256)
+    {
+        clock.Restart();
+        for (int i = 0; i < 256; i++) builder.AddPage(p + i, pages.AsSpan((i & 63) * Page.Size, Page.Size));
+        using var batch = builder.Build(1);
+        encodeSecs += clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        var reader = new MigrationFabric.Migration.Codec.PageBatchReader(batch.Batch, n);
+        while (reader.TryRead(out var e)) e.DecodeInto(dest);
+        decodeSecs += clock.Elapsed.TotalSeconds;
+    }
+    clock.Restart();
+    for (long p = 0; p < n; p++) MigrationFabric.Memory.Integrity.Xxh64.Hash(pages.AsSpan((int)(p & 63) * Page.Size, Page.Size));
+    hashSecs = clock.Elapsed.TotalSeconds;
+    Console.WriteLine($"codec, {bytes >> 20} MiB of random pages, one thread: encode {bytes / encodeSecs / 1e9:0.000} GB/s, decode+verify {bytes / decodeSecs / 1e9:0.000} GB/s, XXH64 alone {bytes / hashSecs / 1e9:0.000} GB/s");
+}
+
+// Every page gets distinct non-zero bytes, so the whole VM crosses the wire (no zero-page shortcut).
+static void Fill(SoftwareMmu mmu)
+{
+    using var cpu = mmu.CreateVcpu();
+    var page = new byte[Page.Size];
+    new Random(1).NextBytes(page);
+    for (long p = 0; p < mmu.Memory.PageCount; p++)
+    {
+        BitConverter.TryWriteBytes(page, p);
+        cpu.Write(p << Page.Shift, page);
+    }
+}
+
+static async Task<double> RawTcpAsync(long bytes)
+{
+    using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+    listener.Listen(1);
+    using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    await client.ConnectAsync(listener.LocalEndPoint!);
+    using var server = await listener.AcceptAsync();
+    var send = new byte[1 << 20];
+    var receive = new byte[1 << 20];
+    new Random(2).NextBytes(send);
+    var clock = Stopwatch.StartNew();
+    var reader = Task.Run(async () =>
+    {
+        long got = 0;
+        while (got < bytes)
+        {
+            int n = await server.ReceiveAsync(receive, SocketFlags.None);
+            if (n == 0) break;
+            got += n;
+        }
+    });
+    for (long sent = 0; sent < bytes; sent += send.Length) await client.SendAsync(send, SocketFlags.None);
+    await reader;
+    return bytes / clock.Elapsed.TotalSeconds;
+}
