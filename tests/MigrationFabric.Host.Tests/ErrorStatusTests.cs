@@ -122,11 +122,10 @@ public sealed class ErrorStatusTests(TestCluster cluster) : IClassFixture<TestCl
     [Fact]
     public async Task A_vm_already_migrating_is_a_failed_precondition_and_cancel_leaves_it_at_the_source()
     {
-        // A hot set dirtying faster than a 2 MiB/s cap can carry: pre-copy runs until cancelled.
-        await cluster.CreateVm("e-busy", "host-a", 32 << 20,
-            new Workload { Kind = WorkloadKind.HotSet, WorkingSetPercent = 50, DirtyPagesPerSecond = 5_000 });
-        var m = await cluster.Start("e-busy", "host-c", Strategy.PreCopy,
-            new MigrationLimits { BandwidthBytesPerSecond = 2 << 20, DisableAutoConverge = true });
+        // A hot set over all memory dirtying as fast as it can, a 1 MiB/s cap, no auto-converge: pre-copy runs until cancelled.
+        await cluster.CreateVm("e-busy", "host-a", 64 << 20, NeverConverges);
+        await cluster.WarmUp("host-a", "e-busy", 2 * 16384);
+        var m = await cluster.Start("e-busy", "host-c", Strategy.PreCopy, Unfinishable);
         await cluster.WaitForPhase(m.Id, MigrationPhase.PreCopy);
 
         Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-busy", Destination = "host-b", Strategy = Strategy.PostCopy }),
@@ -151,6 +150,12 @@ public sealed class ErrorStatusTests(TestCluster cluster) : IClassFixture<TestCl
         Is(await cluster.Fails(FabricContract.CancelMigration, new CancelMigrationRequest { MigrationId = m.Id }), StatusCode.FailedPrecondition, "ended");
         await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "e-busy" });
     }
+
+    /// <summary>A workload that dirties every page of its VM again and again.</summary>
+    internal static readonly Workload NeverConverges = new() { Kind = WorkloadKind.HotSet, WorkingSetPercent = 100, DirtyPagesPerSecond = 0 };
+
+    /// <summary>Limits under which pre-copy of <see cref="NeverConverges"/> cannot finish: a 1 MiB/s cap, no auto-converge, no forced switch-over.</summary>
+    internal static MigrationLimits Unfinishable => new() { BandwidthBytesPerSecond = 1 << 20, DisableAutoConverge = true, MaxRounds = 1_000_000 };
 
     internal static async Task WaitUntil(Func<bool> condition)
     {

@@ -75,6 +75,18 @@ public class TestCluster : IAsyncLifetime
             if (e.Phase >= phase || e.Final is not null) return;
     }
 
+    /// <summary>Waits until the VM's workload has counted <paramref name="operations"/> (bytes, pages or ops), i.e. its guest really runs.</summary>
+    public async Task WarmUp(string host, string vm, long operations)
+    {
+        var local = Cluster.Agent(host).Hypervisor.Find(vm) ?? throw new InvalidOperationException($"{vm} is not on {host}");
+        var until = DateTime.UtcNow + Patience;
+        while (local.Workload is null || local.Workload.TotalOperations < operations)
+        {
+            Assert.True(DateTime.UtcNow < until, $"{vm} did not run {operations} operations within the patience");
+            await Task.Delay(10);
+        }
+    }
+
     public Task<Migration> Start(string vm, string destination, Strategy strategy, MigrationLimits? limits = null) =>
         Call(FabricContract.StartMigration, new StartMigrationRequest { Vm = vm, Destination = destination, Strategy = strategy, Limits = limits });
 }

@@ -75,61 +75,64 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             Progress = feed,
             DestinationName = request.Destination,
         };
-        ApiMigration final;
+        ApiPhase phase;
+        string error = "";
+        MigrationReport? apiReport = null;
         string newHost = "";
-        bool removeSource = false;
         try
         {
             var report = await strategy.RunAsync(job, running.Cancel.Token).ConfigureAwait(false);
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
             ulong digest = PageDigest.OfMemory(vm.Memory);
-            final = await Ended(session, ApiPhase.Completed, "", ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt)).ConfigureAwait(false);
+            phase = ApiPhase.Completed;
+            apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt);
             newHost = request.Destination;
-            removeSource = true;
         }
         catch (OperationCanceledException) when (running.Cancel.IsCancellationRequested)
         {
-            final = await Ended(session, ApiPhase.Cancelled, $"{running.Reason ?? "cancelled"} before switch-over; the VM keeps running on '{agent.HostName}'.", null).ConfigureAwait(false);
+            phase = ApiPhase.Cancelled;
+            error = $"{running.Reason ?? "cancelled"} before switch-over; the VM keeps running on '{agent.HostName}'.";
         }
         catch (MigrationDeadlineExceededException e)
         {
-            final = await Ended(session, ApiPhase.Failed, $"DEADLINE_EXCEEDED: {e.Message}", null).ConfigureAwait(false);
+            phase = ApiPhase.Failed;
+            error = $"DEADLINE_EXCEEDED: {e.Message}";
         }
         catch (MigrationFailedException e)
         {
-            final = await Ended(session, ApiPhase.Failed, e.Message, null).ConfigureAwait(false);
+            phase = ApiPhase.Failed;
+            error = e.Message;
         }
         catch (MigrationIntegrityException e)
         {
             // After switch-over the VM runs at the destination, so it stays there; the report says loudly it must not be trusted.
-            var report = new MigrationReport { Integrity = new IntegrityCheck { MismatchedPages = (ulong)e.MismatchedCount } };
-            report.Integrity.FirstMismatches.AddRange(e.MismatchedPages.Take(16).Select(p => (ulong)p));
-            final = await Ended(session, ApiPhase.Failed, $"ABORTED: {e.Message}", report).ConfigureAwait(false);
+            phase = ApiPhase.Failed;
+            error = $"ABORTED: {e.Message}";
+            apiReport = new MigrationReport { Integrity = new IntegrityCheck { MismatchedPages = (ulong)e.MismatchedCount } };
+            apiReport.Integrity.FirstMismatches.AddRange(e.MismatchedPages.Take(16).Select(p => (ulong)p));
             newHost = request.Destination;
-            removeSource = true;
         }
         catch (Exception e)
         {
             bool switchedOver = vm.Mmu.IsPaused;
-            string where = switchedOver ? $"the VM had switched over to '{request.Destination}'" : $"the VM keeps running on '{agent.HostName}'";
-            final = await Ended(session, ApiPhase.Failed, $"{e.GetType().Name}: {e.Message} ({where}).", null).ConfigureAwait(false);
-            if (switchedOver)
-            {
-                newHost = request.Destination;
-                removeSource = true;
-            }
+            phase = ApiPhase.Failed;
+            error = $"{e.GetType().Name}: {e.Message} ({(switchedOver ? $"the VM had switched over to '{request.Destination}'" : $"the VM keeps running on '{agent.HostName}'")}).";
+            if (switchedOver) newHost = request.Destination;
         }
-        activity?.SetTag("outcome", final.Phase.ToString());
-        if (final.Phase != ApiPhase.Completed) activity?.SetStatus(ActivityStatusCode.Error, final.Error);
+        activity?.SetTag("outcome", phase.ToString());
+        if (phase != ApiPhase.Completed) activity?.SetStatus(ActivityStatusCode.Error, error);
         feed.Complete();
         await pump.ConfigureAwait(false);
         try
         {
+            // The VM's record and the source's copy are settled before the session says it ended, so a watcher
+            // that sees the end sees the VM where it now runs.
             await Retry(() => factory.GetGrain<IVmGrain>(request.Vm).EndMigration(request.MigrationId, newHost)).ConfigureAwait(false);
+            if (newHost.Length > 0) await agent.Hypervisor.RemoveAsync(request.Vm).ConfigureAwait(false);
+            await Ended(session, phase, error, apiReport).ConfigureAwait(false);
         }
         finally
         {
-            if (removeSource) await agent.Hypervisor.RemoveAsync(request.Vm).ConfigureAwait(false);
             _running.TryRemove(request.MigrationId, out _);
             running.Cancel.Dispose();
         }
