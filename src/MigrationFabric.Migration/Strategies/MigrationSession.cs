@@ -76,11 +76,7 @@ internal sealed class MigrationSession : IAsyncDisposable
         }
     }
 
-    public TimeSpan ExpectedDowntime(long pages)
-    {
-        double bw = Bandwidth;
-        return bw > 0 ? TimeSpan.FromSeconds(pages * (double)Page.Size / bw) : TimeSpan.MaxValue;
-    }
+    public TimeSpan ExpectedDowntime(long pages) => Planning.ConvergencePlanner.ExpectedDowntime(pages, Bandwidth);
 
     public static MigrationSession Create(MigrationJob job, MigrationOptions options, string strategy)
     {

@@ -1,4 +1,5 @@
 using MigrationFabric.Migration.Codec;
+using MigrationFabric.Migration.Planning;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Telemetry;
 
@@ -11,6 +12,7 @@ internal static class RoundLoop
     public static async Task<bool> RunAsync(MigrationSession session, PreCopyOptions options, int? maxRounds, CancellationToken cancellationToken)
     {
         var memory = session.Job.Memory;
+        var planner = new ConvergencePlanner(options);
         session.Report(MigrationPhase.PreCopy);
         memory.Dirty.ClearAll();
         for (int round = 1; ; round++)
@@ -40,17 +42,17 @@ internal static class RoundLoop
             var expected = session.ExpectedDowntime(remaining);
             span?.SetTag("pages", sent).SetTag("bytes", bytes).SetTag("dirtied.pages", dirtied).SetTag("expected_downtime.ms", expected.TotalMilliseconds);
             session.Report(MigrationPhase.PreCopy);
-            if (expected <= options.DowntimeTarget) return true;
-            if (maxRounds is { } max && round >= max) return false;
-            if (options.AutoConverge && dirtied > options.AutoConvergeTriggerRatio * Math.Max(1, sent))
+            switch (planner.Decide(round, remaining, session.Bandwidth, maxRounds))
             {
-                double current = session.Job.Mmu.Throttle;
-                double next = current <= 0 ? options.AutoConvergeInitialThrottle : Math.Min(options.AutoConvergeMaxThrottle, current + options.AutoConvergeIncrement);
-                if (next != current)
-                {
-                    session.SetThrottle(next);
-                    span?.AddEvent(new System.Diagnostics.ActivityEvent($"auto-converge throttle {next:0.00}"));
-                }
+                case RoundDecision.SwitchOver: return true;
+                case RoundDecision.RoundsExhausted: return false;
+            }
+            double current = session.Job.Mmu.Throttle;
+            double next = planner.NextThrottle(current, sent, dirtied);
+            if (next != current)
+            {
+                session.SetThrottle(next);
+                span?.AddEvent(new System.Diagnostics.ActivityEvent($"auto-converge throttle {next:0.00}"));
             }
         }
     }
