@@ -52,6 +52,23 @@ public class TestCluster : IAsyncLifetime
     /// <summary>Every event of a migration until its final one; returns them.</summary>
     public async Task<List<MigrationEvent>> Watch(string id)
     {
+        var until = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            try
+            {
+                return await WatchOnce(id);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow < until)
+            {
+                // A silo of the cluster died and is not yet declared dead: as a scheduler would, try again.
+                await Task.Delay(200);
+            }
+        }
+    }
+
+    private async Task<List<MigrationEvent>> WatchOnce(string id)
+    {
         var events = new List<MigrationEvent>();
         using var cts = new CancellationTokenSource(Patience);
         using var call = Channel.AsyncServerStreamingCall(FabricContract.WatchMigration, new WatchMigrationRequest { MigrationId = id, IntervalMs = 50 },

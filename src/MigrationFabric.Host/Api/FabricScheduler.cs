@@ -161,9 +161,22 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
         if (request.MigrationId.Length == 0) throw FabricException.Invalid("migration_id is required.");
         var interval = TimeSpan.FromMilliseconds(request.IntervalMs == 0 ? 200 : Math.Clamp(request.IntervalMs, 10, 60_000));
         var session = grains.GetGrain<IMigrationSessionGrain>(request.MigrationId);
+        bool any = false;
         while (true)
         {
-            var e = await session.Progress().ConfigureAwait(false);
+            MigrationEvent e;
+            try
+            {
+                e = await session.Progress().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (any && ex is SiloUnavailableException or GrainRoutingException)
+            {
+                // The session's silo died mid-watch: it reactivates elsewhere (from its persisted state) once
+                // membership declares that silo dead, so a watcher keeps its stream instead of an error.
+                await Task.Delay(interval * 5, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            any = true;
             await write(e).ConfigureAwait(false);
             if (e.Final is not null) return;
             await Task.Delay(interval, cancellationToken).ConfigureAwait(false);
