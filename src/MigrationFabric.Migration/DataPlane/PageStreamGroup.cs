@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Integrity;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Migration.Codec;
 using MigrationFabric.Rpc.Client;
@@ -82,10 +83,22 @@ public sealed class PageStreamGroup : IAsyncDisposable
         var builder = _builders[s];
         var residency = memory.GetResidency(page);
         if (residency is PageResidency.Zero or PageResidency.Ballooned) builder.AddZeroPage(page, flags);
+        else if (PageReader is { } reader) AddRead(reader, builder, page, residency, flags);
         else if (residency is PageResidency.Swapped or PageResidency.Remote)
             throw new NotSupportedException($"page {page} is {residency} at the source: migrating pages that are not in RAM is not supported by this strategy.");
         else builder.AddPage(page, memory.GetPageBytes(page), flags);
         return builder.IsFull ? EnqueueAsync(s, builder.Build(round)) : ValueTask.CompletedTask;
+    }
+
+    /// <summary>Reads every non-zero page through this reader instead of from guest RAM (memory-devirtualizing: a page in the share or in private swap, read without a page-in). Default null.</summary>
+    /// <remarks>Resident pages go through it too: a pager evicting the page meanwhile would otherwise leave a discarded page to copy.</remarks>
+    public IPageContentReader? PageReader { get; set; }
+
+    private static void AddRead(IPageContentReader reader, PageBatchBuilder builder, long page, PageResidency residency, byte flags)
+    {
+        Span<byte> contents = stackalloc byte[Page.Size];
+        reader.ReadPage(page, residency, contents);
+        builder.AddPage(page, contents, flags);
     }
 
     /// <summary>Sends every partly filled batch and waits until the receiver has applied everything sent so far.</summary>

@@ -1,3 +1,4 @@
+using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Swap;
 using MigrationFabric.Migration.DataPlane;
 
@@ -7,6 +8,7 @@ namespace MigrationFabric.Migration.PrivateMemory;
 /// <remarks>In <see cref="PagingMode.Naive"/> the same call behaves as plain OS swap (pages out when full, pages in to apply a retransfer): the naive baseline runs the same code path.</remarks>
 public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory) : IPagePlacement
 {
+    private readonly Lock _fill = new();
     private long _toMemory, _toSwap;
 
     /// <summary>The destination's private virtual memory.</summary>
@@ -21,7 +23,18 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory) : IPageP
     /// <inheritdoc/>
     public void Place(long page, ReadOnlySpan<byte> contents)
     {
-        if (Memory.PlacePage(page, contents) == PlacementTarget.Memory) Interlocked.Increment(ref _toMemory);
+        PlacementTarget target;
+        var guest = Memory.Memory;
+        // PlacePage checks for room and installs under the page's chunk lock only, so streams placing first copies
+        // into different chunks at once can overshoot share - reserve by a page each, and the page-out thread then
+        // evicts a whole chunk mid-migration. First copies that may still go to memory are therefore placed one at a time.
+        if (Memory.Mode != PagingMode.Naive && guest.GetResidency(page) is not (PageResidency.Resident or PageResidency.Swapped)
+            && guest.ResidentPages < Memory.SharePages - Memory.FreeReservePages)
+        {
+            lock (_fill) target = Memory.PlacePage(page, contents);
+        }
+        else target = Memory.PlacePage(page, contents);
+        if (target == PlacementTarget.Memory) Interlocked.Increment(ref _toMemory);
         else Interlocked.Increment(ref _toSwap);
     }
 }

@@ -1,4 +1,5 @@
 using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Integrity;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.Reporting;
@@ -37,6 +38,9 @@ public sealed class MigrationJob
 
     /// <summary>Name of the destination in the report's per-destination bytes. Default the destination's authority.</summary>
     public string? DestinationName { get; init; }
+
+    /// <summary>Reads the source's pages wherever they live (e.g. a private virtual memory's share or swap) for the page streams and the integrity check; required by memory-devirtualizing migration. Default null (pages are read from guest RAM).</summary>
+    public IPageContentReader? PageReader { get; init; }
 
     internal void Validate(bool needsLocalPages)
     {

@@ -9,7 +9,7 @@ public enum VirtualizationKind
     /// <summary>Baseline: the destination uses plain swap (pages out when full, pages in to apply retransfers).</summary>
     NaiveSwap,
 
-    /// <summary>Memory-devirtualizing: out of the source's private virtual memory, every page read directly from its share or its swap (the source job's page reader).</summary>
+    /// <summary>Memory-devirtualizing: out of the source's private virtual memory, every page read directly from its share or its swap (<see cref="MigrationJob.PageReader"/>).</summary>
     Devirtualize,
 
     /// <summary>Baseline: a destination with enough memory for the whole VM.</summary>
@@ -34,7 +34,7 @@ public sealed class VMemDirectOptions : PreCopyOptions
 /// <remarks>
 /// The source does the same in every kind: the destination decides where pages go (an
 /// <see cref="DataPlane.IncomingMigrationOptions.Placement"/>), so the comparison between kinds is fair. Devirtualizing
-/// needs a page reader at the source so swapped pages are read from swap without a page-in.
+/// needs the source's <see cref="MigrationJob.PageReader"/> so swapped pages are read from swap without a page-in.
 /// </remarks>
 public sealed class VMemDirect(VMemDirectOptions? options = null) : MigrationStrategy(options ?? new VMemDirectOptions())
 {
@@ -51,6 +51,9 @@ public sealed class VMemDirect(VMemDirectOptions? options = null) : MigrationStr
 
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
+        if (Options.Kind == VirtualizationKind.Devirtualize && session.Job.PageReader is null)
+            throw new ArgumentException($"{nameof(MigrationJob)}.{nameof(MigrationJob.PageReader)} is required for memory-devirtualizing migration: swapped pages are read from the private swap through it.");
+        session.Streams.PageReader = session.Job.PageReader;
         await RoundLoop.RunAsync(session, Options, Options.MaxRounds, cancellationToken).ConfigureAwait(false);
         await SwitchOver.RunAsync(session, SwitchOverMode.StopAndCopy, 0, cancellationToken).ConfigureAwait(false);
     }

@@ -28,7 +28,7 @@ internal static class IntegrityCheck
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
             var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(PageDigest.Of(memory, first + i));
+            for (int i = 0; i < count; i++) request.Digests.Add(PageDigest.Of(memory, first + i, job.PageReader));
             var response = await session.Channel.AsyncUnaryCall(PagesContract.VerifyPages, request,
                 new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;
