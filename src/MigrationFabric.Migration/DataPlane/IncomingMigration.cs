@@ -314,6 +314,12 @@ public sealed class IncomingMigration
     internal void SourceLost(Exception cause)
     {
         if (Phase == IncomingPhase.Receiving) { Abort($"the source's stream broke: {cause.Message}"); return; }
+        if (Phase == IncomingPhase.Resumed)
+        {
+            // Every page is here and the VM runs, but nobody is left to confirm the switch-over state.
+            Fail(new IOException($"migration {MigrationId}: the source was lost after switch-over; every page had arrived, but the integrity check could not run.", cause));
+            return;
+        }
         if (Phase != IncomingPhase.PostCopy || PagesRemaining == 0) return;
         Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
         ReleaseFaultHandler();
