@@ -16,6 +16,9 @@ public static class PagesContract
     /// <summary>Pages on demand (remote faults).</summary>
     public static Method<RemotePagesRequest, RemotePagesResponse> RemotePages { get; } = Method<RemotePagesRequest, RemotePagesResponse>.Create(Service, "RemotePages");
 
+    /// <summary>Pages a split VM's main host pages out to its sub-host.</summary>
+    public static Method<StorePagesRequest, StorePagesResponse> StorePages { get; } = Method<StorePagesRequest, StorePagesResponse>.Create(Service, "StorePages");
+
     /// <summary>Hand-over of the VM.</summary>
     public static Method<SwitchOverRequest, SwitchOverResponse> SwitchOver { get; } = Method<SwitchOverRequest, SwitchOverResponse>.Create(Service, "SwitchOver");
 

@@ -13,6 +13,7 @@ public sealed class PagesService
 {
     private readonly ConcurrentDictionary<string, IncomingMigration> _incoming = new();
     private readonly ConcurrentDictionary<string, OutgoingMigration> _outgoing = new();
+    private readonly ConcurrentDictionary<string, RemotePaging.RemotePageStore> _stores = new();
 
     /// <summary>Creates the service with nothing expected.</summary>
     public PagesService()
@@ -20,6 +21,7 @@ public sealed class PagesService
         Definition = RpcServiceDefinition.CreateBuilder(PagesContract.Service)
             .AddDuplexStreaming<PageStreamMessage, PageAck>("PageStream", PageStreamAsync)
             .AddUnary<RemotePagesRequest, RemotePagesResponse>("RemotePages", (r, c) => Task.FromResult(RemotePages(r)))
+            .AddUnary<StorePagesRequest, StorePagesResponse>("StorePages", (r, c) => Task.FromResult(StorePages(r)))
             .AddUnary<SwitchOverRequest, SwitchOverResponse>("SwitchOver", SwitchOverAsync)
             .AddUnary<VerifyPagesRequest, VerifyPagesResponse>("VerifyPages", VerifyAsync)
             .AddUnary<AbortMigrationRequest, AbortMigrationResponse>("AbortMigration", (r, c) => Task.FromResult(Abort(r)))
@@ -41,6 +43,28 @@ public sealed class PagesService
 
     /// <summary>The incoming migration with this id, if expected.</summary>
     public IncomingMigration? FindIncoming(string migrationId) => _incoming.GetValueOrDefault(migrationId);
+
+    /// <summary>Holds a split VM's pages here (sub-host): its main host's RemotePages and StorePages calls for that VM are served from <paramref name="store"/> until <see cref="Release"/>.</summary>
+    public RemotePaging.RemotePageStore Hold(RemotePaging.RemotePageStore store)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        if (!_stores.TryAdd(store.Vm, store)) throw new InvalidOperationException($"pages of VM {store.Vm} are already held here.");
+        return store;
+    }
+
+    /// <summary>Stops holding <paramref name="store"/>'s VM here.</summary>
+    public void Release(RemotePaging.RemotePageStore store) => _stores.TryRemove(new(store.Vm, store));
+
+    private StorePagesResponse StorePages(StorePagesRequest request)
+    {
+        if (string.IsNullOrEmpty(request.Vm)) throw new RpcException(StatusCode.InvalidArgument, "StorePages: vm is required.");
+        if (!_stores.TryGetValue(request.Vm, out var store))
+            throw new RpcException(StatusCode.NotFound, $"StorePages: this host holds no pages of VM '{request.Vm}'.");
+        try { return store.Store(request); }
+        catch (PageChecksumException e) { throw new RpcException(StatusCode.DataLoss, $"StorePages: {e.Message}"); }
+        catch (PageBatchFormatException e) { throw new RpcException(StatusCode.InvalidArgument, $"StorePages: {e.Message}"); }
+        catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"StorePages: {e.Message}"); }
+    }
 
     internal void Offer(OutgoingMigration migration)
     {
@@ -122,6 +146,11 @@ public sealed class PagesService
     private RemotePagesResponse RemotePages(RemotePagesRequest request)
     {
         if (request.PageNumbers.Count == 0) throw new RpcException(StatusCode.InvalidArgument, "RemotePages: page_numbers is empty.");
+        if (string.IsNullOrEmpty(request.MigrationId) && _stores.TryGetValue(request.Vm, out var store))
+        {
+            try { return store.Serve(request); }
+            catch (ArgumentOutOfRangeException e) { throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}"); }
+        }
         if (!_outgoing.TryGetValue(request.MigrationId, out var outgoing))
             throw new RpcException(StatusCode.NotFound, $"RemotePages: this host serves no pages for migration '{request.MigrationId}'.");
         if (request.Vm != outgoing.Vm)
