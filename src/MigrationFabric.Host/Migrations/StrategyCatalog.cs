@@ -30,6 +30,10 @@ public static class StrategyCatalog
         _ => strategy.ToString(),
     };
 
+    /// <summary>The enum value's name in fabric.proto (e.g. "STRATEGY_SPLIT").</summary>
+    public static string ProtoName(Strategy strategy) =>
+        FabricReflection.Descriptor.FindTypeByName<Google.Protobuf.Reflection.EnumDescriptor>("Strategy").FindValueByNumber((int)strategy)?.Name ?? strategy.ToString();
+
     /// <summary>Parses a CLI strategy name ("pre-copy", "precopy", "PRE_COPY"...); null when unknown.</summary>
     public static Strategy? Parse(string text)
     {
@@ -49,7 +53,7 @@ public static class StrategyCatalog
             throw FabricException.Invalid($"strategy {(int)request.Strategy} is not a known strategy.");
         if (!Implemented.Contains(request.Strategy))
             throw new FabricException(StatusCode.Unimplemented,
-                $"strategy {NameOf(request.Strategy)} (STRATEGY_{request.Strategy}) is not implemented yet; implemented: {string.Join(", ", Implemented.Select(NameOf))}.");
+                $"strategy {NameOf(request.Strategy)} ({ProtoName(request.Strategy)}) is not implemented yet; implemented: {string.Join(", ", Implemented.Select(NameOf))}.");
         if (request.SubHosts.Count > 0)
             throw FabricException.Invalid($"sub_hosts are only for split and scatter-gather, not {NameOf(request.Strategy)}.");
         var limits = request.Limits ??= new MigrationLimits();
