@@ -49,7 +49,7 @@ public abstract class MigrationStrategy
             await BeforeSwitchOverAsync(session, token).ConfigureAwait(false);
             // The VM runs at the destination now: only the end of the process stops what follows.
             await AfterSwitchOverAsync(session, CancellationToken.None).ConfigureAwait(false);
-            await IntegrityCheck.RunAsync(session, CancellationToken.None).ConfigureAwait(false);
+            await VerifyAsync(session, CancellationToken.None).ConfigureAwait(false);
             try
             {
                 await session.Streams.CloseAsync(CancellationToken.None).ConfigureAwait(false);
@@ -60,7 +60,7 @@ public abstract class MigrationStrategy
                 session.Activity?.AddEvent(new ActivityEvent("streams did not close cleanly", tags: new ActivityTagsCollection { ["error"] = e.Message }));
             }
             session.Report(MigrationPhase.Completed);
-            var report = session.BuildReport();
+            var report = CompleteReport(session, session.BuildReport());
             MigrationTelemetry.BytesSent.Add(report.BytesSent, new KeyValuePair<string, object?>("strategy", Name));
             MigrationTelemetry.PagesSent.Add(report.PagesSent, new KeyValuePair<string, object?>("strategy", Name));
             Count("completed");
@@ -110,6 +110,12 @@ public abstract class MigrationStrategy
     };
 
     private protected abstract Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken);
+
+    /// <summary>The integrity check; a strategy whose pages end up on several hosts checks each.</summary>
+    private protected virtual Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken) => IntegrityCheck.RunAsync(session, cancellationToken);
+
+    /// <summary>Adds what only this strategy knows (e.g. bytes to further destinations) to the report.</summary>
+    private protected virtual MigrationReport CompleteReport(MigrationSession session, MigrationReport report) => report;
 
     private protected virtual Task AfterSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken) => Task.CompletedTask;
 }
