@@ -152,11 +152,14 @@ internal sealed class MigrationSession : IAsyncDisposable
     }
 
     /// <summary>Takes the dirty log (fetch-and-clear) into a page list; returns how many pages.</summary>
+    /// <remarks>Goes through GuestMemory.HarvestDirty, not the bitmap directly: vCPUs run during a round, and
+    /// a bit taken while its page's last store still sits in a write buffer would let the round copy the old
+    /// bytes with no bit left for the next round. HarvestDirty puts a process-wide barrier in between.</remarks>
     public int HarvestDirty(out long[] pages)
     {
         pages = _pageList ??= ArrayPool<long>.Shared.Rent((int)Job.Memory.PageCount);
         var collector = new PageCollector(pages);
-        Job.Memory.Dirty.FetchAndClear(ref collector);
+        Job.Memory.HarvestDirty(ref collector);
         return collector.Count;
     }
 
