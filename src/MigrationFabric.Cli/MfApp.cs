@@ -41,6 +41,7 @@ public sealed class MfApp
         root.Options.Add(Endpoint);
         root.Subcommands.Add(DemoCommand.Create(this));
         root.Subcommands.Add(UpCommand.Create(this));
+        root.Subcommands.Add(AgentCommand.Create(this));
         root.Subcommands.Add(ClientCommands.Hosts(this));
         root.Subcommands.Add(ClientCommands.Vm(this));
         root.Subcommands.Add(ClientCommands.Migrate(this));
