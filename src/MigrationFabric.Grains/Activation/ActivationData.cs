@@ -232,19 +232,23 @@ internal sealed class ActivationData : IGrainContext
     private async Task FinishAsync(bool unregister)
     {
         lock (_gate) _state = ActivationState.Invalid;
-        _runtime.Catalog.Remove(this);
         Volatile.Write(ref _registered, false);
         if (unregister)
         {
+            // Unregister while still in the catalog: requests meanwhile wait for Deactivated, so a new activation
+            // cannot register before this entry is gone (and then lose it to this late unregister).
             try
             {
-                await _runtime.Locator.UnregisterAsync(GrainId, _runtime.Self, CancellationToken.None).ConfigureAwait(false);
+                using var timeout = new CancellationTokenSource(_runtime.Options.DirectoryRetryTimeout);
+                await _runtime.Locator.UnregisterAsync(GrainId, _runtime.Self, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception e)
             {
+                // A stale entry heals itself: the next call reaches this silo, which activates anew and re-registers.
                 _runtime.Log.UnregisterFailed(GrainId, e);
             }
         }
+        _runtime.Catalog.Remove(this);
         _deactivated.TrySetResult();
     }
 
