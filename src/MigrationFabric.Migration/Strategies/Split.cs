@@ -68,6 +68,13 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         }
     }
 
+    private static void MaybeReport(MigrationSession session, long page)
+    {
+        if ((page & 4095) != 0) return;
+        session.RemainingPages = session.Job.Memory.PageCount - page;
+        session.MaybeReport();
+    }
+
     private struct Collector(long[] pages) : IPageVisitor
     {
         public int Count;
@@ -90,12 +97,14 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         var pages = ArrayPool<long>.Shared.Rent((int)memory.PageCount);
         try
         {
+            // The cap applies to the links to the further hosts too (they share one bucket; the destination's streams have their own).
+            var bucket = Options.BandwidthCap is { } cap ? new TokenBucket(cap, Math.Max(cap / 10, 4L << 20), Options.TimeProvider) : null;
             var open = new StreamOpen
             {
                 MigrationId = part.MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
                 Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
             };
-            part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, null, cancellationToken).ConfigureAwait(false);
+            part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken).ConfigureAwait(false);
             session.Report(MigrationPhase.PreCopy);
             memory.Dirty.ClearAll();
             for (int round = 1; ; round++)
@@ -104,7 +113,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
                 long start = session.Timestamp();
                 long before = session.Streams.Counters.PagesSent + part.Streams.Counters.PagesSent;
                 if (round == 1)
-                    for (long p = 0; p < memory.PageCount; p++) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
+                    for (long p = 0; p < memory.PageCount; p++, MaybeReport(session, p)) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
                 else
                 {
                     var collector = new Collector(pages);
@@ -207,7 +216,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
             request.Digests.Capacity = count;
             for (int i = 0; i < count; i++)
-                request.Digests.Add(plan.IsOnSub(first + i) == onSub ? PageDigest.Of(memory, first + i, session.Job.PageReader) : 0);
+                request.Digests.Add(plan.IsOnSub(first + i) == onSub ? IntegrityCheck.SourceDigest(session.Job, first + i) : 0);
             var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;
         }

@@ -1,5 +1,6 @@
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Memory.Integrity;
+using MigrationFabric.Memory.Pages;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
@@ -13,6 +14,18 @@ internal static class IntegrityCheck
 {
     /// <summary>Pages per VerifyPages call (512 KiB of digests).</summary>
     public const int ChunkPages = 65536;
+
+    /// <summary>The source's digest of <paramref name="page"/>; with a page reader every non-zero page is read through it.</summary>
+    /// <remarks>A pager's page-out can still complete while the VM is paused: hashing RAM it is discarding would digest zeroes, and the reader holds the page still.</remarks>
+    internal static ulong SourceDigest(MigrationJob job, long page)
+    {
+        if (job.PageReader is not { } reader) return PageDigest.Of(job.Memory, page);
+        var residency = job.Memory.GetResidency(page);
+        if (residency is PageResidency.Zero or PageResidency.Ballooned) return PageDigest.ZeroPage;
+        Span<byte> contents = stackalloc byte[Page.Size];
+        reader.ReadPage(page, residency, contents);
+        return Xxh64.Hash(contents);
+    }
 
     public static async Task RunAsync(MigrationSession session, CancellationToken cancellationToken)
     {
@@ -28,7 +41,7 @@ internal static class IntegrityCheck
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
             var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(PageDigest.Of(memory, first + i, job.PageReader));
+            for (int i = 0; i < count; i++) request.Digests.Add(SourceDigest(job, first + i));
             var response = await session.Channel.AsyncUnaryCall(PagesContract.VerifyPages, request,
                 new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;

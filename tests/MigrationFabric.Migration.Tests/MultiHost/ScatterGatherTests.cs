@@ -1,0 +1,133 @@
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Workloads;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.MultiHost;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Migration.Tests.Support;
+
+namespace MigrationFabric.Migration.Tests.MultiHost;
+
+public class ScatterGatherTests
+{
+    private const long Mib = 1 << 20;
+    private const long VmBytes = 32 * Mib;
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
+    private static int s_next;
+
+    private sealed class Cluster : IAsyncDisposable
+    {
+        public required Agent Source { get; init; }
+        public required Agent Destination { get; init; }
+        public required Agent[] Intermediates { get; init; }
+        public required GuestMemory[] Held { get; init; }
+        public required IncomingMigration[] Parts { get; init; }
+        public required TestVm Vm { get; init; }
+        public required TestVm Target { get; init; }
+        public required GatherDestination Gather { get; init; }
+        public required string Id { get; init; }
+
+        public MigrationJob Job() => new() { MigrationId = Id, Vm = "vm-1", Memory = Vm.Memory, Mmu = Vm.Mmu, Destination = Destination.Address, DestinationName = "destination" };
+
+        public ScatterGatherOptions Options() => new() { Intermediates = [.. Intermediates.Select(i => i.Address)] };
+
+        public async ValueTask DisposeAsync()
+        {
+            Gather.Dispose();
+            Vm.Dispose();
+            Target.Dispose();
+            await Source.DisposeAsync();
+            await Destination.DisposeAsync();
+            foreach (var i in Intermediates) await i.DisposeAsync();
+            foreach (var m in Held) m.Dispose();
+        }
+    }
+
+    private static async Task<Cluster> CreateAsync(Func<ReadOnlyMemory<byte>, CancellationToken, Task>? resume = null)
+    {
+        string id = $"sg-{Interlocked.Increment(ref s_next)}";
+        var intermediates = new[] { await Agent.StartAsync(), await Agent.StartAsync() };
+        var held = intermediates.Select(_ => new GuestMemory(VmBytes)).ToArray();
+        var parts = intermediates.Select((a, k) => SplitSubHost.Accept(a.Pages, id, "vm-1", held[k])).ToArray();
+        var destination = await Agent.StartAsync();
+        var target = new TestVm(VmBytes);
+        var gather = new GatherDestination(id, "vm-1", target.Memory, target.Mmu, [.. intermediates.Select(i => i.Address)], new IncomingMigrationOptions { Resume = resume });
+        destination.Pages.Accept(gather.Incoming);
+        return new Cluster
+        {
+            Source = await Agent.StartAsync(), Destination = destination, Intermediates = intermediates, Held = held, Parts = parts,
+            Vm = new TestVm(VmBytes), Target = target, Gather = gather, Id = id,
+        };
+    }
+
+    [Fact]
+    public async Task Scatter_to_two_intermediates_and_gather_at_the_destination_under_a_running_workload()
+    {
+        await using var c = await CreateAsync();
+        c.Vm.Fill(stride: 1);
+        c.Vm.Start(new HotSetWorkload(new HotSetOptions { WorkingSetFraction = 0.2, TargetDirtyPagesPerSecond = 20_000 }));
+        await c.Vm.WaitForProgressAsync(2_000, Long);
+        var strategy = new ScatterGather(c.Options());
+
+        var report = await strategy.RunAsync(c.Job()).WaitAsync(Long);
+
+        await c.Gather.Incoming.Completion.WaitAsync(Long);
+        await c.Gather.Gathered.WaitAsync(Long);
+        foreach (var part in c.Parts) await part.Completion.WaitAsync(Long);
+        Assert.Equal("scatter-gather", report.Strategy);
+        Assert.Equal(c.Vm.Memory.PageCount, report.PagesVerified);
+        Assert.Equal(c.Vm.Memory.PageCount, report.PostCopyPages);
+        foreach (var i in c.Intermediates) Assert.True(report.BytesSentPerDestination[i.Address.Authority] > 8 * Mib, $"bytes to {i.Address}");
+        Assert.True(strategy.EvictionTime > TimeSpan.Zero && strategy.EvictionTime <= report.TotalTime, $"eviction {strategy.EvictionTime}, total {report.TotalTime}");
+        Assert.True(c.Held.All(m => m.ResidentPages > c.Vm.Memory.PageCount / 3), "each intermediate held its share");
+        Assert.Equal(c.Vm.Digest(), c.Target.Digest());
+        await c.Vm.StopWorkloadAsync();
+    }
+
+    [Fact]
+    public async Task An_intermediate_killed_mid_scatter_fails_the_migration_by_name_and_the_vm_stays_at_the_source()
+    {
+        await using var c = await CreateAsync();
+        c.Vm.Fill(stride: 1);
+        ulong digest = c.Vm.Digest();
+        var progressed = new TaskCompletionSource();
+        var options = c.Options();
+        options.BandwidthCap = 8 * Mib;
+        options.ProgressInterval = TimeSpan.FromMilliseconds(20);
+        var job = new MigrationJob
+        {
+            MigrationId = c.Id, Vm = "vm-1", Memory = c.Vm.Memory, Mmu = c.Vm.Mmu, Destination = c.Destination.Address,
+            Progress = new Progress(p => { if (p.Phase == MigrationFabric.Migration.Reporting.MigrationPhase.PreCopy && p.Elapsed > TimeSpan.FromMilliseconds(300)) progressed.TrySetResult(); }),
+        };
+        var run = new ScatterGather(options).RunAsync(job);
+        await progressed.Task.WaitAsync(Long);
+        await c.Intermediates[1].KillAsync();
+
+        var e = await Assert.ThrowsAsync<MigrationFailedException>(() => run.WaitAsync(Long));
+
+        Assert.Contains("intermediate", e.Message);
+        Assert.False(c.Vm.Mmu.IsPaused, "the VM keeps running at the source");
+        Assert.Equal(digest, c.Vm.Digest());
+        await Assert.ThrowsAsync<MigrationAbortedException>(() => c.Parts[0].Completion.WaitAsync(Long));
+    }
+
+    [Fact]
+    public async Task An_intermediate_lost_during_the_gather_is_reported_as_lost_pages_at_the_destination()
+    {
+        Agent? victim = null;
+        await using var c = await CreateAsync(async (_, _) => await victim!.KillAsync());
+        victim = c.Intermediates[1];
+        c.Vm.Fill(stride: 1);
+
+        var run = new ScatterGather(c.Options()).RunAsync(c.Job());
+
+        var lost = await Assert.ThrowsAsync<MigrationSourceLostException>(() => c.Gather.Incoming.Completion.WaitAsync(Long));
+        Assert.True(lost.PagesLost > 0, $"pages lost: {lost.PagesLost}");
+        Assert.Contains(victim.Address.ToString().TrimEnd('/'), lost.InnerException!.Message);
+        await Assert.ThrowsAnyAsync<Exception>(() => run.WaitAsync(Long));
+    }
+
+    private sealed class Progress(Action<MigrationFabric.Migration.Reporting.MigrationProgress> action) : IProgress<MigrationFabric.Migration.Reporting.MigrationProgress>
+    {
+        public void Report(MigrationFabric.Migration.Reporting.MigrationProgress value) => action(value);
+    }
+}
