@@ -18,6 +18,15 @@ for (int i = 0; i < args.Length - 1; i++)
     if (args[i] == "--size-mib") sizeMib = long.Parse(args[i + 1]);
 long size = sizeMib << 20;
 
+if (args.Contains("--vmemdirect"))
+{
+    long budgetMib = sizeMib / 4;
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--budget-mib") budgetMib = long.Parse(args[i + 1]);
+    await MigrationFabric.Migration.Bench.VMemDirectBench.RunAsync(sizeMib, budgetMib, measureSeconds: 3);
+    return;
+}
+
 if (args.Contains("--codec"))
 {
     CodecThroughput(256L << 20);
