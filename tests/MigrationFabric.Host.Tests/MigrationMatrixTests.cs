@@ -44,6 +44,8 @@ public sealed class MigrationMatrixTests(TestCluster cluster) : IClassFixture<Te
         Assert.True(report.TotalTime.ToTimeSpan() >= report.Downtime.ToTimeSpan());
         Assert.True(report.BytesSent > 0);
         Assert.Equal("host-b", Assert.Single(report.PerDestination).Host);
+        // The workload ran 200 ms before the migration: its samples (100 ms apart) are in the report, placed before it.
+        Assert.Contains(report.Throughput, s => s.OffsetMs <= 0);
         if (strategy == Strategy.PostCopy) Assert.Empty(report.PagesPerRound);
         else Assert.NotEmpty(report.PagesPerRound);
         Assert.Contains(events, e => e.Phase == MigrationPhase.Switchover || e.Phase == MigrationPhase.PostCopy || e.Phase == MigrationPhase.Verifying || e.Final is not null);

@@ -118,6 +118,14 @@ public sealed class HostGrain : Grain, IHostGrain
     /// <inheritdoc />
     public Task<bool> RunsOutgoing(string migrationId) => Task.FromResult(Agent.Coordinator.IsRunning(migrationId));
 
+    /// <inheritdoc />
+    public Task<WorkloadSamples> Throughput(string vm)
+    {
+        var local = Local(vm);
+        var samples = local.Workload?.Timeline.Snapshot() ?? [];
+        return Task.FromResult(new WorkloadSamples(local.WorkloadStartedAt, samples.Select(s => s.Elapsed.Ticks).ToArray(), samples.Select(s => s.PerSecond).ToArray()));
+    }
+
     private LocalVm Local(string vm) =>
         Agent.Hypervisor.Find(vm) ?? throw FabricException.NotFound($"VM '{vm}' does not run on host '{Agent.HostName}'.");
 

@@ -32,4 +32,10 @@ public interface IHostGrain : IGrainWithStringKey
 
     /// <summary>Source side: true while migration <paramref name="migrationId"/> runs here.</summary>
     Task<bool> RunsOutgoing(string migrationId);
+
+    /// <summary>The workload's throughput samples of a VM here (after a migration: since its resume here).</summary>
+    Task<WorkloadSamples> Throughput(string vm);
 }
+
+/// <summary>A VM's workload throughput samples: when the workload started and (elapsed, per second) pairs.</summary>
+public sealed record WorkloadSamples(DateTimeOffset StartedAt, long[] ElapsedTicks, double[] PerSecond);

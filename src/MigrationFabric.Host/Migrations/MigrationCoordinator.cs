@@ -85,7 +85,16 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
             ulong digest = PageDigest.OfMemory(vm.Memory);
             phase = ApiPhase.Completed;
-            apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt);
+            WorkloadSamples? after = null;
+            try
+            {
+                after = await factory.GetGrain<IHostGrain>(request.Destination).Throughput(request.Vm).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The timeline is a nicety of the report; the migration itself has completed and verified.
+            }
+            apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt, after);
             newHost = request.Destination;
         }
         catch (OperationCanceledException) when (running.Cancel.IsCancellationRequested)

@@ -44,7 +44,8 @@ public static class ReportMapper
     };
 
     /// <summary>The API report of a verified migration, with the source workload's throughput around it.</summary>
-    public static MigrationReport Report(LibReport r, ulong vmDigest, ThroughputTimeline? sourceTimeline, DateTimeOffset sourceStartedAt)
+    public static MigrationReport Report(LibReport r, ulong vmDigest, ThroughputTimeline? sourceTimeline, DateTimeOffset sourceStartedAt,
+        MigrationFabric.Host.Grains.WorkloadSamples? destination = null)
     {
         var report = new MigrationReport
         {
@@ -71,6 +72,16 @@ public static class ReportMapper
                     Value = s.PerSecond,
                     Phase = s.Period == ThroughputPeriod.Before ? MigrationPhase.Planning : MigrationPhase.PreCopy,
                 });
+            // After the resume the destination's samples; recovery is the first at 90% of the baseline or more.
+            if (destination is not null)
+                for (int i = 0; i < destination.ElapsedTicks.Length; i++)
+                {
+                    var at = destination.StartedAt + TimeSpan.FromTicks(destination.ElapsedTicks[i]);
+                    double value = destination.PerSecond[i];
+                    report.Throughput.Add(new ThroughputSample { OffsetMs = (long)(at - r.StartedAt).TotalMilliseconds, Value = value, Phase = MigrationPhase.Completed });
+                    if (report.RecoveryTime is null && t.BaselinePerSecond > 0 && value >= 0.9 * t.BaselinePerSecond)
+                        report.RecoveryTime = Duration.FromTimeSpan(at > r.ResumedAt ? at - r.ResumedAt : TimeSpan.Zero);
+                }
         }
         return report;
     }
