@@ -105,7 +105,7 @@ public class RemotePagingTests
         var deadline = DateTime.UtcNow + Long;
         while ((vm.Pager.PageOuts < 2 * Budget || workload.TotalOperations < 5_000) && DateTime.UtcNow < deadline && !running.IsCompleted) await Task.Delay(20);
         stop.Cancel();
-        await running;
+        await WorkloadStop.WaitAsync(running, stop);
 
         Assert.True(vm.Pager.PageOuts >= 2 * Budget, $"page-outs {vm.Pager.PageOuts}");
         Assert.True(vm.Main.ResidentPages <= Budget, $"resident {vm.Main.ResidentPages} > budget {Budget}");

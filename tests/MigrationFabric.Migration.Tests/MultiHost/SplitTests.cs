@@ -100,7 +100,7 @@ public class SplitTests
         var deadline = DateTime.UtcNow + Long;
         while ((c.MainHost.Pager.PageOuts < 1024 || c.MainHost.Pager.PageIns < 1024) && DateTime.UtcNow < deadline && !running.IsCompleted) await Task.Delay(20);
         stop.Cancel();
-        await running;
+        await WorkloadStop.WaitAsync(running, stop);
         Assert.True(c.MainHost.Pager.PageIns >= 1024 && c.MainHost.Pager.PageOuts >= 1024, $"page-ins {c.MainHost.Pager.PageIns}, page-outs {c.MainHost.Pager.PageOuts}");
         Assert.True(c.Target.Memory.ResidentPages <= MainBudget + 512);
         Assert.False(c.MainHost.Pager.Lost.IsCompleted);

@@ -5,6 +5,7 @@ using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.PrivateMemory;
 using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Migration.Tests.MultiHost;
 using MigrationFabric.Migration.Tests.Support;
 
 namespace MigrationFabric.Migration.Tests.PrivateMemory;
@@ -93,7 +94,7 @@ public class DevirtualizeTests
         await back.Completion.WaitAsync(Long);
         Assert.True(small.Destination.Mmu.IsPaused);
         stop.Cancel();
-        await running;
+        await WorkloadStop.WaitAsync(running, stop);
         Assert.True(report.PagesSent > small.Memory.PageCount, "pages dirtied in private memory were sent again");
         Assert.True(small.Pager.Statistics.Snapshot().ReadFromSwap > 0);
         Assert.Equal(small.Digest(), first.Target.Digest());

@@ -3,6 +3,7 @@ using MigrationFabric.Memory.Swap;
 using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Migration.Tests.MultiHost;
 using MigrationFabric.Migration.Tests.Support;
 
 namespace MigrationFabric.Migration.Tests.PrivateMemory;
@@ -96,7 +97,7 @@ public class VMemDirectTests
         var deadline = DateTime.UtcNow + Long;
         while (bench.Sweeps < 2 && DateTime.UtcNow < deadline && !running.IsCompleted) await Task.Delay(20);
         stop.Cancel();
-        await running;
+        await WorkloadStop.WaitAsync(running, stop);
         await host.Pager.SettleAsync().WaitAsync(Long);
 
         Assert.True(bench.Sweeps >= 2, $"sweeps: {bench.Sweeps}");
