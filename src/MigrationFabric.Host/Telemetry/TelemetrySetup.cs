@@ -14,6 +14,9 @@ public sealed class TelemetryOptions
     /// <summary>service.name when OTEL_SERVICE_NAME is not set. Default "migrationfabric".</summary>
     public string ServiceName { get; set; } = "migrationfabric";
 
+    /// <summary>OTLP over HTTP/protobuf to this base address (traces to /v1/traces, metrics to /v1/metrics) instead of what OTEL_* say. Default null.</summary>
+    public Uri? HttpEndpoint { get; set; }
+
     /// <summary>Sources and meters to collect (wildcards allowed). Default "MigrationFabric.*".</summary>
     public string SourcePattern { get; set; } = "MigrationFabric.*";
 }
@@ -40,17 +43,25 @@ public sealed class TelemetrySetup : IDisposable
         bool otlp = options.OtlpExport ?? !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
         if (!otlp) return new TelemetrySetup(null, null);
         var resource = ResourceBuilder.CreateDefault().AddService(Environment.GetEnvironmentVariable("OTEL_SERVICE_NAME") is { Length: > 0 } s ? s : options.ServiceName);
+        var http = options.HttpEndpoint;
         var tracer = Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
             .AddSource(options.SourcePattern)
-            .AddOtlpExporter()
+            .AddOtlpExporter(o => Http(o, http, "v1/traces"))
             .Build();
         var meter = Sdk.CreateMeterProviderBuilder()
             .SetResourceBuilder(resource)
             .AddMeter(options.SourcePattern)
-            .AddOtlpExporter()
+            .AddOtlpExporter(o => Http(o, http, "v1/metrics"))
             .Build();
         return new TelemetrySetup(tracer, meter);
+    }
+
+    private static void Http(OpenTelemetry.Exporter.OtlpExporterOptions o, Uri? endpoint, string path)
+    {
+        if (endpoint is null) return;
+        o.Protocol = OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf;
+        o.Endpoint = new Uri(endpoint, path);
     }
 
     /// <summary>Flushes and stops the exporters.</summary>
