@@ -150,4 +150,38 @@ public class RemotePagingTests
         Assert.Equal(Rpc.StatusCode.NotFound, e.StatusCode);
         Assert.Contains("nope", e.Status.Detail);
     }
+
+    [Fact]
+    public async Task A_corrupt_page_out_is_refused_with_data_loss_naming_the_page_and_nothing_is_stored()
+    {
+        await using var sub = await Agent.StartAsync();
+        using var held = new GuestMemory(4 * Mib);
+        var store = sub.Pages.Hold(new RemotePageStore("vm-c", held));
+        var builder = new Migration.Codec.PageBatchBuilder(1);
+        var bytes = new byte[Page.Size];
+        bytes[5] = 9;
+        builder.AddPage(77, bytes);
+        using var encoded = builder.Build(0);
+        var batch = encoded.Batch.Clone();
+        batch.Checksums[0] ^= 1;
+        using var channel = new Rpc.Client.RpcChannel(sub.Address, new Rpc.Client.RpcChannelOptions());
+
+        var e = await Assert.ThrowsAsync<Rpc.RpcException>(() => channel.AsyncUnaryCall(Migration.DataPlane.PagesContract.StorePages,
+            new Contracts.V1.StorePagesRequest { Vm = "vm-c", Batch = batch }, new Rpc.CallOptions()).ResponseAsync);
+
+        Assert.Equal(Rpc.StatusCode.DataLoss, e.StatusCode);
+        Assert.Contains("77", e.Status.Detail);
+        Assert.Equal(0, store.PagesStored);
+        Assert.Equal(PageResidency.Zero, held.GetResidency(77));
+    }
+
+    [Fact]
+    public void Remote_pager_options_name_the_bad_option()
+    {
+        using var memory = new GuestMemory(4 * Mib);
+        var e = Assert.Throws<ArgumentException>(() => new RemotePager("vm", memory, new Uri("http://127.0.0.1:1"), new RemotePagerOptions()));
+        Assert.Contains("BudgetPages", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new RemotePager("vm", memory, new Uri("http://127.0.0.1:1"), new RemotePagerOptions { BudgetPages = 32, PageOutBatch = 64 }));
+        Assert.Contains("PageOutBatch", e.Message);
+    }
 }

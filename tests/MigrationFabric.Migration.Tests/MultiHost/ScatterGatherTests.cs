@@ -130,4 +130,13 @@ public class ScatterGatherTests
     {
         public void Report(MigrationFabric.Migration.Reporting.MigrationProgress value) => action(value);
     }
+
+    [Fact]
+    public void Scatter_gather_without_intermediates_is_refused_by_name()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new ScatterGather(new ScatterGatherOptions()));
+        Assert.Contains("Intermediates", e.Message);
+        using var vm = new TestVm(4 * Mib);
+        Assert.Throws<ArgumentException>(() => new GatherDestination("m", "vm", vm.Memory, vm.Mmu, []));
+    }
 }
