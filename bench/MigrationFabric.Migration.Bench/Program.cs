@@ -23,7 +23,10 @@ if (args.Contains("--vmemdirect"))
     long budgetMib = sizeMib / 4;
     for (int i = 0; i < args.Length - 1; i++)
         if (args[i] == "--budget-mib") budgetMib = long.Parse(args[i + 1]);
-    await MigrationFabric.Migration.Bench.VMemDirectBench.RunAsync(sizeMib, budgetMib, measureSeconds: 3);
+    string[]? kinds = null;
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--kinds") kinds = args[i + 1].Split(',');
+    await MigrationFabric.Migration.Bench.VMemDirectBench.RunAsync(sizeMib, budgetMib, measureSeconds: 3, kinds);
     return;
 }
 

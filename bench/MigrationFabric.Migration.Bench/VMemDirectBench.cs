@@ -34,15 +34,19 @@ internal static class VMemDirectBench
         public ValueTask DisposeAsync() => Server.DisposeAsync();
     }
 
-    public static async Task RunAsync(long sizeMib, long budgetMib, double measureSeconds)
+    /// <summary>Every kind the bench knows; "vmem-direct" pages with AsyncMethod1, "vmem-direct-m2" with AsyncMethod2.</summary>
+    public static readonly string[] AllKinds = ["naive", "vmem-direct", "split", "ideal"];
+
+    public static async Task RunAsync(long sizeMib, long budgetMib, double measureSeconds, IReadOnlyList<string>? kinds = null)
     {
+        kinds ??= AllKinds;
         long size = sizeMib << 20;
         long budgetPages = (budgetMib << 20) / Page.Size;
         Console.WriteLine($"vmemdirect bench: VM {sizeMib} MiB, destination budget {budgetMib} MiB + private swap (file in {Path.GetTempPath()}, page cache), " +
             $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine("active = memory benchmark writing the first 1/16 of the VM during migration; after migration the memory benchmark sweeps the whole VM at the destination for the measured rate.");
         foreach (var active in new[] { false, true })
-            foreach (var kind in new[] { "naive", "vmem-direct", "split", "ideal" })
+            foreach (var kind in kinds)
                 await RunOneAsync(kind, active, size, budgetPages, measureSeconds);
     }
 
@@ -71,8 +75,9 @@ internal static class VMemDirectBench
         SoftwareMmu targetMmu;
         switch (kind)
         {
-            case "naive" or "vmem-direct":
-                pvm = new PrivateMemoryDestination(target, budgetPages, kind == "naive" ? PagingMode.Naive : PagingMode.AsyncMethod1);
+            case "naive" or "vmem-direct" or "vmem-direct-m2":
+                pvm = new PrivateMemoryDestination(target, budgetPages,
+                    kind == "naive" ? PagingMode.Naive : kind == "vmem-direct-m2" ? PagingMode.AsyncMethod2 : PagingMode.AsyncMethod1);
                 targetMmu = pvm.Mmu;
                 destination.Pages.Accept(pvm.Incoming(id, "vm"));
                 strategy = new VMemDirect(new VMemDirectOptions { Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = 5 });
@@ -84,11 +89,13 @@ internal static class VMemDirectBench
                 destination.Pages.Accept(main.Incoming);
                 strategy = new Split(new SplitOptions { SubHost = sub.Address, MainBudgetPages = budgetPages, SplitMaxRounds = 5 });
                 break;
-            default:
+            case "ideal":
                 targetMmu = idealMmu = new SoftwareMmu(target);
                 destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu));
                 strategy = new VMemDirect(new VMemDirectOptions { Kind = VirtualizationKind.Ideal, MaxRounds = 5 });
                 break;
+            default:
+                throw new ArgumentException($"--kinds: unknown kind '{kind}' (known: naive, vmem-direct, vmem-direct-m2, split, ideal).");
         }
         try
         {
