@@ -13,6 +13,10 @@ public class ThroughputReportTests
     public async Task The_workload_timeline_is_placed_before_during_and_after_the_migration()
     {
         await using var pair = await MigrationPair.CreateAsync(16 << 20);
+        // Every page non-zero, so the capped link (32 MiB/s) holds the migration for ~0.5 s: with the store's
+        // few pages alone, zero pages cross as flags and a quiet machine finished before a 50 ms sample fell
+        // inside the migration.
+        pair.Vm.Fill();
         var options = new KeyValueStoreOptions { Keys = 2000, ValueBytes = 256, SampleInterval = TimeSpan.FromMilliseconds(50) };
         pair.Vm.Start(new KeyValueStoreWorkload(options));
         await pair.Vm.WaitForProgressAsync(20_000, Long);
