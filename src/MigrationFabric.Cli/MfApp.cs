@@ -54,8 +54,21 @@ public sealed class MfApp
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken = default)
     {
         var parsed = Build().Parse(args);
-        var config = new InvocationConfiguration { Output = new ConsoleWriter(Output), Error = new ConsoleWriter(Error), EnableDefaultExceptionHandler = false };
-        return await parsed.InvokeAsync(config, cancellationToken).ConfigureAwait(false);
+        // Ctrl-C and SIGTERM (Kubernetes stopping a pod) cancel the command's token, so `mf up` and `mf agent`
+        // leave the cluster in order; System.CommandLine's own handler is off so there is one owner.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        void OnSignal(System.Runtime.InteropServices.PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, OnSignal);
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, OnSignal);
+        var config = new InvocationConfiguration
+        {
+            Output = new ConsoleWriter(Output), Error = new ConsoleWriter(Error), EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null,
+        };
+        return await parsed.InvokeAsync(config, stop.Token).ConfigureAwait(false);
     }
 
     /// <summary>Runs a command body, turning failures into a message on the error console and exit code 1.</summary>
