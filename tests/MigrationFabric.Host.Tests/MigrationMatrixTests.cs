@@ -55,14 +55,9 @@ public sealed class MigrationMatrixTests(TestCluster cluster) : IClassFixture<Te
         Assert.Null(cluster.Cluster.Agent("host-a").Hypervisor.Find(vm));
         var dest = cluster.Cluster.Agent("host-b").Hypervisor.Find(vm)!;
         Assert.NotNull(dest.Workload);
-        if (dest.Run.IsFaulted)
-        {
-            // Known Migration race (reported, not ours to fix here): a post-copy fault on a page that a zero-page push
-            // resolves meanwhile still asks the source, which has already withdrawn after verification; the
-            // destination vCPU then stops with NotFound. Anything else failing the guest fails this test.
-            string error = dest.Run.Exception!.ToString();
-            Assert.True(strategy != Strategy.PreCopy && error.Contains("serves no pages for migration", StringComparison.Ordinal), error);
-        }
+        // The guest runs on at the destination: a post-copy fault that a background push answered meanwhile (the
+        // source then serves no more pages) must not stop it.
+        Assert.False(dest.Run.IsFaulted, dest.Run.Exception?.ToString());
         await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = vm });
     }
 }

@@ -38,6 +38,9 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
         }
         catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
         {
+            // The background push may have delivered the page while this request was out, and the source stops
+            // serving once every page has arrived: then nothing is lost, and the vCPU finds the page on its re-check.
+            if (fault.Memory.GetResidency(fault.Page) != PageResidency.Remote) return;
             _incoming.SourceLost(e);
             throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId}: the source did not serve {fault.Page}: {e.Message}", e);
         }
