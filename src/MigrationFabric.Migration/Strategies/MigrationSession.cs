@@ -110,6 +110,14 @@ internal sealed class MigrationSession : IAsyncDisposable
         Publish();
     }
 
+    /// <summary>During a walk over every page (first round, routing to several hosts): reports progress every 4096 pages.</summary>
+    public void ReportWalkAt(long page)
+    {
+        if ((page & 4095) != 0) return;
+        RemainingPages = Job.Memory.PageCount - page;
+        MaybeReport();
+    }
+
     /// <summary>Reports progress if ProgressInterval has passed since the last report.</summary>
     public void MaybeReport()
     {
@@ -145,12 +153,6 @@ internal sealed class MigrationSession : IAsyncDisposable
         }
     }
 
-    private struct PageCollector(long[] pages) : IPageVisitor
-    {
-        public int Count;
-        public void Visit(long page) => pages[Count++] = page;
-    }
-
     /// <summary>Takes the dirty log (fetch-and-clear) into a page list; returns how many pages.</summary>
     /// <remarks>Goes through GuestMemory.HarvestDirty, not the bitmap directly: vCPUs run during a round, and
     /// a bit taken while its page's last store still sits in a write buffer would let the round copy the old
@@ -158,7 +160,7 @@ internal sealed class MigrationSession : IAsyncDisposable
     public int HarvestDirty(out long[] pages)
     {
         pages = _pageList ??= ArrayPool<long>.Shared.Rent((int)Job.Memory.PageCount);
-        var collector = new PageCollector(pages);
+        var collector = new PageListCollector(pages);
         Job.Memory.HarvestDirty(ref collector);
         return collector.Count;
     }

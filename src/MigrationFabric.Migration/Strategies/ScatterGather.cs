@@ -70,19 +70,6 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         }
     }
 
-    private static void MaybeReport(MigrationSession session, long page)
-    {
-        if ((page & 4095) != 0) return;
-        session.RemainingPages = session.Job.Memory.PageCount - page;
-        session.MaybeReport();
-    }
-
-    private struct Collector(long[] pages) : IPageVisitor
-    {
-        public int Count;
-        public void Visit(long page) => pages[Count++] = page;
-    }
-
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var job = session.Job;
@@ -116,10 +103,10 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
                 long start = session.Timestamp();
                 long before = Sent(parts);
                 if (round == 1)
-                    for (long p = 0; p < memory.PageCount; p++, MaybeReport(session, p)) await RouteAsync(parts, memory, p, 1, PageFlags.None).ConfigureAwait(false);
+                    for (long p = 0; p < memory.PageCount; p++, session.ReportWalkAt(p)) await RouteAsync(parts, memory, p, 1, PageFlags.None).ConfigureAwait(false);
                 else
                 {
-                    var collector = new Collector(pages);
+                    var collector = new PageListCollector(pages);
                     memory.HarvestDirty(ref collector);
                     for (int i = 0; i < collector.Count; i++) await RouteAsync(parts, memory, pages[i], (uint)round, PageFlags.Retransfer).ConfigureAwait(false);
                 }
@@ -137,7 +124,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
             session.Report(MigrationPhase.SwitchOver);
             long pauseTs = session.Timestamp();
             session.Pause(cancellationToken);
-            var last = new Collector(pages);
+            var last = new PageListCollector(pages);
             memory.HarvestDirty(ref last);
             uint final = (uint)(session.Round + 1);
             for (int i = 0; i < last.Count; i++) await RouteAsync(parts, memory, pages[i], final, PageFlags.Retransfer).ConfigureAwait(false);

@@ -68,19 +68,6 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         }
     }
 
-    private static void MaybeReport(MigrationSession session, long page)
-    {
-        if ((page & 4095) != 0) return;
-        session.RemainingPages = session.Job.Memory.PageCount - page;
-        session.MaybeReport();
-    }
-
-    private struct Collector(long[] pages) : IPageVisitor
-    {
-        public int Count;
-        public void Visit(long page) => pages[Count++] = page;
-    }
-
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var job = session.Job;
@@ -113,10 +100,10 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
                 long start = session.Timestamp();
                 long before = session.Streams.Counters.PagesSent + part.Streams.Counters.PagesSent;
                 if (round == 1)
-                    for (long p = 0; p < memory.PageCount; p++, MaybeReport(session, p)) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
+                    for (long p = 0; p < memory.PageCount; p++, session.ReportWalkAt(p)) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
                 else
                 {
-                    var collector = new Collector(pages);
+                    var collector = new PageListCollector(pages);
                     memory.HarvestDirty(ref collector);
                     for (int i = 0; i < collector.Count; i++) await RouteAsync(session, part, pages[i], (uint)round, PageFlags.Retransfer).ConfigureAwait(false);
                 }
@@ -135,7 +122,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             session.Report(MigrationPhase.SwitchOver);
             long pauseTs = session.Timestamp();
             session.Pause(cancellationToken);
-            var last = new Collector(pages);
+            var last = new PageListCollector(pages);
             memory.HarvestDirty(ref last);
             uint final = (uint)(session.Round + 1);
             for (int i = 0; i < last.Count; i++) await RouteAsync(session, part, pages[i], final, PageFlags.Retransfer).ConfigureAwait(false);
