@@ -44,7 +44,7 @@ public sealed class ScatterGatherOptions : PreCopyOptions
 /// </remarks>
 public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrategy(options)
 {
-    private readonly ConditionalWeakTable<MigrationSession, Part[]> _parts = new();
+    private readonly ConditionalWeakTable<MigrationSession, HostLink[]> _parts = new();
 
     private ScatterGatherOptions Options => (ScatterGatherOptions)BaseOptions;
 
@@ -54,34 +54,13 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
     /// <summary>Time from the start until the source's memory was no longer needed, of the last migration this instance ran.</summary>
     public TimeSpan EvictionTime { get; private set; }
 
-    private sealed class Part : IAsyncDisposable
-    {
-        public required Uri Address { get; init; }
-        public required RpcChannel Control { get; init; }
-        public required RpcChannel[] StreamChannels { get; init; }
-        public required string MigrationId { get; init; }
-        public PageStreamGroup? Streams { get; set; }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Streams is not null) await Streams.DisposeAsync().ConfigureAwait(false);
-            foreach (var c in StreamChannels) c.Dispose();
-            Control.Dispose();
-        }
-    }
-
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var job = session.Job;
         var memory = job.Memory;
         var channelOptions = Options.Channel ?? new RpcChannelOptions();
         int streamsEach = Math.Max(1, Options.Streams / Options.Intermediates.Count);
-        var parts = Options.Intermediates.Select(a => new Part
-        {
-            Address = a, Control = new RpcChannel(a, channelOptions),
-            StreamChannels = [.. Enumerable.Range(0, streamsEach).Select(_ => new RpcChannel(a, channelOptions))],
-            MigrationId = job.MigrationId + SplitSubHost.Suffix,
-        }).ToArray();
+        var parts = Options.Intermediates.Select(a => HostLink.Open(a, streamsEach, channelOptions, job.MigrationId + SplitSubHost.Suffix)).ToArray();
         _parts.AddOrUpdate(session, parts);
         var pages = ArrayPool<long>.Shared.Rent((int)memory.PageCount);
         try
@@ -151,7 +130,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         {
             var lost = parts.FirstOrDefault(p => p.Streams?.Fault is not null);
             var fault = lost?.Streams?.Fault;
-            foreach (var part in parts) await AbortAsync(part).ConfigureAwait(false);
+            foreach (var part in parts) await part.AbortAsync("the scatter-gather migration failed").ConfigureAwait(false);
             if (fault is not null && !cancellationToken.IsCancellationRequested)
                 throw new IOException($"the intermediate {lost!.Address} failed: {fault.Message}", fault);
             if (e is RpcException rpc && rpc.StatusCode == StatusCode.Unavailable)
@@ -164,14 +143,14 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         }
     }
 
-    private static long Sent(Part[] parts)
+    private static long Sent(HostLink[] parts)
     {
         long n = 0;
         foreach (var p in parts) n += p.Streams?.Counters.PagesSent ?? 0;
         return n;
     }
 
-    private static double BytesPerSecond(Part[] parts, MigrationSession session)
+    private static double BytesPerSecond(HostLink[] parts, MigrationSession session)
     {
         long bytes = 0;
         foreach (var p in parts) bytes += p.Streams?.Counters.BytesSent ?? 0;
@@ -179,31 +158,14 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         return secs > 0 ? bytes / secs : 0;
     }
 
-    private static ValueTask RouteAsync(Part[] parts, Memory.Guest.GuestMemory memory, long page, uint round, byte flags) =>
+    private static ValueTask RouteAsync(HostLink[] parts, Memory.Guest.GuestMemory memory, long page, uint round, byte flags) =>
         parts[ScatterPlan.IntermediateOf(page, parts.Length)].Streams!.AddAsync(memory, page, round, flags);
 
-    private static Task FlushAsync(Part[] parts, uint round, CancellationToken cancellationToken)
+    private static Task FlushAsync(HostLink[] parts, uint round, CancellationToken cancellationToken)
     {
         var flushes = new Task[parts.Length];
         for (int i = 0; i < parts.Length; i++) flushes[i] = parts[i].Streams!.FlushAsync(round, cancellationToken);
         return Task.WhenAll(flushes);
-    }
-
-    private static async Task AbortAsync(Part part)
-    {
-        if (part.Streams is not null) await part.Streams.DisposeAsync().ConfigureAwait(false);
-        part.Streams = null;
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await part.Control.AsyncUnaryCall(PagesContract.AbortMigration, new AbortMigrationRequest { MigrationId = part.MigrationId, Reason = "the scatter-gather migration failed" },
-                new CallOptions(CancellationToken: timeout.Token)).ResponseAsync.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or HttpRequestException)
-        {
-            // The intermediate is gone: its part goes with it.
-        }
-        await part.DisposeAsync().ConfigureAwait(false);
     }
 
     private protected override async Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken)

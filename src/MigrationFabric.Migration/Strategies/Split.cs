@@ -52,34 +52,16 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
     /// <inheritdoc/>
     public override string Name => "split";
 
-    private sealed class SubPart : IAsyncDisposable
-    {
-        public required SplitPlan Plan { get; init; }
-        public required RpcChannel Control { get; init; }
-        public required RpcChannel[] StreamChannels { get; init; }
-        public PageStreamGroup? Streams { get; set; }
-        public string MigrationId { get; init; } = "";
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Streams is not null) await Streams.DisposeAsync().ConfigureAwait(false);
-            foreach (var c in StreamChannels) c.Dispose();
-            Control.Dispose();
-        }
-    }
+    /// <summary>Which pages go to the sub-host, and the links to it.</summary>
+    private sealed record SubPart(SplitPlan Plan, HostLink Link);
 
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var job = session.Job;
         var memory = job.Memory;
         var channelOptions = Options.Channel ?? new RpcChannelOptions();
-        var part = new SubPart
-        {
-            Plan = SplitPlan.Create(memory, Options.MainBudgetPages),
-            Control = new RpcChannel(Options.SubHost!, channelOptions),
-            StreamChannels = Enumerable.Range(0, Options.Streams).Select(_ => new RpcChannel(Options.SubHost!, channelOptions)).ToArray(),
-            MigrationId = job.MigrationId + SplitSubHost.Suffix,
-        };
+        var part = new SubPart(SplitPlan.Create(memory, Options.MainBudgetPages),
+            HostLink.Open(Options.SubHost!, Options.Streams, channelOptions, job.MigrationId + SplitSubHost.Suffix));
         _parts.AddOrUpdate(session, part);
         var pages = ArrayPool<long>.Shared.Rent((int)memory.PageCount);
         try
@@ -88,17 +70,17 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             var bucket = Options.BandwidthCap is { } cap ? new TokenBucket(cap, Math.Max(cap / 10, 4L << 20), Options.TimeProvider) : null;
             var open = new StreamOpen
             {
-                MigrationId = part.MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
+                MigrationId = part.Link.MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
                 Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
             };
-            part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken).ConfigureAwait(false);
+            part.Link.Streams = await PageStreamGroup.OpenAsync(part.Link.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken).ConfigureAwait(false);
             session.Report(MigrationPhase.PreCopy);
             memory.Dirty.ClearAll();
             for (int round = 1; ; round++)
             {
                 session.Round = round;
                 long start = session.Timestamp();
-                long before = session.Streams.Counters.PagesSent + part.Streams.Counters.PagesSent;
+                long before = session.Streams.Counters.PagesSent + part.Link.Streams.Counters.PagesSent;
                 if (round == 1)
                     for (long p = 0; p < memory.PageCount; p++, session.ReportWalkAt(p)) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
                 else
@@ -107,10 +89,10 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
                     memory.HarvestDirty(ref collector);
                     for (int i = 0; i < collector.Count; i++) await RouteAsync(session, part, pages[i], (uint)round, PageFlags.Retransfer).ConfigureAwait(false);
                 }
-                await Task.WhenAll(session.Streams.FlushAsync((uint)round, cancellationToken), part.Streams.FlushAsync((uint)round, cancellationToken)).ConfigureAwait(false);
+                await Task.WhenAll(session.Streams.FlushAsync((uint)round, cancellationToken), part.Link.Streams.FlushAsync((uint)round, cancellationToken)).ConfigureAwait(false);
                 var duration = session.Since(start);
                 session.AddTransferTime(duration);
-                long sent = session.Streams.Counters.PagesSent + part.Streams.Counters.PagesSent - before;
+                long sent = session.Streams.Counters.PagesSent + part.Link.Streams.Counters.PagesSent - before;
                 session.Rounds.Add(new RoundReport(round, sent, 0, duration, 0, job.Mmu.Throttle));
                 long remaining = memory.Dirty.CountSet();
                 session.RemainingPages = remaining;
@@ -126,10 +108,10 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             memory.HarvestDirty(ref last);
             uint final = (uint)(session.Round + 1);
             for (int i = 0; i < last.Count; i++) await RouteAsync(session, part, pages[i], final, PageFlags.Retransfer).ConfigureAwait(false);
-            await Task.WhenAll(session.Streams.FlushAsync(final, cancellationToken), part.Streams.FlushAsync(final, cancellationToken)).ConfigureAwait(false);
+            await Task.WhenAll(session.Streams.FlushAsync(final, cancellationToken), part.Link.Streams.FlushAsync(final, cancellationToken)).ConfigureAwait(false);
             session.RemainingPages = 0;
             // The sub-host first: once the main resumes, its faults need the sub-host serving.
-            await part.Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = part.MigrationId },
+            await part.Link.Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = part.Link.MigrationId },
                 new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
             var deviceState = job.CaptureDeviceState?.Invoke() ?? ReadOnlyMemory<byte>.Empty;
             cancellationToken.ThrowIfCancellationRequested();
@@ -140,9 +122,9 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         }
         catch (Exception e) when (!session.SwitchedOver)
         {
-            var subFault = part.Streams?.Fault;
+            var subFault = part.Link.Streams?.Fault;
             // The main's copy is discarded by the rollback; the sub-host's here. Its streams go first so the abort finds no applier.
-            await AbortSubAsync(part).ConfigureAwait(false);
+            await part.Link.AbortAsync("the split migration failed").ConfigureAwait(false);
             if (subFault is not null && !cancellationToken.IsCancellationRequested)
                 throw new IOException($"the sub-host {Options.SubHost} failed: {subFault.Message}", subFault);
             if (e is RpcException rpc && rpc.StatusCode == StatusCode.Unavailable && session.Streams.Fault is null)
@@ -156,24 +138,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
     }
 
     private static ValueTask RouteAsync(MigrationSession session, SubPart part, long page, uint round, byte flags) =>
-        part.Plan.IsOnSub(page) ? part.Streams!.AddAsync(session.Job.Memory, page, round, flags) : session.Streams.AddAsync(session.Job.Memory, page, round, flags);
-
-    private static async Task AbortSubAsync(SubPart part)
-    {
-        if (part.Streams is not null) await part.Streams.DisposeAsync().ConfigureAwait(false);
-        part.Streams = null;
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await part.Control.AsyncUnaryCall(PagesContract.AbortMigration, new AbortMigrationRequest { MigrationId = part.MigrationId, Reason = "the split migration failed" },
-                new CallOptions(CancellationToken: timeout.Token)).ResponseAsync.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or HttpRequestException)
-        {
-            // The sub-host is gone: its part goes with it.
-        }
-        await part.DisposeAsync().ConfigureAwait(false);
-    }
+        part.Plan.IsOnSub(page) ? part.Link.Streams!.AddAsync(session.Job.Memory, page, round, flags) : session.Streams.AddAsync(session.Job.Memory, page, round, flags);
 
     private protected override async Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken)
     {
@@ -182,10 +147,10 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         {
             // Each host is checked for the pages it was given; 0 stands for "not given to this host" (never a real digest's place: its table holds 0 there too).
             long mismatched = await VerifyHostAsync(session, session.Channel, session.Job.MigrationId, part.Plan, onSub: false, cancellationToken).ConfigureAwait(false);
-            mismatched += await VerifyHostAsync(session, part.Control, part.MigrationId, part.Plan, onSub: true, cancellationToken).ConfigureAwait(false);
+            mismatched += await VerifyHostAsync(session, part.Link.Control, part.Link.MigrationId, part.Plan, onSub: true, cancellationToken).ConfigureAwait(false);
             if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);
             session.PagesVerified = session.Job.Memory.PageCount;
-            if (part.Streams is not null) await part.Streams.CloseAsync(cancellationToken).ConfigureAwait(false);
+            if (part.Link.Streams is not null) await part.Link.Streams.CloseAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -212,15 +177,15 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
 
     private protected override MigrationReport CompleteReport(MigrationSession session, MigrationReport report)
     {
-        if (!_parts.TryGetValue(session, out var part) || part.Streams is null) return report;
-        var c = part.Streams.Counters;
+        if (!_parts.TryGetValue(session, out var part) || part.Link.Streams is null) return report;
+        var c = part.Link.Streams.Counters;
         var perDestination = new Dictionary<string, long>(report.BytesSentPerDestination) { [Options.SubHost!.Authority] = c.BytesSent };
         var result = report with
         {
             BytesSent = report.BytesSent + c.BytesSent, PagesSent = report.PagesSent + c.PagesSent, ZeroPagesSent = report.ZeroPagesSent + c.ZeroPagesSent,
             BytesSentPerDestination = perDestination,
         };
-        _ = part.DisposeAsync().AsTask();
+        _ = part.Link.DisposeAsync().AsTask();
         _parts.Remove(session);
         return result;
     }
