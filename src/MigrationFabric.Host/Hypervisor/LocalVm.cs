@@ -1,6 +1,7 @@
 using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Swap;
 using MigrationFabric.Memory.Workloads;
 using ApiWorkload = MigrationFabric.Contracts.V1.Workload;
 
@@ -13,17 +14,25 @@ public sealed class LocalVm : IAsyncDisposable
     private Task _run = Task.CompletedTask;
     private int _disposed;
 
-    internal LocalVm(string name, ApiWorkload workload, long memoryBytes, IPageFaultHandler? faultHandler = null)
+    /// <summary>A VM whose guest memory is all its own (<paramref name="privateMemory"/> null), or an over-committed one whose memory is a private virtual memory.</summary>
+    /// <param name="faultHandler">Who resolves faults on pages that are not here (post-copy's remote pager); only without <paramref name="privateMemory"/>.</param>
+    /// <param name="privateMemory">Over-commit: the VM keeps <see cref="PrivateVirtualMemoryOptions.SharePages"/> in RAM and the rest in its private swap file
+    /// (<see cref="PrivateVirtualMemoryOptions.SwapFilePath"/>, e.g. in the agent's data directory; deleted with the VM). The pager becomes the MMU's fault handler.</param>
+    internal LocalVm(string name, ApiWorkload workload, long memoryBytes, IPageFaultHandler? faultHandler = null, PrivateVirtualMemoryOptions? privateMemory = null)
     {
+        if (faultHandler is not null && privateMemory is not null)
+            throw new ArgumentException($"VM {name}: a private-memory VM's faults are resolved by its pager; it cannot take another fault handler.", nameof(faultHandler));
         Name = name;
         WorkloadSpec = workload;
-        Memory = new GuestMemory(memoryBytes);
+        Memory = new GuestMemory(new GuestMemoryOptions { SizeBytes = memoryBytes, ResidentBudgetPages = privateMemory?.SharePages });
         try
         {
-            Mmu = new SoftwareMmu(Memory, faultHandler);
+            if (privateMemory is not null) Pager = new PrivateVirtualMemory(Memory, privateMemory);
+            Mmu = new SoftwareMmu(Memory, Pager ?? faultHandler);
         }
         catch
         {
+            Pager?.Dispose();
             Memory.Dispose();
             throw;
         }
@@ -52,6 +61,18 @@ public sealed class LocalVm : IAsyncDisposable
 
     /// <summary>Bytes resident in physical memory here.</summary>
     public long ResidentBytes => Memory.ResidentPages * Page.Size;
+
+    /// <summary>The private virtual memory of an over-committed VM (its share, private swap file and paging), or null when all its memory is its own.</summary>
+    public PrivateVirtualMemory? Pager { get; }
+
+    /// <summary>Physical memory this VM may hold here: its pager's share, or its whole size. What admission reserves.</summary>
+    public long ShareBytes => Pager is { } pager ? pager.SharePages * Page.Size : MemoryBytes;
+
+    /// <summary>Bytes of its memory in its private swap file here.</summary>
+    public long SwappedBytes => Memory.CountOf(PageResidency.Swapped) * Page.Size;
+
+    /// <summary>Bytes of its memory given back to the host by a balloon.</summary>
+    public long BalloonedBytes => Memory.CountOf(PageResidency.Ballooned) * Page.Size;
 
     /// <summary>True while the vCPUs are paused.</summary>
     public bool IsPaused => Mmu.IsPaused;
@@ -84,6 +105,8 @@ public sealed class LocalVm : IAsyncDisposable
             // A vCPU failure was already visible through Run; the VM is going away either way.
         }
         Mmu.Dispose();
+        // The pager detaches from the memory and deletes its swap file before the memory goes.
+        if (Pager is not null) await Pager.DisposeAsync().ConfigureAwait(false);
         Memory.Dispose();
         _stop.Dispose();
     }
