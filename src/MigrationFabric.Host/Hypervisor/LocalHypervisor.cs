@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Swap;
 using MigrationFabric.Rpc;
 using ApiWorkload = MigrationFabric.Contracts.V1.Workload;
 
@@ -10,6 +12,7 @@ namespace MigrationFabric.Host.Hypervisor;
 public sealed class LocalHypervisor : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, LocalVm> _vms = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _reservedOf = new(StringComparer.Ordinal);
     private readonly Lock _budgetLock = new();
     private long _reserved;
 
@@ -26,8 +29,14 @@ public sealed class LocalHypervisor : IAsyncDisposable
     /// <summary>Physical memory VMs may have.</summary>
     public long BudgetBytes { get; }
 
-    /// <summary>Memory reserved by admitted VMs (running and incoming).</summary>
+    /// <summary>Memory reserved by admitted VMs (running and incoming) and by parts held for other hosts.</summary>
     public long ReservedBytes { get { lock (_budgetLock) return _reserved; } }
+
+    /// <summary>Budget not reserved: what this host can still admit.</summary>
+    public long FreeBytes { get { lock (_budgetLock) return BudgetBytes - _reserved; } }
+
+    /// <summary>What admission reserved for VM <paramref name="name"/> here (0 when it is not here).</summary>
+    public long ReservedFor(string name) => _reservedOf.GetValueOrDefault(name);
 
     /// <summary>Bytes resident in all VMs.</summary>
     public long ResidentBytes
@@ -47,25 +56,30 @@ public sealed class LocalHypervisor : IAsyncDisposable
     public LocalVm? Find(string name) => _vms.GetValueOrDefault(name);
 
     /// <summary>Admits and creates a VM (not started). Throws <paramref name="noRoom"/> status when the budget cannot hold it.</summary>
-    public LocalVm Admit(string name, long memoryBytes, ApiWorkload workload, StatusCode noRoom, IPageFaultHandler? faultHandler = null)
+    /// <param name="privateMemory">Over-commit: the VM lives in private virtual memory and admission reserves its share only.</param>
+    /// <param name="reserveBytes">Reserve this much instead of the whole VM (a split VM's main host holds its share only).</param>
+    public LocalVm Admit(string name, long memoryBytes, ApiWorkload workload, StatusCode noRoom, IPageFaultHandler? faultHandler = null,
+        PrivateVirtualMemoryOptions? privateMemory = null, long? reserveBytes = null)
     {
-        Reserve(name, memoryBytes, noRoom);
+        long reserve = privateMemory?.SharePages is { } share ? share * Page.Size : reserveBytes ?? memoryBytes;
+        Reserve(name, reserve, noRoom);
         LocalVm vm;
         try
         {
-            vm = new LocalVm(name, workload, memoryBytes, faultHandler);
+            vm = new LocalVm(name, workload, memoryBytes, faultHandler, privateMemory);
         }
         catch
         {
-            Release(memoryBytes);
+            Release(reserve);
             throw;
         }
         if (!_vms.TryAdd(name, vm))
         {
-            Release(memoryBytes);
+            Release(reserve);
             _ = vm.DisposeAsync();
             throw new FabricException(StatusCode.AlreadyExists, $"VM '{name}' is already on host '{HostName}'.");
         }
+        _reservedOf[name] = reserve;
         return vm;
     }
 
@@ -73,13 +87,14 @@ public sealed class LocalHypervisor : IAsyncDisposable
     public async Task<long> RemoveAsync(string name)
     {
         if (!_vms.TryRemove(name, out var vm)) return 0;
-        long bytes = vm.MemoryBytes;
+        _reservedOf.TryRemove(name, out long bytes);
         await vm.DisposeAsync().ConfigureAwait(false);
         Release(bytes);
         return bytes;
     }
 
-    private void Reserve(string name, long bytes, StatusCode noRoom)
+    /// <summary>Reserves <paramref name="bytes"/> of the budget for <paramref name="name"/> (a VM or a part held for another host); throws <paramref name="noRoom"/> status when it cannot.</summary>
+    internal void Reserve(string name, long bytes, StatusCode noRoom)
     {
         lock (_budgetLock)
         {
@@ -90,7 +105,8 @@ public sealed class LocalHypervisor : IAsyncDisposable
         }
     }
 
-    private void Release(long bytes)
+    /// <summary>Returns <paramref name="bytes"/> reserved by <see cref="Reserve"/>.</summary>
+    internal void Release(long bytes)
     {
         lock (_budgetLock) _reserved -= bytes;
     }
