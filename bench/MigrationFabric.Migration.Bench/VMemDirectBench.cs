@@ -87,7 +87,7 @@ internal static class VMemDirectBench
                 SplitSubHost.Accept(sub.Pages, id, "vm", subMemory);
                 main = new SplitMainHost(id, "vm", target, targetMmu, sub.Address, new RemotePagerOptions { BudgetPages = budgetPages });
                 destination.Pages.Accept(main.Incoming);
-                strategy = new Split(new SplitOptions { SubHost = sub.Address, MainBudgetPages = budgetPages, SplitMaxRounds = 5 });
+                strategy = new Split(new SplitOptions { SubHosts = [sub.Address], MainBudgetPages = budgetPages, SplitMaxRounds = 5 });
                 break;
             case "ideal":
                 targetMmu = idealMmu = new SoftwareMmu(target);

@@ -4,76 +4,169 @@ using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Migration.Codec;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.MultiHost;
 using MigrationFabric.Rpc;
 using MigrationFabric.Rpc.Client;
 
 namespace MigrationFabric.Migration.RemotePaging;
 
-/// <summary>A split VM's main host: a vCPU touching a Remote page pages it in from the sub-host; when the main's share is full, cold pages go out to the sub-host first (remote paging).</summary>
+/// <summary>A split VM's main host: a vCPU touching a Remote page pages it in from the sub-host the <see cref="MemoryMap"/> names (with the next pages that sub-host holds); when the main's share is full, cold pages go out to a sub-host with room first (remote paging).</summary>
 /// <remarks>
-/// Install as the main MMU's fault handler once every page the main does not hold is Remote. Paging is serialized
-/// (one fault's page-out and page-in at a time) so a page is never fetched while it is being stored. Victims are
-/// chosen by a clock hand over the VM (not access-aware). A sub-host that fails a call is lost: the pages only it
-/// held are gone, <see cref="Lost"/> says so, and every later fault on a Remote page stops its vCPU with that error.
+/// Install as the main MMU's fault handler. The constructor adopts the guest memory as it finds it, so the same call
+/// serves a fresh main host and one whose agent restarted (see MultiHost/README.md, "Memory map"): Resident pages are
+/// the main's; Zero pages become Remote (a fault then zero-fills a main-owned page locally, keeping the budget); a page
+/// left Evicting is finished (map names a sub-host) or cancelled (map names the main); one left Installing is refetched.
+/// Paging is serialized (one fault's page-out and page-in at a time) so a page is never fetched while it is being stored.
+/// Victims are chosen by a clock hand that skips pages accessed since it last passed (second chance). A sub-host that
+/// fails a call is lost: the pages only it held are gone, <see cref="Lost"/> says so, and a later fault on one of them
+/// stops its vCPU with that error; pages on the other sub-hosts keep being served, and page-outs avoid the lost one.
 /// </remarks>
 public sealed class RemotePager : IPageFaultHandler, IDisposable
 {
     private readonly GuestMemory _memory;
     private readonly RemotePagerOptions _options;
-    private readonly RpcChannel _channel;
+    private readonly RpcChannel[] _channels;
+    private readonly SubHostLostException?[] _lostHosts;
+    private readonly long[] _pageInsFrom, _pageOutsTo;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly TaskCompletionSource<SubHostLostException> _lost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long[] _victims;
+    private readonly long[] _wanted;
     private long _hand;
-    private long _pageIns, _pageOuts;
+    private long _pageIns, _pageOuts, _prefetched, _zeroFills;
 
-    /// <summary>Pages VM <paramref name="vm"/>'s <paramref name="memory"/> (the main host's copy) to and from the sub-host at <paramref name="subHost"/>.</summary>
-    public RemotePager(string vm, GuestMemory memory, Uri subHost, RemotePagerOptions options)
+    /// <summary>Pages VM <paramref name="vm"/>'s <paramref name="memory"/> (the main host's copy) to and from the sub-hosts of <paramref name="map"/>, which it keeps up to date from now on.</summary>
+    /// <exception cref="ArgumentException">An option is invalid (the message names it), or the map is for another VM size.</exception>
+    public RemotePager(string vm, GuestMemory memory, MemoryMap map, RemotePagerOptions options)
     {
         ArgumentException.ThrowIfNullOrEmpty(vm);
         ArgumentNullException.ThrowIfNull(memory);
-        ArgumentNullException.ThrowIfNull(subHost);
+        ArgumentNullException.ThrowIfNull(map);
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate(memory.PageCount);
+        if (map.PageCount != memory.PageCount) throw new ArgumentException($"the memory map covers {map.PageCount} pages but VM {vm} has {memory.PageCount}.", nameof(map));
+        options.Validate(memory.PageCount, map.SubHosts.Count);
         Vm = vm;
-        SubHost = subHost;
+        Map = map;
         _memory = memory;
         _options = options;
-        _victims = new long[options.PageOutBatch];
-        _channel = new RpcChannel(subHost, options.Channel ?? new RpcChannelOptions());
+        _victims = new long[options.PageOutBatch + options.Prefetch + 1];
+        _wanted = new long[options.Prefetch + 1];
+        _lostHosts = new SubHostLostException?[map.SubHosts.Count + 1];
+        _pageInsFrom = new long[map.SubHosts.Count + 1];
+        _pageOutsTo = new long[map.SubHosts.Count + 1];
+        _channels = new RpcChannel[map.SubHosts.Count + 1];
+        for (int k = 1; k < _channels.Length; k++) _channels[k] = new RpcChannel(map.SubHosts[k - 1], options.Channel ?? new RpcChannelOptions());
+        Adopt();
+    }
+
+    /// <summary>Pages to and from one sub-host at <paramref name="subHost"/>, which holds every page Remote at the main now.</summary>
+    public RemotePager(string vm, GuestMemory memory, Uri subHost, RemotePagerOptions options)
+        : this(vm, memory, MapOfRemote(memory, subHost), options)
+    {
     }
 
     /// <summary>The VM.</summary>
     public string Vm { get; }
 
-    /// <summary>The sub-host's data-plane address.</summary>
-    public Uri SubHost { get; }
+    /// <summary>Where every page lives, kept current by this pager (export with <see cref="MemoryMap.Serialize"/> at any time).</summary>
+    public MemoryMap Map { get; }
 
-    /// <summary>Pages fetched from the sub-host.</summary>
+    /// <summary>The first sub-host's data-plane address.</summary>
+    public Uri SubHost => Map.SubHosts[0];
+
+    /// <summary>Pages fetched from sub-hosts (prefetched ones included).</summary>
     public long PageIns => Volatile.Read(ref _pageIns);
 
-    /// <summary>Pages stored to the sub-host.</summary>
+    /// <summary>Pages stored to sub-hosts.</summary>
     public long PageOuts => Volatile.Read(ref _pageOuts);
 
-    /// <summary>Completes with the loss when the sub-host fails a call; never completes while it serves.</summary>
+    /// <summary>Pages fetched along with a faulted one (part of <see cref="PageIns"/>).</summary>
+    public long PagesPrefetched => Volatile.Read(ref _prefetched);
+
+    /// <summary>Faults on main-owned pages never written (filled with zeroes here, no call).</summary>
+    public long ZeroFills => Volatile.Read(ref _zeroFills);
+
+    /// <summary>Pages fetched from sub-host <paramref name="subHost"/> (0-based, in the map's order).</summary>
+    public long PageInsFrom(int subHost) => Volatile.Read(ref _pageInsFrom[subHost + 1]);
+
+    /// <summary>Pages stored to sub-host <paramref name="subHost"/> (0-based, in the map's order).</summary>
+    public long PageOutsTo(int subHost) => Volatile.Read(ref _pageOutsTo[subHost + 1]);
+
+    /// <summary>Completes with the first loss when a sub-host fails a call; never completes while they all serve.</summary>
     public Task<SubHostLostException> Lost => _lost.Task;
+
+    /// <summary>The loss of sub-host <paramref name="subHost"/> (0-based), or null while it serves.</summary>
+    public SubHostLostException? LossOf(int subHost) => Volatile.Read(ref _lostHosts[subHost + 1]);
+
+    private static MemoryMap MapOfRemote(GuestMemory memory, Uri subHost)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentNullException.ThrowIfNull(subHost);
+        var map = new MemoryMap(memory.PageCount, [subHost]);
+        for (long p = 0; p < memory.PageCount; p++)
+            if (memory.GetResidency(p) == PageResidency.Remote) map.Assign(p, 1);
+        return map;
+    }
+
+    private void Adopt()
+    {
+        for (long p = 0; p < _memory.PageCount; p++)
+        {
+            switch (_memory.GetResidency(p))
+            {
+                case PageResidency.Resident:
+                    if (Map.HostOf(p) != MemoryMap.Main) Map.Assign(p, MemoryMap.Main);
+                    break;
+                case PageResidency.Zero:
+                    // Through the pager, so a first write cannot grow the main past its budget.
+                    _memory.TryTransition(p, PageResidency.Zero, PageResidency.Remote);
+                    break;
+                case PageResidency.Evicting:
+                    // A page-out cut short: the map names the sub-host only once it holds the page (see the README's rule).
+                    if (Map.HostOf(p) != MemoryMap.Main) _memory.CompleteEviction(p, 1, PageResidency.Remote);
+                    else _memory.CancelEviction(p, 1);
+                    break;
+                case PageResidency.Installing:
+                    // A page-in cut short: the map still names where it came from.
+                    _memory.AbortInstall(p, PageResidency.Remote);
+                    break;
+            }
+        }
+    }
 
     /// <inheritdoc/>
     public async ValueTask ResolveAsync(PageFault fault, CancellationToken cancellationToken)
     {
         if (fault.Residency != PageResidency.Remote)
             throw new PageFaultException(fault.Page, $"the remote pager resolves Remote pages only; this page is {fault.Residency}.");
-        if (_lost.Task.IsCompleted) throw new PageFaultException(fault.Page, _lost.Task.Result.Message, _lost.Task.Result);
+        long page = fault.Page.Value;
+        int host = Map.HostOf(page);
+        if (Volatile.Read(ref _lostHosts[host]) is { } gone) throw new PageFaultException(fault.Page, gone.Message, gone);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_memory.GetResidency(fault.Page) != PageResidency.Remote) return;
-            // Room first, so the share holds even while the fetched page lands.
-            if (_memory.ResidentPages >= _options.BudgetPages) await PageOutAsync(fault.Page.Value, cancellationToken).ConfigureAwait(false);
+            if (_memory.GetResidency(page) != PageResidency.Remote) return;
+            host = Map.HostOf(page);
+            if (Volatile.Read(ref _lostHosts[host]) is { } lost) throw new PageFaultException(fault.Page, lost.Message, lost);
+            int wanted = host == MemoryMap.Main ? 1 : CollectWanted(page, host);
+            // Room first, so the share holds even while the fetched pages land.
+            long over = _memory.ResidentPages + wanted - _options.BudgetPages;
+            if (over > 0)
+            {
+                await PageOutAsync(page, (int)Math.Max(over, _options.PageOutBatch), cancellationToken).ConfigureAwait(false);
+                long room = _options.BudgetPages - _memory.ResidentPages;
+                if (room <= 0) throw new PageFaultException(fault.Page, $"VM {Vm}: the main host is at its budget of {_options.BudgetPages} pages and nothing could be paged out.");
+                wanted = (int)Math.Min(wanted, room);
+            }
+            if (host == MemoryMap.Main)
+            {
+                ZeroFill(fault.Page);
+                return;
+            }
             var request = new RemotePagesRequest { Vm = Vm };
-            request.PageNumbers.Add((ulong)fault.Page.Value);
-            var response = await CallAsync(PagesContract.RemotePages, request, fault.Page, cancellationToken).ConfigureAwait(false);
-            Install(response.Batch ?? new PageBatch(), fault.Page);
+            for (int i = 0; i < wanted; i++) request.PageNumbers.Add((ulong)_wanted[i]);
+            var response = await CallAsync(PagesContract.RemotePages, request, host, fault.Page, cancellationToken).ConfigureAwait(false);
+            Install(response.Batch ?? new PageBatch(), fault.Page, host);
         }
         finally
         {
@@ -81,79 +174,181 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         }
     }
 
-    private void Install(PageBatch batch, PageNumber faulted)
+    /// <summary>The faulted page, then up to Prefetch following pages that are Remote here and held by the same sub-host; returns how many.</summary>
+    private int CollectWanted(long page, int host)
+    {
+        _wanted[0] = page;
+        int n = 1;
+        long end = Math.Min(_memory.PageCount, page + 1 + 4L * _options.Prefetch);
+        for (long p = page + 1; p < end && n < _wanted.Length; p++)
+            if (Map.HostOf(p) == host && _memory.GetResidency(p) == PageResidency.Remote) _wanted[n++] = p;
+        return n;
+    }
+
+    private void ZeroFill(PageNumber page)
+    {
+        var target = _memory.BeginInstall(page, PageResidency.Remote);
+        if (target.IsEmpty) return;
+        target.Clear();
+        _memory.CompleteInstall(page, PageResidency.Remote);
+        Interlocked.Increment(ref _zeroFills);
+    }
+
+    private void Install(PageBatch batch, PageNumber faulted, int host)
     {
         var reader = new PageBatchReader(batch, _memory.PageCount);
         bool got = false;
+        int installed = 0;
+        Span<long> done = stackalloc long[_wanted.Length];
         while (reader.TryRead(out var entry))
         {
-            if (entry.Page != faulted.Value) continue;
-            var target = _memory.BeginInstall(faulted, PageResidency.Remote);
-            if (target.IsEmpty) return;
+            long page = entry.Page;
+            if (page != faulted.Value && (installed >= done.Length || Map.HostOf(page) != host)) continue;
+            var target = _memory.BeginInstall(page, PageResidency.Remote);
+            if (target.IsEmpty) continue;
             try { entry.DecodeInto(target); }
-            catch { _memory.AbortInstall(faulted, PageResidency.Remote); throw; }
-            _memory.CompleteInstall(faulted, PageResidency.Remote);
-            got = true;
+            catch { _memory.AbortInstall(page, PageResidency.Remote); throw; }
+            _memory.CompleteInstall(page, PageResidency.Remote);
+            if (installed < done.Length) done[installed++] = page;
+            if (page == faulted.Value) got = true;
         }
-        if (!got) throw new PageFaultException(faulted, $"sub-host {SubHost} did not return the faulted page.");
-        Interlocked.Increment(ref _pageIns);
+        Map.Move(done[..installed], MemoryMap.Main);
+        Interlocked.Add(ref _pageIns, installed);
+        Interlocked.Add(ref _pageInsFrom[host], installed);
+        if (installed > 1) Interlocked.Add(ref _prefetched, installed - (got ? 1 : 0));
+        if (!got) throw new PageFaultException(faulted, $"sub-host {Map.SubHosts[host - 1]} did not return the faulted page.");
     }
 
-    private async Task PageOutAsync(long faulted, CancellationToken cancellationToken)
+    private async Task PageOutAsync(long faulted, int count, CancellationToken cancellationToken)
     {
-        int n = ChooseVictims(faulted);
+        int n = ChooseVictims(faulted, Math.Min(count, _victims.Length));
         if (n == 0) return;
-        var builder = new PageBatchBuilder(n);
-        for (int i = 0; i < n; i++) builder.AddPage(_victims[i], _memory.GetPageBytes(_victims[i]));
-        using var encoded = builder.Build(0);
         try
         {
-            await CallAsync(PagesContract.StorePages, new StorePagesRequest { Vm = Vm, Batch = encoded.Batch }, faulted, cancellationToken).ConfigureAwait(false);
+            while (true)
+            {
+                int target = ChooseTarget(n);
+                if (target < 0)
+                    throw new PageFaultException(new PageNumber(faulted), $"VM {Vm}: the main host is at its budget and no sub-host has room for {n} pages (budgets {string.Join(", ", _options.SubHostBudgetPages ?? [])}, lost: {LostList()}).");
+                if (await TryStoreAsync(target, n, faulted, cancellationToken).ConfigureAwait(false)) return;
+            }
         }
         catch
         {
             for (int i = 0; i < n; i++) _memory.CancelEviction(_victims[i], 1);
             throw;
         }
-        for (int i = 0; i < n; i++) _memory.CompleteEviction(_victims[i], 1, PageResidency.Remote);
-        Interlocked.Add(ref _pageOuts, n);
     }
 
-    /// <summary>Moves up to a batch of Resident pages (not <paramref name="faulted"/>) to Evicting, clock order.</summary>
-    private int ChooseVictims(long faulted)
+    /// <summary>Stores the victims at <paramref name="host"/>, records them there, then frees them here; false (victims still Evicting) when that sub-host was lost meanwhile.</summary>
+    private async Task<bool> TryStoreAsync(int host, int n, long faulted, CancellationToken cancellationToken)
+    {
+        var builder = new PageBatchBuilder(n);
+        for (int i = 0; i < n; i++) builder.AddPage(_victims[i], _memory.GetPageBytes(_victims[i]));
+        using (var encoded = builder.Build(0))
+        {
+            try
+            {
+                await CallAsync(PagesContract.StorePages, new StorePagesRequest { Vm = Vm, Batch = encoded.Batch }, host, new PageNumber(faulted), cancellationToken).ConfigureAwait(false);
+            }
+            catch (PageFaultException) when (Volatile.Read(ref _lostHosts[host]) is not null)
+            {
+                return false;
+            }
+        }
+        // The map names the sub-host before the main lets go of the pages: a map persisted from here on never sends a fault to a host without the page.
+        Map.Move(_victims.AsSpan(0, n), host);
+        if (_options.MapChanged is { } changed)
+        {
+            try { await changed(Map, cancellationToken).ConfigureAwait(false); }
+            catch (Exception e)
+            {
+                Map.Move(_victims.AsSpan(0, n), MemoryMap.Main);
+                throw new PageFaultException(new PageNumber(faulted), $"VM {Vm}: the memory map could not be recorded after a page-out, so the pages stay here: {e.Message}", e);
+            }
+        }
+        for (int i = 0; i < n; i++) _memory.CompleteEviction(_victims[i], 1, PageResidency.Remote);
+        Interlocked.Add(ref _pageOuts, n);
+        Interlocked.Add(ref _pageOutsTo[host], n);
+        return true;
+    }
+
+    /// <summary>The serving sub-host with the most room for <paramref name="n"/> pages (no budgets: the one holding the fewest); -1 if none has room.</summary>
+    private int ChooseTarget(int n)
+    {
+        int best = -1;
+        long bestRoom = long.MinValue;
+        for (int k = 1; k < _channels.Length; k++)
+        {
+            if (Volatile.Read(ref _lostHosts[k]) is not null) continue;
+            long budget = _options.SubHostBudgetPages is { } b ? b[k - 1] : long.MaxValue;
+            long room = budget - Map.PagesOn(k);
+            if (room < n || room <= bestRoom) continue;
+            best = k;
+            bestRoom = room;
+        }
+        return best;
+    }
+
+    /// <summary>Moves up to <paramref name="max"/> Resident pages (not <paramref name="faulted"/>) to Evicting, clock order with a second chance for accessed pages.</summary>
+    private int ChooseVictims(long faulted, int max)
     {
         int n = 0;
         long pages = _memory.PageCount;
-        for (long scanned = 0; scanned < pages && n < _victims.Length; scanned++)
+        var accessed = _memory.Accessed;
+        for (long scanned = 0; scanned < 2 * pages && n < max; scanned++)
         {
             long p = _hand;
             _hand = p + 1 == pages ? 0 : p + 1;
             if (p == faulted || _memory.GetResidency(p) != PageResidency.Resident) continue;
+            if (accessed.IsSet(p) && scanned < pages)
+            {
+                accessed.Clear(p);
+                continue;
+            }
             if (_memory.BeginEviction(p, 1) == 1) _victims[n++] = p;
         }
         return n;
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(Method<TRequest, TResponse> method, TRequest request, PageNumber page, CancellationToken cancellationToken)
+    private string LostList()
+    {
+        var names = new List<string>();
+        for (int k = 1; k < _lostHosts.Length; k++)
+            if (Volatile.Read(ref _lostHosts[k]) is not null) names.Add(Map.SubHosts[k - 1].ToString());
+        return names.Count == 0 ? "none" : string.Join(", ", names);
+    }
+
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(Method<TRequest, TResponse> method, TRequest request, int host, PageNumber page, CancellationToken cancellationToken)
         where TRequest : class, Google.Protobuf.IMessage<TRequest>, new() where TResponse : class, Google.Protobuf.IMessage<TResponse>, new()
     {
         try
         {
-            return await _channel.AsyncUnaryCall(method, request, new CallOptions(CancellationToken: cancellationToken).WithTimeout(_options.Timeout))
+            return await _channels[host].AsyncUnaryCall(method, request, new CallOptions(CancellationToken: cancellationToken).WithTimeout(_options.Timeout))
                 .ResponseAsync.ConfigureAwait(false);
         }
         catch (Exception e) when (e is RpcException or IOException or HttpRequestException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            var lost = new SubHostLostException(Vm, SubHost, _memory.CountOf(PageResidency.Remote), e);
+            var lost = new SubHostLostException(Vm, Map.SubHosts[host - 1], CountLost(host), e);
+            Volatile.Write(ref _lostHosts[host], lost);
             _lost.TrySetResult(lost);
             throw new PageFaultException(page, lost.Message, lost);
         }
     }
 
+    /// <summary>Pages the map gives to <paramref name="host"/> that the main does not hold: they exist only there.</summary>
+    private long CountLost(int host)
+    {
+        long n = 0;
+        for (long p = 0; p < _memory.PageCount; p++)
+            if (Map.HostOf(p) == host && _memory.GetResidency(p) != PageResidency.Resident) n++;
+        return n;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
-        _channel.Dispose();
+        for (int k = 1; k < _channels.Length; k++) _channels[k].Dispose();
         _gate.Dispose();
     }
 }

@@ -42,7 +42,32 @@ public enum MigrationPhase
 /// <param name="Elapsed">Since the migration started.</param>
 public sealed record MigrationProgress(
     string MigrationId, MigrationPhase Phase, int Round, long BytesSent, long PagesSent, long RemainingPages,
-    double DirtyPagesPerSecond, double BandwidthBytesPerSecond, TimeSpan ExpectedDowntime, long RemoteFaults, double Throttle, TimeSpan Elapsed);
+    double DirtyPagesPerSecond, double BandwidthBytesPerSecond, TimeSpan ExpectedDowntime, long RemoteFaults, double Throttle, TimeSpan Elapsed)
+{
+    /// <summary>Each host pages go to: the job's destination first, then a split's sub-hosts or a scatter-gather's intermediates (in the options' order). BytesSent and PagesSent above are their sums.</summary>
+    public IReadOnlyList<DestinationProgress> Destinations { get; init; } = [];
+}
+
+/// <summary>What a host of a migration plays.</summary>
+public enum DestinationRole
+{
+    /// <summary>The job's destination (a split's main host; a scatter-gather's gathering destination).</summary>
+    Destination,
+
+    /// <summary>A split migration's sub-host.</summary>
+    SubHost,
+
+    /// <summary>A scatter-gather migration's intermediate.</summary>
+    Intermediate,
+}
+
+/// <summary>Progress towards one host of a migration.</summary>
+/// <param name="Host">The host's data-plane authority (host:port).</param>
+/// <param name="Role">What it plays.</param>
+/// <param name="BytesSent">Bytes on the wire to it so far.</param>
+/// <param name="PagesSent">Pages sent to it so far (retransfers included).</param>
+/// <param name="PlannedPages">Distinct pages planned for it (split: its share of the written pages), 0 when not planned ahead.</param>
+public sealed record DestinationProgress(string Host, DestinationRole Role, long BytesSent, long PagesSent, long PlannedPages);
 
 /// <summary>An <see cref="IProgress{T}"/> that can be read as an IAsyncEnumerable (keeps the newest snapshots when the reader is slow).</summary>
 public sealed class ProgressFeed : IProgress<MigrationProgress>

@@ -64,6 +64,9 @@ internal sealed class MigrationSession : IAsyncDisposable
     public long PagesVerified { get; set; }
     public Activity? Activity { get; private set; }
 
+    /// <summary>Progress towards the hosts beyond the job's destination (split sub-hosts, scatter intermediates), set by multi-host strategies.</summary>
+    public Func<IReadOnlyList<DestinationProgress>>? FurtherDestinations { get; set; }
+
     public TimeSpan Elapsed => _time.GetElapsedTime(_startTs);
 
     /// <summary>Bytes per second over the time pages were moving so far.</summary>
@@ -130,9 +133,13 @@ internal sealed class MigrationSession : IAsyncDisposable
         _lastProgressTs = _time.GetTimestamp();
         if (Job.Progress is not { } progress) return;
         var c = Streams?.Counters;
-        progress.Report(new MigrationProgress(Job.MigrationId, Phase, Round, c?.BytesSent ?? 0, c?.PagesSent ?? 0, RemainingPages,
+        var destinations = new List<DestinationProgress> { new(Job.Destination.Authority, DestinationRole.Destination, c?.BytesSent ?? 0, c?.PagesSent ?? 0, 0) };
+        if (FurtherDestinations is { } further) destinations.AddRange(further());
+        long bytes = 0, pages = 0;
+        foreach (var d in destinations) { bytes += d.BytesSent; pages += d.PagesSent; }
+        progress.Report(new MigrationProgress(Job.MigrationId, Phase, Round, bytes, pages, RemainingPages,
             DirtyPagesPerSecond, Bandwidth, Streams is null ? TimeSpan.Zero : ClampDowntime(ExpectedDowntime(RemainingPages)),
-            Outgoing?.Requests ?? RemoteFaults, Job.Mmu.Throttle, Elapsed));
+            Outgoing?.Requests ?? RemoteFaults, Job.Mmu.Throttle, Elapsed) { Destinations = destinations });
     }
 
     private static TimeSpan ClampDowntime(TimeSpan t) => t == TimeSpan.MaxValue ? TimeSpan.Zero : t;

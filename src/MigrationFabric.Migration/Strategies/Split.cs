@@ -17,11 +17,14 @@ namespace MigrationFabric.Migration.Strategies;
 /// <summary>Options of <see cref="Split"/>.</summary>
 public sealed class SplitOptions : PreCopyOptions
 {
-    /// <summary>The sub-host's data-plane address (it must have accepted the sub part, see <see cref="SplitSubHost"/>). Required.</summary>
-    public Uri? SubHost { get; set; }
+    /// <summary>The sub-hosts' data-plane addresses, 1..254 distinct hosts (each must have accepted its part, see <see cref="SplitSubHost"/>). Required.</summary>
+    public IReadOnlyList<Uri> SubHosts { get; set; } = [];
 
-    /// <summary>Written pages the main host (the job's destination) takes; the rest go to the sub-host. Required.</summary>
+    /// <summary>Written pages the main host (the job's destination) takes; the rest go to the sub-hosts. Required.</summary>
     public long MainBudgetPages { get; set; }
+
+    /// <summary>Pages each sub-host may take, in <see cref="SubHosts"/> order; they also weigh how the rest is dealt. Default null: no limit, dealt evenly.</summary>
+    public IReadOnlyList<long>? SubHostBudgetPages { get; set; }
 
     /// <summary>Pre-copy rounds at most before switch-over (split does not throttle: it stops when the remainder fits the downtime target or here). Default 8.</summary>
     public int SplitMaxRounds { get; set; } = 8;
@@ -30,57 +33,80 @@ public sealed class SplitOptions : PreCopyOptions
     public override void Validate()
     {
         base.Validate();
-        if (SubHost is null || !SubHost.IsAbsoluteUri) throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SubHost)} must be the sub-host's absolute address, was '{SubHost}'.");
+        if (SubHosts is null || SubHosts.Count == 0)
+            throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SubHosts)} must name at least one sub-host's absolute address.");
+        MemoryMap.CheckSubHosts(SubHosts, $"{nameof(SplitOptions)}.{nameof(SubHosts)}");
         if (MainBudgetPages <= 0) throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(MainBudgetPages)} must be positive, was {MainBudgetPages}.");
+        if (SubHostBudgetPages is not null)
+        {
+            if (SubHostBudgetPages.Count != SubHosts.Count)
+                throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SubHostBudgetPages)} has {SubHostBudgetPages.Count} budgets for {SubHosts.Count} sub-hosts; give one per sub-host or none.");
+            for (int k = 0; k < SubHostBudgetPages.Count; k++)
+                if (SubHostBudgetPages[k] <= 0)
+                    throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SubHostBudgetPages)}[{k}] must be positive, was {SubHostBudgetPages[k]}.");
+        }
         if (SplitMaxRounds < 1) throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SplitMaxRounds)} must be at least 1, was {SplitMaxRounds}.");
     }
 }
 
-/// <summary>Split migration (Suetake et al., CLOUD'18; seed 004's comparison): the VM's pages go in parallel to a main host (the hottest, up to its budget; it runs the vCPUs) and a sub-host (the rest); afterwards the main pages in from and out to the sub-host.</summary>
+/// <summary>Split migration (Suetake et al., CLOUD'18; seed 004's comparison): the VM's pages go in parallel to a main host (the hottest, up to its budget; it runs the vCPUs) and one or more sub-hosts (the rest); afterwards the main pages in from and out to the sub-hosts.</summary>
 /// <remarks>
-/// Pre-copy rounds to both at once, each page always to the same host; switch-over pauses the source, sends the last
-/// dirty pages to their hosts, hands the sub-host its part, then resumes the VM at the main. The integrity check covers
-/// both hosts, each for the pages it was given. A sub-host failing before switch-over fails the migration (the VM stays
-/// at the source); after it, the main host's <see cref="RemotePaging.RemotePager.Lost"/> reports the pages lost.
+/// Pre-copy rounds to all hosts at once, each page always to the same host (<see cref="SplitPlan"/>); switch-over
+/// pauses the source, sends the last dirty pages to their hosts, hands every sub-host its part, then resumes the VM at
+/// the main with the plan's <see cref="MemoryMap"/> ahead of the device state. The integrity check covers every host,
+/// each for the pages it was given. A sub-host failing before switch-over fails the migration (the VM stays at the
+/// source); after it, the main host's <see cref="RemotePaging.RemotePager.Lost"/> reports the pages lost.
 /// </remarks>
 public sealed class Split(SplitOptions options) : MigrationStrategy(options)
 {
-    private readonly ConditionalWeakTable<MigrationSession, SubPart> _parts = new();
+    private readonly ConditionalWeakTable<MigrationSession, SubParts> _parts = new();
 
     private SplitOptions Options => (SplitOptions)BaseOptions;
 
     /// <inheritdoc/>
     public override string Name => "split";
 
-    /// <summary>Which pages go to the sub-host, and the links to it.</summary>
-    private sealed record SubPart(SplitPlan Plan, HostLink Link);
+    /// <summary>Which pages go to which sub-host, and the links to each (in <see cref="SplitOptions.SubHosts"/> order).</summary>
+    private sealed record SubParts(SplitPlan Plan, HostLink[] Links);
 
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var job = session.Job;
         var memory = job.Memory;
         var channelOptions = Options.Channel ?? new RpcChannelOptions();
-        var part = new SubPart(SplitPlan.Create(memory, Options.MainBudgetPages),
-            HostLink.Open(Options.SubHost!, Options.Streams, channelOptions, job.MigrationId + SplitSubHost.Suffix));
+        var plan = SplitPlan.Create(memory, Options.MainBudgetPages, Options.SubHosts, Options.SubHostBudgetPages);
+        var links = new HostLink[Options.SubHosts.Count];
+        for (int k = 0; k < links.Length; k++) links[k] = HostLink.Open(Options.SubHosts[k], Options.Streams, channelOptions, job.MigrationId + SplitSubHost.Suffix);
+        var part = new SubParts(plan, links);
         _parts.AddOrUpdate(session, part);
+        session.FurtherDestinations = () => DestinationsOf(part);
         var pages = ArrayPool<long>.Shared.Rent((int)memory.PageCount);
+        var flushes = new Task[links.Length + 1];
         try
         {
             // The cap applies to the links to the further hosts too (they share one bucket; the destination's streams have their own).
             var bucket = Options.BandwidthCap is { } cap ? new TokenBucket(cap, Math.Max(cap / 10, 4L << 20), Options.TimeProvider) : null;
             var open = new StreamOpen
             {
-                MigrationId = part.Link.MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
+                MigrationId = links[0].MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
                 Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
             };
-            part.Link.Streams = await PageStreamGroup.OpenAsync(part.Link.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken).ConfigureAwait(false);
+            var opening = new Task<PageStreamGroup>[links.Length];
+            for (int k = 0; k < links.Length; k++)
+                opening[k] = PageStreamGroup.OpenAsync(links[k].StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken);
+            try { await Task.WhenAll(opening).ConfigureAwait(false); }
+            finally
+            {
+                for (int k = 0; k < links.Length; k++)
+                    if (opening[k].IsCompletedSuccessfully) links[k].Streams = opening[k].Result;
+            }
             session.Report(MigrationPhase.PreCopy);
             memory.Dirty.ClearAll();
             for (int round = 1; ; round++)
             {
                 session.Round = round;
                 long start = session.Timestamp();
-                long before = session.Streams.Counters.PagesSent + part.Link.Streams.Counters.PagesSent;
+                long before = PagesSent(session, part);
                 if (round == 1)
                     for (long p = 0; p < memory.PageCount; p++, session.ReportWalkAt(p)) await RouteAsync(session, part, p, 1, PageFlags.None).ConfigureAwait(false);
                 else
@@ -89,10 +115,10 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
                     memory.HarvestDirty(ref collector);
                     for (int i = 0; i < collector.Count; i++) await RouteAsync(session, part, pages[i], (uint)round, PageFlags.Retransfer).ConfigureAwait(false);
                 }
-                await Task.WhenAll(session.Streams.FlushAsync((uint)round, cancellationToken), part.Link.Streams.FlushAsync((uint)round, cancellationToken)).ConfigureAwait(false);
+                await FlushAllAsync(session, part, flushes, (uint)round, cancellationToken).ConfigureAwait(false);
                 var duration = session.Since(start);
                 session.AddTransferTime(duration);
-                long sent = session.Streams.Counters.PagesSent + part.Link.Streams.Counters.PagesSent - before;
+                long sent = PagesSent(session, part) - before;
                 session.Rounds.Add(new RoundReport(round, sent, 0, duration, 0, job.Mmu.Throttle));
                 long remaining = memory.Dirty.CountSet();
                 session.RemainingPages = remaining;
@@ -108,27 +134,33 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             memory.HarvestDirty(ref last);
             uint final = (uint)(session.Round + 1);
             for (int i = 0; i < last.Count; i++) await RouteAsync(session, part, pages[i], final, PageFlags.Retransfer).ConfigureAwait(false);
-            await Task.WhenAll(session.Streams.FlushAsync(final, cancellationToken), part.Link.Streams.FlushAsync(final, cancellationToken)).ConfigureAwait(false);
+            await FlushAllAsync(session, part, flushes, final, cancellationToken).ConfigureAwait(false);
             session.RemainingPages = 0;
-            // The sub-host first: once the main resumes, its faults need the sub-host serving.
-            await part.Link.Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = part.Link.MigrationId },
-                new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
+            // The sub-hosts first: once the main resumes, its faults need them serving.
+            for (int k = 0; k < links.Length; k++)
+                flushes[k] = links[k].Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = links[k].MigrationId },
+                    new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync;
+            flushes[links.Length] = Task.CompletedTask;
+            await WhenAllNamingAsync(part, flushes).ConfigureAwait(false);
             var deviceState = job.CaptureDeviceState?.Invoke() ?? ReadOnlyMemory<byte>.Empty;
+            var state = SplitSwitchOverState.Wrap(plan.Map.Serialize(), deviceState.Span);
             cancellationToken.ThrowIfCancellationRequested();
             await session.Channel.AsyncUnaryCall(PagesContract.SwitchOver,
-                new SwitchOverRequest { MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(deviceState) },
+                new SwitchOverRequest { MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(state) },
                 new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
             session.MarkSwitchedOver(session.Since(pauseTs));
         }
         catch (Exception e) when (!session.SwitchedOver)
         {
-            var subFault = part.Link.Streams?.Fault;
-            // The main's copy is discarded by the rollback; the sub-host's here. Its streams go first so the abort finds no applier.
-            await part.Link.AbortAsync("the split migration failed").ConfigureAwait(false);
+            int failed = Array.FindIndex(links, l => l.Streams?.Fault is not null);
+            var subFault = failed >= 0 ? links[failed].Streams!.Fault : null;
+            // The main's copy is discarded by the rollback; the sub-hosts' here. Their streams go first so the abort finds no applier.
+            await Task.WhenAll(links.Select(l => l.AbortAsync("the split migration failed"))).ConfigureAwait(false);
+            if (e is SubHostCallException named && !cancellationToken.IsCancellationRequested) throw new IOException(named.Message, named.InnerException);
             if (subFault is not null && !cancellationToken.IsCancellationRequested)
-                throw new IOException($"the sub-host {Options.SubHost} failed: {subFault.Message}", subFault);
+                throw new IOException($"the sub-host {Options.SubHosts[failed]} failed: {subFault.Message}", subFault);
             if (e is RpcException rpc && rpc.StatusCode == StatusCode.Unavailable && session.Streams.Fault is null)
-                throw new IOException($"the sub-host {Options.SubHost} or the main host is unavailable: {rpc.Status.Detail}", e);
+                throw new IOException($"a sub-host ({string.Join(", ", Options.SubHosts)}) or the main host is unavailable: {rpc.Status.Detail}", e);
             throw;
         }
         finally
@@ -137,28 +169,78 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         }
     }
 
-    private static ValueTask RouteAsync(MigrationSession session, SubPart part, long page, uint round, byte flags) =>
-        part.Plan.IsOnSub(page) ? part.Link.Streams!.AddAsync(session.Job.Memory, page, round, flags) : session.Streams.AddAsync(session.Job.Memory, page, round, flags);
+    /// <summary>A call to one sub-host failed; the message names it.</summary>
+    private sealed class SubHostCallException(string message, Exception inner) : Exception(message, inner);
 
-    private protected override async Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken)
+    private async Task WhenAllNamingAsync(SubParts part, Task[] tasks)
     {
-        if (!_parts.TryGetValue(session, out var part)) throw new InvalidOperationException("split: no sub-host part for this migration.");
-        try
+        try { await Task.WhenAll(tasks).ConfigureAwait(false); }
+        catch
         {
-            // Each host is checked for the pages it was given; 0 stands for "not given to this host" (never a real digest's place: its table holds 0 there too).
-            long mismatched = await VerifyHostAsync(session, session.Channel, session.Job.MigrationId, part.Plan, onSub: false, cancellationToken).ConfigureAwait(false);
-            mismatched += await VerifyHostAsync(session, part.Link.Control, part.Link.MigrationId, part.Plan, onSub: true, cancellationToken).ConfigureAwait(false);
-            if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);
-            session.PagesVerified = session.Job.Memory.PageCount;
-            if (part.Link.Streams is not null) await part.Link.Streams.CloseAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            session.Activity?.SetTag("split.sub.pages", part.Plan.SubPages);
+            for (int k = 0; k < part.Links.Length; k++)
+                if (tasks[k].IsFaulted)
+                    throw new SubHostCallException($"the sub-host {Options.SubHosts[k]} failed: {tasks[k].Exception!.InnerException!.Message}", tasks[k].Exception!.InnerException!);
+            throw;
         }
     }
 
-    private static async Task<long> VerifyHostAsync(MigrationSession session, RpcChannel channel, string migrationId, SplitPlan plan, bool onSub, CancellationToken cancellationToken)
+    private async Task FlushAllAsync(MigrationSession session, SubParts part, Task[] flushes, uint round, CancellationToken cancellationToken)
+    {
+        for (int k = 0; k < part.Links.Length; k++) flushes[k] = part.Links[k].Streams!.FlushAsync(round, cancellationToken);
+        flushes[part.Links.Length] = session.Streams.FlushAsync(round, cancellationToken);
+        await WhenAllNamingAsync(part, flushes).ConfigureAwait(false);
+    }
+
+    private static long PagesSent(MigrationSession session, SubParts part)
+    {
+        long n = session.Streams.Counters.PagesSent;
+        foreach (var l in part.Links) n += l.Streams?.Counters.PagesSent ?? 0;
+        return n;
+    }
+
+    private static IReadOnlyList<DestinationProgress> DestinationsOf(SubParts part)
+    {
+        var result = new DestinationProgress[part.Links.Length];
+        for (int k = 0; k < result.Length; k++)
+        {
+            var c = part.Links[k].Streams?.Counters;
+            result[k] = new DestinationProgress(part.Links[k].Address.Authority, DestinationRole.SubHost, c?.BytesSent ?? 0, c?.PagesSent ?? 0, part.Plan.PagesOnSubHost(k));
+        }
+        return result;
+    }
+
+    private static ValueTask RouteAsync(MigrationSession session, SubParts part, long page, uint round, byte flags)
+    {
+        int host = part.Plan.HostOf(page);
+        return host == MemoryMap.Main
+            ? session.Streams.AddAsync(session.Job.Memory, page, round, flags)
+            : part.Links[host - 1].Streams!.AddAsync(session.Job.Memory, page, round, flags);
+    }
+
+    private protected override async Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken)
+    {
+        if (!_parts.TryGetValue(session, out var part)) throw new InvalidOperationException("split: no sub-host parts for this migration.");
+        try
+        {
+            // Each host is checked for the pages it was given; 0 stands for "not given to this host" (never a real digest's place: its table holds 0 there too).
+            var checks = new Task<long>[part.Links.Length + 1];
+            checks[0] = VerifyHostAsync(session, session.Channel, session.Job.MigrationId, part.Plan, MemoryMap.Main, cancellationToken);
+            for (int k = 0; k < part.Links.Length; k++)
+                checks[k + 1] = VerifyHostAsync(session, part.Links[k].Control, part.Links[k].MigrationId, part.Plan, k + 1, cancellationToken);
+            long mismatched = 0;
+            foreach (long m in await Task.WhenAll(checks).ConfigureAwait(false)) mismatched += m;
+            if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);
+            session.PagesVerified = session.Job.Memory.PageCount;
+            foreach (var l in part.Links)
+                if (l.Streams is not null) await l.Streams.CloseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            session.Activity?.SetTag("split.sub.pages", part.Plan.SubPages).SetTag("split.sub.hosts", part.Links.Length);
+        }
+    }
+
+    private static async Task<long> VerifyHostAsync(MigrationSession session, RpcChannel channel, string migrationId, SplitPlan plan, int host, CancellationToken cancellationToken)
     {
         var memory = session.Job.Memory;
         long mismatched = 0;
@@ -168,7 +250,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
             request.Digests.Capacity = count;
             for (int i = 0; i < count; i++)
-                request.Digests.Add(plan.IsOnSub(first + i) == onSub ? IntegrityCheck.SourceDigest(session.Job, first + i) : 0);
+                request.Digests.Add(plan.HostOf(first + i) == host ? IntegrityCheck.SourceDigest(session.Job, first + i) : 0);
             var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;
         }
@@ -177,15 +259,20 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
 
     private protected override MigrationReport CompleteReport(MigrationSession session, MigrationReport report)
     {
-        if (!_parts.TryGetValue(session, out var part) || part.Link.Streams is null) return report;
-        var c = part.Link.Streams.Counters;
-        var perDestination = new Dictionary<string, long>(report.BytesSentPerDestination) { [Options.SubHost!.Authority] = c.BytesSent };
-        var result = report with
+        if (!_parts.TryGetValue(session, out var part)) return report;
+        var perDestination = new Dictionary<string, long>(report.BytesSentPerDestination);
+        long bytes = report.BytesSent, sent = report.PagesSent, zero = report.ZeroPagesSent;
+        foreach (var l in part.Links)
         {
-            BytesSent = report.BytesSent + c.BytesSent, PagesSent = report.PagesSent + c.PagesSent, ZeroPagesSent = report.ZeroPagesSent + c.ZeroPagesSent,
-            BytesSentPerDestination = perDestination,
-        };
-        _ = part.Link.DisposeAsync().AsTask();
+            if (l.Streams is null) continue;
+            var c = l.Streams.Counters;
+            perDestination[l.Address.Authority] = c.BytesSent;
+            bytes += c.BytesSent;
+            sent += c.PagesSent;
+            zero += c.ZeroPagesSent;
+        }
+        var result = report with { BytesSent = bytes, PagesSent = sent, ZeroPagesSent = zero, BytesSentPerDestination = perDestination };
+        foreach (var l in part.Links) _ = l.DisposeAsync().AsTask();
         _parts.Remove(session);
         return result;
     }

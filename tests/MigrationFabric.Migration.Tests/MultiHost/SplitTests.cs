@@ -79,7 +79,7 @@ public class SplitTests
         c.Vm.Start(new HotSetWorkload(new HotSetOptions { WorkingSetFraction = 0.2, TargetDirtyPagesPerSecond = 20_000 }));
         await c.Vm.WaitForProgressAsync(2_000, Long);
 
-        var report = await new Split(new SplitOptions { SubHost = c.Sub.Address, MainBudgetPages = MainBudget, BandwidthCap = 128 * Mib })
+        var report = await new Split(new SplitOptions { SubHosts = [c.Sub.Address], MainBudgetPages = MainBudget, BandwidthCap = 128 * Mib })
             .RunAsync(c.Job()).WaitAsync(Long);
 
         await c.MainHost.Incoming.Completion.WaitAsync(Long);
@@ -118,7 +118,7 @@ public class SplitTests
             MigrationId = c.Id, Vm = "vm-1", Memory = c.Vm.Memory, Mmu = c.Vm.Mmu, Destination = c.Main.Address,
             Progress = new Progress(p => { if (p.BytesSent > 2 * Mib) progressed.TrySetResult(); }),
         };
-        var run = new Split(new SplitOptions { SubHost = c.Sub.Address, MainBudgetPages = MainBudget, BandwidthCap = 8 * Mib, ProgressInterval = TimeSpan.FromMilliseconds(20) }).RunAsync(job);
+        var run = new Split(new SplitOptions { SubHosts = [c.Sub.Address], MainBudgetPages = MainBudget, BandwidthCap = 8 * Mib, ProgressInterval = TimeSpan.FromMilliseconds(20) }).RunAsync(job);
         await progressed.Task.WaitAsync(Long);
         await c.Sub.KillAsync();
 
@@ -140,7 +140,7 @@ public class SplitTests
     {
         var e = Assert.Throws<ArgumentException>(() => new Split(new SplitOptions { MainBudgetPages = 10 }));
         Assert.Contains("SubHost", e.Message);
-        e = Assert.Throws<ArgumentException>(() => new Split(new SplitOptions { SubHost = new Uri("http://127.0.0.1:1") }));
+        e = Assert.Throws<ArgumentException>(() => new Split(new SplitOptions { SubHosts = [new Uri("http://127.0.0.1:1")] }));
         Assert.Contains("MainBudgetPages", e.Message);
     }
 }
