@@ -26,13 +26,16 @@ public sealed class HotSetWorkload(HotSetOptions? options = null, TimeProvider? 
     }
 
     /// <inheritdoc/>
+    protected override VcpuState CreateVcpuState(int index) => new Registers { Rng = SplitMix64.For(_options.Seed, index, 0x484F_5453_4554_2121UL) };
+
+    /// <inheritdoc/>
     protected override void RunVcpu(VirtualCpu cpu, int index, CancellationToken cancellationToken)
     {
-        var rng = new Random(_options.Seed * 7919 + index);
+        var r = (Registers)StateOf(index)!;
         double perVcpuRate = _options.TargetDirtyPagesPerSecond / Vcpus;
+        // Pacing is this host's schedule (it starts again after a migration); the registers carry what the guest computes.
         long start = Time.GetTimestamp();
         long done = 0;
-        ulong stamp = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             if (perVcpuRate > 0)
@@ -46,11 +49,35 @@ public sealed class HotSetWorkload(HotSetOptions? options = null, TimeProvider? 
                     continue;
                 }
             }
+            var rng = r.Rng;
             long page = _options.StartPage + rng.NextInt64(_workingSetPages);
-            long offset = (long)rng.Next(Page.Size / 8) * 8;
-            cpu.WriteUInt64((page << Page.Shift) + offset, ++stamp);
+            long offset = rng.NextInt64(Page.Size / 8) * 8;
+            ulong stamp = r.Stamp + 1;
+            cpu.WriteUInt64((page << Page.Shift) + offset, stamp);
+            BeginCommit(index);
+            r.Rng = rng;
+            r.Stamp = stamp;
+            EndCommit(index, 1);
             done++;
-            Count(index, 1);
+        }
+    }
+
+    /// <summary>A vCPU's PRNG (which page and offset next) and the stamp it last wrote.</summary>
+    private sealed class Registers : VcpuState
+    {
+        public SplitMix64 Rng;
+        public ulong Stamp;
+
+        public override void Save(BinaryWriter w)
+        {
+            w.Write(Rng.State);
+            w.Write(Stamp);
+        }
+
+        public override void Load(BinaryReader r)
+        {
+            Rng.State = r.ReadUInt64();
+            Stamp = r.ReadUInt64();
         }
     }
 }

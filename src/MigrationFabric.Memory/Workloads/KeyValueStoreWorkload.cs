@@ -18,19 +18,25 @@ public sealed class KeyValueStoreWorkload(KeyValueStoreOptions? options = null, 
     private readonly KeyValueStoreOptions _options = options ?? new();
     private long _tableBytes, _shardPages, _capacity;
     private int _capacityBits;
-    private long _gets, _sets, _misses, _corrupt;
+    private long _corrupt;
     private string? _firstCorruption;
 
-    /// <summary>GETs done.</summary>
-    public long Gets => Interlocked.Read(ref _gets);
+    /// <summary>GETs done (carried across a migration with the vCPU state).</summary>
+    public long Gets => Sum(static r => Volatile.Read(ref r.Gets));
 
-    /// <summary>SETs done.</summary>
-    public long Sets => Interlocked.Read(ref _sets);
+    /// <summary>SETs done after the preload (carried across a migration with the vCPU state).</summary>
+    public long Sets => Sum(static r => Volatile.Read(ref r.Sets));
 
-    /// <summary>GETs of keys never SET (expected before preload only).</summary>
-    public long Misses => Interlocked.Read(ref _misses);
+    /// <summary>GETs of keys never SET (none once the preload is done; carried across a migration).</summary>
+    public long Misses => Sum(static r => Volatile.Read(ref r.Misses));
 
-    /// <summary>GETs that did not return what the last SET stored.</summary>
+    /// <summary>Keys preloaded so far, summed over vCPUs (Keys x Vcpus once the preload is done, or 0 without it).</summary>
+    public long Preloaded => Sum(static r => Volatile.Read(ref r.PreloadNext));
+
+    /// <summary>Last SET version of each key of vCPU <paramref name="vcpu"/>'s shard (a copy; 0 = never SET), or empty before the workload runs or is restored.</summary>
+    public ulong[] VersionsOf(int vcpu) => StateOf(vcpu) is Registers r ? [.. r.Versions] : [];
+
+    /// <summary>GETs here that did not return what the last SET stored (counted where they happen: not carried by a migration).</summary>
     public long CorruptReads => Interlocked.Read(ref _corrupt);
 
     /// <summary>What the first corrupt GET saw, for the error report.</summary>
@@ -59,74 +65,106 @@ public sealed class KeyValueStoreWorkload(KeyValueStoreOptions? options = null, 
     }
 
     /// <inheritdoc/>
+    protected override VcpuState CreateVcpuState(int index) => new Registers(Math.Max(0, _options.Keys), _options.Preload,
+        SplitMix64.For(_options.Seed, index, 0x4B56_5354_4F52_4521UL));
+
+    /// <inheritdoc/>
     protected override void RunVcpu(VirtualCpu cpu, int index, CancellationToken cancellationToken)
     {
         var o = _options;
+        var r = (Registers)StateOf(index)!;
+        if (r.NextSlot > o.Keys)
+            throw new InvalidDataException($"kv: vCPU {index}'s next value slot {r.NextSlot} is beyond its {o.Keys} slots (restored state does not fit).");
         long tableBase = (o.StartPage + index * _shardPages) << Page.Shift;
         long valuesBase = tableBase + _tableBytes;
-        var versions = new ulong[o.Keys];
-        long nextSlot = 0;
-        var rng = new Random(o.Seed * 104729 + index);
         Span<byte> value = stackalloc byte[o.ValueBytes];
         Span<byte> expected = stackalloc byte[o.ValueBytes];
 
-        if (o.Preload)
-            for (int k = 0; k < o.Keys; k++)
-            {
-                Set(cpu, tableBase, valuesBase, k, versions, ref nextSlot, value);
-                Count(index, 1);
-                if ((k & 1023) == 0) cancellationToken.ThrowIfCancellationRequested();
-            }
+        // Each pass is one operation: guest-memory accesses first, then one commit of the registers it changed.
+        // Redone from the last commit (the destination after a migration), it writes the same bytes again.
+        while (r.PreloadNext < o.Keys)
+        {
+            int k = r.PreloadNext;
+            var (slot, version) = Set(cpu, tableBase, valuesBase, k, r, value);
+            BeginCommit(index);
+            r.Versions[k] = version;
+            r.NextSlot = Math.Max(r.NextSlot, slot + 1);
+            r.PreloadNext = k + 1;
+            EndCommit(index, 1);
+            if ((k & 1023) == 0) cancellationToken.ThrowIfCancellationRequested();
+        }
 
         long ops = 0;
         while (true)
         {
             if ((++ops & 255) == 0) cancellationToken.ThrowIfCancellationRequested();
-            int key = rng.Next(o.Keys);
+            var rng = r.Rng;
+            int key = (int)rng.NextInt64(o.Keys);
             if (rng.NextDouble() < o.GetFraction)
             {
-                Get(cpu, tableBase, valuesBase, key, versions[key], value, expected);
-                Interlocked.Increment(ref _gets);
+                bool hit = Get(cpu, tableBase, valuesBase, key, r.Versions[key], value, expected);
+                BeginCommit(index);
+                r.Rng = rng;
+                r.Gets++;
+                if (!hit) r.Misses++;
+                EndCommit(index, 1);
             }
             else
             {
-                Set(cpu, tableBase, valuesBase, key, versions, ref nextSlot, value);
-                Interlocked.Increment(ref _sets);
+                var (slot, version) = Set(cpu, tableBase, valuesBase, key, r, value);
+                BeginCommit(index);
+                r.Rng = rng;
+                r.Versions[key] = version;
+                r.NextSlot = Math.Max(r.NextSlot, slot + 1);
+                r.Sets++;
+                EndCommit(index, 1);
             }
-            Count(index, 1);
         }
     }
 
-    private void Set(VirtualCpu cpu, long tableBase, long valuesBase, int key, ulong[] versions, ref long nextSlot, Span<byte> value)
+    /// <summary>Stores version (last + 1) of <paramref name="key"/>; returns its value slot and the version, for the caller to commit.</summary>
+    /// <remarks>
+    /// Redone after a pause that hit it midway, it finds the bucket it may already have claimed (with the slot it
+    /// chose: the committed next slot) and writes the same value again; the commit's max keeps the next slot right.
+    /// </remarks>
+    private (long Slot, ulong Version) Set(VirtualCpu cpu, long tableBase, long valuesBase, int key, Registers r, Span<byte> value)
     {
         long bucket = FindBucket(cpu, tableBase, key, out bool found);
         long slot;
-        if (found) slot = (long)cpu.ReadUInt64(bucket + 8) - 1;
+        if (found)
+        {
+            slot = (long)cpu.ReadUInt64(bucket + 8) - 1;
+            if (slot < 0 || slot >= _options.Keys)
+                throw new InvalidOperationException($"kv: key {key}'s bucket points at value slot {slot}, outside 0..{_options.Keys - 1} (guest memory corrupted).");
+        }
         else
         {
-            slot = nextSlot++;
+            slot = r.NextSlot;
+            if (slot >= _options.Keys)
+                throw new InvalidOperationException($"kv: no free value slot for key {key} ({_options.Keys} slots used; guest memory or vCPU state corrupted).");
             cpu.WriteUInt64(bucket + 8, (ulong)slot + 1);
             cpu.WriteUInt64(bucket, (ulong)key + 1);
         }
-        ulong version = ++versions[key];
+        ulong version = r.Versions[key] + 1;
         Encode(key, version, value);
         cpu.Write(valuesBase + slot * _options.ValueBytes, value);
+        return (slot, version);
     }
 
-    private void Get(VirtualCpu cpu, long tableBase, long valuesBase, int key, ulong version, Span<byte> value, Span<byte> expected)
+    /// <summary>Reads <paramref name="key"/> and checks it against <paramref name="version"/>; false when the key is not in the table (a miss).</summary>
+    private bool Get(VirtualCpu cpu, long tableBase, long valuesBase, int key, ulong version, Span<byte> value, Span<byte> expected)
     {
         long bucket = FindBucket(cpu, tableBase, key, out bool found);
         if (!found)
         {
-            Interlocked.Increment(ref _misses);
             if (version != 0) Corrupt($"key {key} (last SET version {version}) is missing from the table");
-            return;
+            return false;
         }
         long slot = (long)cpu.ReadUInt64(bucket + 8) - 1;
         if (slot < 0 || slot >= _options.Keys)
         {
             Corrupt($"key {key} points at value slot {slot}, outside 0..{_options.Keys - 1}");
-            return;
+            return true;
         }
         cpu.Read(valuesBase + slot * _options.ValueBytes, value);
         Encode(key, version, expected);
@@ -134,6 +172,7 @@ public sealed class KeyValueStoreWorkload(KeyValueStoreOptions? options = null, 
         {
             Corrupt($"GET key {key} returned (key {BinaryPrimitives.ReadUInt64LittleEndian(value)}, version {BinaryPrimitives.ReadUInt64LittleEndian(value[8..])}), last SET stored version {version}");
         }
+        return true;
     }
 
     private long FindBucket(VirtualCpu cpu, long tableBase, int key, out bool found)
@@ -162,6 +201,54 @@ public sealed class KeyValueStoreWorkload(KeyValueStoreOptions? options = null, 
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
             BinaryPrimitives.WriteUInt64LittleEndian(value[i..], z ^ (z >> 31));
+        }
+    }
+
+    private long Sum(Func<Registers, long> counter)
+    {
+        long n = 0;
+        for (int i = 0; i < Vcpus; i++)
+            if (StateOf(i) is Registers r) n += counter(r);
+        return n;
+    }
+
+    /// <summary>A shard's registers: per-key versions (the store's checker state), the next free value slot, the PRNG, the preload cursor and the counters.</summary>
+    private sealed class Registers(int keys, bool preload, SplitMix64 rng) : VcpuState
+    {
+        public readonly ulong[] Versions = new ulong[keys];
+        public long NextSlot;
+        public int PreloadNext = preload ? 0 : keys;
+        public SplitMix64 Rng = rng;
+        public long Gets, Sets, Misses;
+
+        public override void Save(BinaryWriter w)
+        {
+            w.Write(Versions.Length);
+            // Versions are small counts: 7-bit varints keep a 64-vCPU store's state well under a gRPC message.
+            foreach (ulong v in Versions) w.Write7BitEncodedInt64((long)v);
+            w.Write(NextSlot);
+            w.Write(PreloadNext);
+            w.Write(Rng.State);
+            w.Write(Gets);
+            w.Write(Sets);
+            w.Write(Misses);
+        }
+
+        public override void Load(BinaryReader r)
+        {
+            int keys = r.ReadInt32();
+            if (keys != Versions.Length)
+                throw new InvalidDataException($"kv vCPU state holds {keys} keys, this store has {Versions.Length} per vCPU (KeyValueStoreOptions.Keys).");
+            for (int k = 0; k < keys; k++) Versions[k] = (ulong)r.Read7BitEncodedInt64();
+            NextSlot = r.ReadInt64();
+            PreloadNext = r.ReadInt32();
+            Rng.State = r.ReadUInt64();
+            Gets = r.ReadInt64();
+            Sets = r.ReadInt64();
+            Misses = r.ReadInt64();
+            if (NextSlot < 0 || NextSlot > keys) throw new InvalidDataException($"kv vCPU state's next value slot {NextSlot} is outside 0..{keys}.");
+            if (PreloadNext < 0 || PreloadNext > keys) throw new InvalidDataException($"kv vCPU state's preload cursor {PreloadNext} is outside 0..{keys}.");
+            if (Gets < 0 || Sets < 0 || Misses < 0) throw new InvalidDataException("kv vCPU state has a negative GET, SET or miss counter.");
         }
     }
 

@@ -9,10 +9,19 @@ public sealed class MemoryBenchmarkWorkload(MemoryBenchmarkOptions? options = nu
     : Workload("membench", "bytes/s", (options ?? new()).Vcpus, (options ?? new()).SampleInterval, time)
 {
     private readonly MemoryBenchmarkOptions _options = options ?? new();
-    private long _pages, _sweeps;
+    private long _pages;
 
-    /// <summary>Full sweeps completed, summed over vCPUs.</summary>
-    public long Sweeps => Volatile.Read(ref _sweeps);
+    /// <summary>Full sweeps completed, summed over vCPUs (carried across a migration with the vCPU state).</summary>
+    public long Sweeps
+    {
+        get
+        {
+            long n = 0;
+            for (int i = 0; i < Vcpus; i++)
+                if (StateOf(i) is Registers r) n += Volatile.Read(ref r.Sweep) - 1;
+            return n;
+        }
+    }
 
     /// <inheritdoc/>
     protected override void Prepare(SoftwareMmu mmu)
@@ -25,29 +34,53 @@ public sealed class MemoryBenchmarkWorkload(MemoryBenchmarkOptions? options = nu
     }
 
     /// <inheritdoc/>
+    protected override VcpuState CreateVcpuState(int index) => new Registers();
+
+    /// <inheritdoc/>
     protected override void RunVcpu(VirtualCpu cpu, int index, CancellationToken cancellationToken)
     {
+        var r = (Registers)StateOf(index)!;
         long per = _pages / Vcpus;
         long first = _options.StartPage + index * per;
         long count = index == Vcpus - 1 ? _pages - index * per : per;
+        if (r.Cursor >= count)
+            throw new InvalidDataException($"membench: vCPU {index}'s cursor {r.Cursor} is beyond its slice of {count} pages (restored state does not fit).");
         Span<byte> pattern = stackalloc byte[Page.Size];
-        for (long sweep = 1; ; sweep++)
+        while (true)
         {
-            pattern.Fill((byte)(sweep * 31 + index));
-            int pending = 0;
-            for (long p = first; p < first + count; p++)
+            pattern.Fill((byte)(r.Sweep * 31 + index));
+            // One operation is up to 64 pages of the sweep: committing per page would be measurable next to a 4 KiB
+            // store, and redoing up to 64 pages of the same pattern after a migration writes the same bytes.
+            long from = r.Cursor, to = Math.Min(count, from + 64);
+            for (long p = from; p < to; p++) cpu.Write((first + p) << Page.Shift, pattern);
+            BeginCommit(index);
+            if (to == count)
             {
-                cpu.Write(p << Page.Shift, pattern);
-                // Count in batches: per-page accounting would be measurable next to a 4 KiB store.
-                if (++pending == 64)
-                {
-                    Count(index, 64L * Page.Size);
-                    pending = 0;
-                    if (cancellationToken.IsCancellationRequested) return;
-                }
+                r.Cursor = 0;
+                Volatile.Write(ref r.Sweep, r.Sweep + 1);
             }
-            Count(index, (long)pending * Page.Size);
-            Interlocked.Increment(ref _sweeps);
+            else r.Cursor = to;
+            EndCommit(index, (to - from) * Page.Size);
+            if (cancellationToken.IsCancellationRequested) return;
+        }
+    }
+
+    /// <summary>A vCPU's sweep number (from 1; it picks the byte pattern) and its next page within its slice.</summary>
+    private sealed class Registers : VcpuState
+    {
+        public long Sweep = 1, Cursor;
+
+        public override void Save(BinaryWriter w)
+        {
+            w.Write(Sweep);
+            w.Write(Cursor);
+        }
+
+        public override void Load(BinaryReader r)
+        {
+            Sweep = r.ReadInt64();
+            Cursor = r.ReadInt64();
+            if (Sweep < 1 || Cursor < 0) throw new InvalidDataException($"membench vCPU state has sweep {Sweep} and cursor {Cursor}: sweeps start at 1, cursors at 0.");
         }
     }
 }

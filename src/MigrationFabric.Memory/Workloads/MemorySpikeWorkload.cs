@@ -20,7 +20,7 @@ public sealed class MemorySpikeWorkload(MemorySpikeOptions? options = null, Free
     private volatile bool _releaseRequested;
     private ITimer? _spikeTimer;
 
-    /// <summary>Completes with how long touching all spike pages took, once they are all in the footprint.</summary>
+    /// <summary>Completes with how long touching all spike pages took, once they are all in the footprint (on the host where the spike ran: a migration carries the footprint, not this task).</summary>
     public Task<TimeSpan> Spiked => _spiked.Task;
 
     /// <summary>Completes once the spike pages were given back after <see cref="Release"/>.</summary>
@@ -44,40 +44,95 @@ public sealed class MemorySpikeWorkload(MemorySpikeOptions? options = null, Free
     }
 
     /// <inheritdoc/>
+    protected override VcpuState CreateVcpuState(int index) => new Registers(this) { Footprint = _options.BasePages };
+
+    /// <inheritdoc/>
     protected override void RunVcpu(VirtualCpu cpu, int index, CancellationToken cancellationToken)
     {
+        var r = (Registers)StateOf(index)!;
         long basePage = _options.StartPage;
-        long spikePage = basePage + _options.BasePages;
-        long footprint = _options.BasePages;
-        ulong stamp = 0;
-        bool spiked = false, released = false;
+        long spikeEnd = _options.BasePages + _options.SpikePages;
+        if (r.Footprint != _options.BasePages && r.Footprint != spikeEnd || r.Cursor > spikeEnd)
+            throw new InvalidDataException($"spike: footprint {r.Footprint} / cursor {r.Cursor} do not fit BasePages {_options.BasePages} and SpikePages {_options.SpikePages} (restored state does not fit).");
+        long t0 = Time.GetTimestamp();
         while (!cancellationToken.IsCancellationRequested)
         {
-            for (long p = basePage; p < basePage + footprint; p++)
+            // One operation: a page write of the pass (or of the spike's first touch), then its commit.
+            if (r.Cursor < (r.InSpike ? spikeEnd : r.Footprint))
             {
-                cpu.WriteUInt64(p << Page.Shift, ++stamp);
-                Count(index, 1);
-                if ((p & 255) == 0 && cancellationToken.IsCancellationRequested) return;
+                ulong stamp = r.Stamp + 1;
+                cpu.WriteUInt64((basePage + r.Cursor) << Page.Shift, stamp);
+                BeginCommit(index);
+                r.Stamp = stamp;
+                r.Cursor++;
+                EndCommit(index, 1);
+                continue;
             }
-            if (!spiked && _trigger.IsSet)
+            // End of a pass: the only places the footprint changes (commits without a memory access).
+            if (r.InSpike)
             {
-                long t0 = Time.GetTimestamp();
-                for (long p = spikePage; p < spikePage + _options.SpikePages; p++)
-                {
-                    cpu.WriteUInt64(p << Page.Shift, ++stamp);
-                    Count(index, 1);
-                }
-                footprint += _options.SpikePages;
-                spiked = true;
+                BeginCommit(index);
+                r.InSpike = false;
+                r.Spiked = true;
+                r.Footprint = spikeEnd;
+                r.Cursor = 0;
+                EndCommit(index, 0);
                 _spiked.TrySetResult(Time.GetElapsedTime(t0));
+                continue;
             }
-            if (spiked && !released && _releaseRequested)
+            if (!r.Spiked && _trigger.IsSet)
             {
-                footprint = _options.BasePages;
-                freePages?.ReportFree(spikePage, _options.SpikePages);
-                released = true;
+                t0 = Time.GetTimestamp();
+                BeginCommit(index);
+                r.InSpike = true;
+                EndCommit(index, 0);
+                continue;
+            }
+            bool release = r.Spiked && !r.Released && _releaseRequested;
+            BeginCommit(index);
+            r.Cursor = 0;
+            if (release)
+            {
+                r.Footprint = _options.BasePages;
+                r.Released = true;
+            }
+            EndCommit(index, 0);
+            if (release)
+            {
+                freePages?.ReportFree(basePage + _options.BasePages, _options.SpikePages);
                 _released.TrySetResult();
             }
+        }
+    }
+
+    /// <summary>The vCPU's stamp, pass cursor, footprint and spike progress, plus the spike and release requests not yet acted on (pending inputs).</summary>
+    private sealed class Registers(MemorySpikeWorkload owner) : VcpuState
+    {
+        public ulong Stamp;
+        public long Cursor, Footprint;
+        public bool InSpike, Spiked, Released;
+
+        public override void Save(BinaryWriter w)
+        {
+            w.Write(Stamp);
+            w.Write(Cursor);
+            w.Write(Footprint);
+            w.Write((byte)((InSpike ? 1 : 0) | (Spiked ? 2 : 0) | (Released ? 4 : 0)
+                | (owner._trigger.IsSet ? 8 : 0) | (owner._releaseRequested ? 16 : 0)));
+        }
+
+        public override void Load(BinaryReader r)
+        {
+            Stamp = r.ReadUInt64();
+            Cursor = r.ReadInt64();
+            Footprint = r.ReadInt64();
+            int flags = r.ReadByte();
+            if (flags > 31 || Cursor < 0) throw new InvalidDataException($"spike vCPU state has flags 0x{flags:x2} and cursor {Cursor}: not a state this workload writes.");
+            InSpike = (flags & 1) != 0;
+            Spiked = (flags & 2) != 0;
+            Released = (flags & 4) != 0;
+            if ((flags & 8) != 0) owner._trigger.Set();
+            if ((flags & 16) != 0) owner._releaseRequested = true;
         }
     }
 }
