@@ -209,6 +209,8 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
             try { entry.DecodeInto(target); }
             catch { _memory.AbortInstall(page, PageResidency.Remote); throw; }
             _memory.CompleteInstall(page, PageResidency.Remote);
+            // A prefetched page is about to be used: without the bit, the clock would take it first (it is the only unaccessed page around).
+            if (page != faulted.Value) _memory.Accessed.MarkAccessed(page);
             if (installed < done.Length) done[installed++] = page;
             if (page == faulted.Value) got = true;
         }

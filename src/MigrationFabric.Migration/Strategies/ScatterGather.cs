@@ -62,6 +62,16 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         int streamsEach = Math.Max(1, Options.Streams / Options.Intermediates.Count);
         var parts = Options.Intermediates.Select(a => HostLink.Open(a, streamsEach, channelOptions, job.MigrationId + SplitSubHost.Suffix)).ToArray();
         _parts.AddOrUpdate(session, parts);
+        session.FurtherDestinations = () =>
+        {
+            var d = new DestinationProgress[parts.Length];
+            for (int k = 0; k < d.Length; k++)
+            {
+                var c = parts[k].Streams?.Counters;
+                d[k] = new DestinationProgress(parts[k].Address.Authority, DestinationRole.Intermediate, c?.BytesSent ?? 0, c?.PagesSent ?? 0, 0);
+            }
+            return d;
+        };
         var pages = ArrayPool<long>.Shared.Rent((int)memory.PageCount);
         try
         {
