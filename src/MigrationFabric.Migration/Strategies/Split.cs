@@ -127,6 +127,8 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
                 cancellationToken.ThrowIfCancellationRequested();
             }
 
+            // The plan is fixed: its map is written before the pause, not during the downtime.
+            var planMap = plan.Map.Serialize();
             session.Report(MigrationPhase.SwitchOver);
             long pauseTs = session.Timestamp();
             session.Pause(cancellationToken);
@@ -143,7 +145,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             flushes[links.Length] = Task.CompletedTask;
             await WhenAllNamingAsync(part, flushes).ConfigureAwait(false);
             var deviceState = job.CaptureDeviceState?.Invoke() ?? ReadOnlyMemory<byte>.Empty;
-            var state = SplitSwitchOverState.Wrap(plan.Map.Serialize(), deviceState.Span);
+            var state = SplitSwitchOverState.Wrap(planMap, deviceState.Span);
             cancellationToken.ThrowIfCancellationRequested();
             await session.Channel.AsyncUnaryCall(PagesContract.SwitchOver,
                 new SwitchOverRequest { MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(state) },

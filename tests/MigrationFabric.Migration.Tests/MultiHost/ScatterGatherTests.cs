@@ -89,18 +89,26 @@ public class ScatterGatherTests
         await using var c = await CreateAsync();
         c.Vm.Fill(stride: 1);
         ulong digest = c.Vm.Digest();
-        var progressed = new TaskCompletionSource();
+        var snapshot = new TaskCompletionSource<MigrationFabric.Migration.Reporting.MigrationProgress>(TaskCreationOptions.RunContinuationsAsynchronously);
         var options = c.Options();
         options.BandwidthCap = 8 * Mib;
         options.ProgressInterval = TimeSpan.FromMilliseconds(20);
         var job = new MigrationJob
         {
             MigrationId = c.Id, Vm = "vm-1", Memory = c.Vm.Memory, Mmu = c.Vm.Mmu, Destination = c.Destination.Address,
-            Progress = new Progress(p => { if (p.Phase == MigrationFabric.Migration.Reporting.MigrationPhase.PreCopy && p.Elapsed > TimeSpan.FromMilliseconds(300)) progressed.TrySetResult(); }),
+            Progress = new Progress(p =>
+            {
+                // Progress per intermediate: both are being scattered to.
+                if (p.Phase == MigrationFabric.Migration.Reporting.MigrationPhase.PreCopy && p.Elapsed > TimeSpan.FromMilliseconds(300)
+                    && p.Destinations.Count == 3 && p.Destinations[1].BytesSent > 0 && p.Destinations[2].BytesSent > 0) snapshot.TrySetResult(p);
+            }),
         };
         var run = new ScatterGather(options).RunAsync(job);
-        await progressed.Task.WaitAsync(Long);
+        var seen = await snapshot.Task.WaitAsync(Long);
         await c.Intermediates[1].KillAsync();
+        Assert.Equal(MigrationFabric.Migration.Reporting.DestinationRole.Intermediate, seen.Destinations[2].Role);
+        Assert.Equal(c.Intermediates[1].Address.Authority, seen.Destinations[2].Host);
+        Assert.Equal(seen.Destinations.Sum(d => d.BytesSent), seen.BytesSent);
 
         var e = await Assert.ThrowsAsync<MigrationFailedException>(() => run.WaitAsync(Long));
 
