@@ -30,7 +30,7 @@ public sealed class PrivateMemoryVmTests
                 Assert.NotNull(vm.Pager);
                 Assert.Equal(4L << 20, vm.ShareBytes);
                 Assert.True(File.Exists(swap));
-                vm.Start(resumed: false);
+                vm.Start();
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
                 while (vm.SwappedBytes < 8L << 20)
                 {

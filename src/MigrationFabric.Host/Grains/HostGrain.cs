@@ -47,7 +47,7 @@ public sealed class HostGrain : Grain, IHostGrain
         var vm = Agent.Hypervisor.Admit(request.Name, (long)request.MemoryBytes, request.Workload, StatusCode.ResourceExhausted);
         try
         {
-            vm.Start(resumed: false);
+            vm.Start();
         }
         catch (ArgumentException e)
         {
@@ -82,9 +82,9 @@ public sealed class HostGrain : Grain, IHostGrain
         {
             incoming = new IncomingMigration(migrationId, vm, local.Memory, local.Mmu, new IncomingMigrationOptions
             {
-                Resume = (_, _) =>
+                Resume = (deviceState, _) =>
                 {
-                    local.Start(resumed: true);
+                    local.Resume(deviceState);
                     return Task.CompletedTask;
                 },
             });

@@ -80,14 +80,44 @@ public sealed class LocalVm : IAsyncDisposable
     /// <summary>The workload's run (faults if a vCPU failed).</summary>
     public Task Run => _run;
 
-    /// <summary>Starts the vCPUs with a workload made for this VM (<paramref name="resumed"/>: after a migration).</summary>
-    public void Start(bool resumed)
+    /// <summary>Starts the vCPUs with a fresh guest program made for this VM (a new VM).</summary>
+    public void Start() => Launch(WorkloadFactory.Create(WorkloadSpec, Memory.PageCount));
+
+    /// <summary>Starts the vCPUs after a migration: the guest program continues from the source's <paramref name="deviceState"/> (its vCPU state, see <see cref="CaptureDeviceState"/>).</summary>
+    /// <remarks>
+    /// An empty state is the one case of a fresh start: the source VM never started its workload, so there is no
+    /// program to continue. Any other program state the source had is in the blob; a blob that does not fit this
+    /// VM's workload is refused (ArgumentException naming what is wrong), never papered over by a restart.
+    /// </remarks>
+    public void Resume(ReadOnlyMemory<byte> deviceState)
+    {
+        if (deviceState.IsEmpty)
+        {
+            Start();
+            return;
+        }
+        Memory.Workloads.Workload workload;
+        try
+        {
+            workload = WorkloadFactory.Resume(WorkloadSpec, Memory.PageCount, deviceState.Span);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ArgumentException($"VM {Name}: device_state does not fit its workload: {e.Message}", nameof(deviceState), e);
+        }
+        Launch(workload);
+    }
+
+    /// <summary>The vCPU state to carry at switch-over (MigrationJob.CaptureDeviceState); the MMU must be paused. Empty when the workload never started.</summary>
+    public ReadOnlyMemory<byte> CaptureDeviceState() => Workload is { } workload ? workload.CaptureState() : ReadOnlyMemory<byte>.Empty;
+
+    private void Launch(Memory.Workloads.Workload workload)
     {
         if (Workload is not null) throw new InvalidOperationException($"VM {Name} is already running.");
-        var workload = WorkloadFactory.Create(WorkloadSpec, Memory.PageCount, resumed);
         Workload = workload;
         WorkloadStartedAt = DateTimeOffset.UtcNow;
-        _run = Task.Run(() => workload.RunAsync(Mmu, _stop.Token));
+        // Called here, not on the pool: once Start returns the vCPUs exist, so a switch-over right away captures their state.
+        _run = workload.RunAsync(Mmu, _stop.Token);
     }
 
     /// <summary>Stops the vCPUs and frees the memory.</summary>

@@ -22,8 +22,18 @@ public static class WorkloadFactory
             throw FabricException.Invalid($"workload.spike_bytes {workload.SpikeBytes} plus the 4 MiB base footprint does not fit the VM's {memoryBytes} bytes.");
     }
 
-    /// <summary>A fresh workload for <paramref name="workload"/>; <paramref name="resumed"/> means memory already holds the guest's data (after a migration).</summary>
-    public static MigrationFabric.Memory.Workloads.Workload Create(Workload workload, long pageCount, bool resumed)
+    /// <summary>A fresh workload for <paramref name="workload"/> (a new VM).</summary>
+    public static MigrationFabric.Memory.Workloads.Workload Create(Workload workload, long pageCount) => Build(workload, pageCount, resumed: false);
+
+    /// <summary>The workload of a migrated VM, continuing from <paramref name="deviceState"/> (throws InvalidDataException naming what does not fit).</summary>
+    public static MigrationFabric.Memory.Workloads.Workload Resume(Workload workload, long pageCount, ReadOnlySpan<byte> deviceState)
+    {
+        var w = Build(workload, pageCount, resumed: true);
+        w.RestoreState(deviceState);
+        return w;
+    }
+
+    private static MigrationFabric.Memory.Workloads.Workload Build(Workload workload, long pageCount, bool resumed)
     {
         int vcpus = workload.Vcpus == 0 ? 1 : (int)workload.Vcpus;
         return workload.Kind switch
@@ -36,8 +46,7 @@ public static class WorkloadFactory
                 WorkingSetFraction = (workload.WorkingSetPercent == 0 ? 10 : workload.WorkingSetPercent) / 100.0,
                 TargetDirtyPagesPerSecond = workload.DirtyPagesPerSecond,
             }),
-            // The store's per-key versions live outside guest memory (its "device state"); after a move
-            // the program restarts and re-SETs every key, so its GET checks stay meaningful.
+            // Same options at both ends (same spec, same memory): the restored per-key versions and slots fit.
             WorkloadKind.KeyValue => new KeyValueStoreWorkload(new KeyValueStoreOptions
             {
                 Vcpus = vcpus,
@@ -49,6 +58,7 @@ public static class WorkloadFactory
             {
                 Vcpus = vcpus,
                 SpikePages = SpikePages(workload),
+                // The auto-trigger is a timer of the host it started on; a trigger already pending travels in the vCPU state.
                 SpikeAfter = resumed ? null : TimeSpan.FromSeconds(1),
             }),
             _ => throw FabricException.Invalid($"workload.kind {workload.Kind} is not a known workload."),

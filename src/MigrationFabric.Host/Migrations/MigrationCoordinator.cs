@@ -69,6 +69,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             Vm = request.Vm,
             Memory = vm.Memory,
             Mmu = vm.Mmu,
+            CaptureDeviceState = vm.CaptureDeviceState,
             Destination = new Uri(destinationEndpoint),
             LocalPages = agent.Pages,
             LocalAddress = new Uri(agent.Endpoint),
