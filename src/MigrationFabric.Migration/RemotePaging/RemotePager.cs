@@ -338,6 +338,25 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         }
     }
 
+    /// <summary>Asks every sub-host not yet lost whether it still holds this VM (a RemotePages call for page 0, whose reply is dropped); one that fails is lost, as if a fault had found it so. For the Host to call when membership changes or periodically: otherwise a loss shows at the next fault on one of its pages.</summary>
+    /// <returns>The sub-hosts lost so far (0-based indexes in the map's order).</returns>
+    public async Task<IReadOnlyList<int>> ProbeAsync(CancellationToken cancellationToken = default)
+    {
+        var probes = new List<Task>();
+        for (int k = 1; k < _channels.Length; k++)
+            if (Volatile.Read(ref _lostHosts[k]) is null)
+                probes.Add(CallAsync(PagesContract.RemotePages, new RemotePagesRequest { Vm = Vm, PageNumbers = { 0UL } }, k, new PageNumber(0), cancellationToken));
+        try { await Task.WhenAll(probes).ConfigureAwait(false); }
+        catch (PageFaultException)
+        {
+            // Recorded as a loss by CallAsync; reported below.
+        }
+        var lost = new List<int>();
+        for (int k = 1; k < _lostHosts.Length; k++)
+            if (Volatile.Read(ref _lostHosts[k]) is not null) lost.Add(k - 1);
+        return lost;
+    }
+
     /// <summary>Pages the map gives to <paramref name="host"/> that the main does not hold: they exist only there.</summary>
     private long CountLost(int host)
     {

@@ -195,4 +195,25 @@ public class RemotePagerMapTests
         await Task.Run(() => ReadAndCheck(mmu, h.Original, [10, 11, 2000, h.Main.PageCount - 1])).WaitAsync(Long);
         Assert.Equal(MemoryMap.Main, restored.HostOf(10));
     }
+    [Fact]
+    public async Task A_probe_finds_a_dead_sub_host_before_any_fault_and_reports_the_pages_only_it_held()
+    {
+        await using var h = await CreateAsync();
+        long onB = h.Map.PagesOn(2);
+        using var pager = new RemotePager("vm-1", h.Main, h.Map, Options());
+        using var mmu = new SoftwareMmu(h.Main, pager);
+        Assert.Empty(await pager.ProbeAsync().WaitAsync(Long));
+        Assert.False(pager.Lost.IsCompleted);
+
+        await h.Subs[1].KillAsync();
+
+        Assert.Equal([1], await pager.ProbeAsync().WaitAsync(Long));
+        var lost = await pager.Lost.WaitAsync(Long);
+        Assert.Equal(onB, lost.PagesLost);
+        Assert.Equal(h.Subs[1].Address, lost.SubHost);
+        // Sub-host 0 still serves its pages; a page of sub-host 1 stops the vCPU with the loss.
+        await Task.Run(() => ReadAndCheck(mmu, h.Original, [Budget, Budget + 1])).WaitAsync(Long);
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => Task.Run(() => ReadAndCheck(mmu, h.Original, [Budget + 64])).WaitAsync(Long));
+        Assert.Contains("lost", e.ToString());
+    }
 }
