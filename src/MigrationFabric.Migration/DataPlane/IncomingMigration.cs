@@ -97,6 +97,39 @@ public sealed class IncomingMigration
     /// <summary>Remote faults taken.</summary>
     public long RemoteFaults => RemoteFaultLatency.Count;
 
+    /// <summary>Where remote faults' time went, step by step (post-copy).</summary>
+    public RemoteFaultSteps RemoteFaultSteps { get; } = new();
+
+    /// <summary>Remote faults waiting for the source right now.</summary>
+    internal int RemoteFaultsInFlight => Volatile.Read(ref _faultsInFlight);
+
+    private int _faultsInFlight;
+    private readonly AsyncSignal _faultsDrained = new();
+
+    internal void FaultStarted() => Interlocked.Increment(ref _faultsInFlight);
+
+    internal void FaultEnded()
+    {
+        if (Interlocked.Decrement(ref _faultsInFlight) == 0) _faultsDrained.Set();
+    }
+
+    /// <summary>Background-push batches wait here while remote faults are out (at most <see cref="IncomingMigrationOptions.FaultPriorityHold"/>): on shared cores, applying a megabyte batch delays the fault's reply.</summary>
+    /// <remarks>QEMU's postcopy-preempt gives faults their own channel and sends them ahead of the background stream; holding the
+    /// push's apply also stops the source's push through the window, so a fault has the cores to itself.</remarks>
+    internal async ValueTask YieldToFaultsAsync(CancellationToken cancellationToken)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (true)
+        {
+            var next = _faultsDrained.Next;
+            if (Volatile.Read(ref _faultsInFlight) == 0) return;
+            var left = Options.FaultPriorityHold - System.Diagnostics.Stopwatch.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero) return;
+            try { await next.WaitAsync(left, cancellationToken).ConfigureAwait(false); }
+            catch (TimeoutException) { return; }
+        }
+    }
+
     /// <summary>The device state received at switch-over.</summary>
     public ReadOnlyMemory<byte> DeviceState { get; private set; }
 

@@ -20,6 +20,9 @@ public sealed class IncomingMigrationOptions
     /// <summary>How long a remote fault waits for the source before the page is declared lost. Default 10 s.</summary>
     public TimeSpan RemoteFaultTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Longest a background-push batch waits at the destination while remote faults are out (post-copy: faults go first); zero never holds it. Default 5 ms.</summary>
+    public TimeSpan FaultPriorityHold { get; set; } = TimeSpan.FromMilliseconds(5);
+
     /// <summary>How long verification waits for post-copy pages still on their way. Default 5 min.</summary>
     public TimeSpan ArrivalTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
@@ -30,6 +33,7 @@ public sealed class IncomingMigrationOptions
     {
         if (Window < 1) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(Window)} must be at least 1, was {Window}.");
         if (RemoteFaultTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(RemoteFaultTimeout)} must be positive, was {RemoteFaultTimeout}.");
+        if (FaultPriorityHold < TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(FaultPriorityHold)} must not be negative, was {FaultPriorityHold}.");
         if (ArrivalTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(ArrivalTimeout)} must be positive, was {ArrivalTimeout}.");
     }
 }

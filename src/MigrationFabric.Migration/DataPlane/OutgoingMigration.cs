@@ -42,19 +42,28 @@ internal sealed class OutgoingMigration
     /// <summary>Where the background push should continue (just past the last fault's prefetch), or -1.</summary>
     public long TakeHint() => Interlocked.Exchange(ref _hint, -1);
 
-    /// <summary>Waits while remote faults are being served: they go first.</summary>
-    public async ValueTask WaitForNoUrgentAsync(CancellationToken cancellationToken)
+    /// <summary>Waits while remote faults are being served and their replies written: they go first. Waits at most <paramref name="atMost"/>, so a reply whose completion is never reported cannot stall the push.</summary>
+    public async ValueTask WaitForNoUrgentAsync(TimeSpan atMost, CancellationToken cancellationToken)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         while (true)
         {
             var next = _idle.Next;
             if (Volatile.Read(ref _urgent) == 0) return;
-            await next.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var left = atMost - System.Diagnostics.Stopwatch.GetElapsedTime(start);
+            if (left <= TimeSpan.Zero) return;
+            try { await next.WaitAsync(left, cancellationToken).ConfigureAwait(false); }
+            catch (TimeoutException) { return; }
         }
     }
 
+    public bool HasUrgent => Volatile.Read(ref _urgent) != 0;
+
+    /// <summary>Builds the reply to a fault; the caller calls <see cref="ReplyWritten"/> once the reply has left (until then the push holds off).</summary>
+    /// <remarks>Throws (and is then done) on a page outside the VM.</remarks>
     public RemotePagesResponse Serve(RemotePagesRequest request)
     {
+        long receivedNs = RemoteFaultSteps.NowNanoseconds();
         Interlocked.Increment(ref _urgent);
         try
         {
@@ -76,12 +85,27 @@ internal sealed class OutgoingMigration
             Interlocked.Add(ref _served, builder.Count);
             Interlocked.Increment(ref _requests);
             // The reply's buffers are not returned to the pool: the server serializes it after this returns.
-            return new RemotePagesResponse { Batch = builder.Build(0).Batch };
+            var response = new RemotePagesResponse { Batch = builder.Build(0).Batch, ReceivedAtNs = (ulong)receivedNs };
+            long readNs = RemoteFaultSteps.NowNanoseconds();
+            response.ReadAtNs = (ulong)readNs;
+            Stats?.Read.Record(readNs - receivedNs);
+            return response;
         }
-        finally
+        catch
         {
-            if (Interlocked.Decrement(ref _urgent) == 0) _idle.Set();
+            ReplyWritten(0);
+            throw;
         }
+    }
+
+    /// <summary>Where the serving steps are recorded (the agent's PagesService). Default null.</summary>
+    public RemotePagesServing? Stats { get; set; }
+
+    /// <summary>A reply from <see cref="Serve"/> has been written (or abandoned); <paramref name="readAtNs"/> is its ReadAtNs, 0 when not to be recorded.</summary>
+    public void ReplyWritten(long readAtNs)
+    {
+        if (readAtNs > 0) Stats?.Write.Record(RemoteFaultSteps.NowNanoseconds() - readAtNs);
+        if (Interlocked.Decrement(ref _urgent) == 0) _idle.Set();
     }
 
     private void Add(PageBatchBuilder builder, long page)

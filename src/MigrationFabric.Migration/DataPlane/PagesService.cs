@@ -20,7 +20,7 @@ public sealed class PagesService
     {
         Definition = RpcServiceDefinition.CreateBuilder(PagesContract.Service)
             .AddDuplexStreaming<PageStreamMessage, PageAck>("PageStream", PageStreamAsync)
-            .AddUnary<RemotePagesRequest, RemotePagesResponse>("RemotePages", (r, c) => Task.FromResult(RemotePages(r)))
+            .AddUnary<RemotePagesRequest, RemotePagesResponse>("RemotePages", (r, c) => Task.FromResult(RemotePages(r, c)))
             .AddUnary<StorePagesRequest, StorePagesResponse>("StorePages", (r, c) => Task.FromResult(StorePages(r)))
             .AddUnary<SwitchOverRequest, SwitchOverResponse>("SwitchOver", SwitchOverAsync)
             .AddUnary<VerifyPagesRequest, VerifyPagesResponse>("VerifyPages", VerifyAsync)
@@ -66,8 +66,12 @@ public sealed class PagesService
         catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"StorePages: {e.Message}"); }
     }
 
+    /// <summary>How this agent served remote faults of migrations it is the source of (post-copy), step by step.</summary>
+    public RemotePagesServing RemotePagesServed { get; } = new();
+
     internal void Offer(OutgoingMigration migration)
     {
+        migration.Stats = RemotePagesServed;
         if (!_outgoing.TryAdd(migration.MigrationId, migration))
             throw new InvalidOperationException($"migration {migration.MigrationId} already serves pages here.");
     }
@@ -111,6 +115,8 @@ public sealed class PagesService
                 var batch = message.Batch;
                 if (batch.Sequence != expected)
                     throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: batch sequence {batch.Sequence}, expected {expected}.");
+                // Post-copy: remote faults go first (see IncomingMigration.YieldToFaultsAsync).
+                if (migration.RemoteFaultsInFlight > 0) await migration.YieldToFaultsAsync(ct).ConfigureAwait(false);
                 try
                 {
                     applied += (ulong)migration.Apply(batch);
@@ -143,7 +149,7 @@ public sealed class PagesService
         }
     }
 
-    private RemotePagesResponse RemotePages(RemotePagesRequest request)
+    private RemotePagesResponse RemotePages(RemotePagesRequest request, ServerCallContext context)
     {
         if (request.PageNumbers.Count == 0) throw new RpcException(StatusCode.InvalidArgument, "RemotePages: page_numbers is empty.");
         if (string.IsNullOrEmpty(request.MigrationId) && _stores.TryGetValue(request.Vm, out var store))
@@ -155,14 +161,31 @@ public sealed class PagesService
             throw new RpcException(StatusCode.NotFound, $"RemotePages: this host serves no pages for migration '{request.MigrationId}'.");
         if (request.Vm != outgoing.Vm)
             throw new RpcException(StatusCode.InvalidArgument, $"RemotePages: migration {request.MigrationId} moves VM '{outgoing.Vm}', not '{request.Vm}'.");
+        RemotePagesResponse response;
         try
         {
-            return outgoing.Serve(request);
+            response = outgoing.Serve(request);
         }
         catch (ArgumentOutOfRangeException e)
         {
             throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}");
         }
+        // The background push holds off until the reply has left, not only while it is built: on a shared core the
+        // push's batch encoding would otherwise delay the reply's write. Kestrel reports completion after the last frame.
+        try
+        {
+            context.HttpContext.Response.OnCompleted(static state =>
+            {
+                var (o, readAt) = ((OutgoingMigration, long))state;
+                o.ReplyWritten(readAt);
+                return Task.CompletedTask;
+            }, (outgoing, (long)response.ReadAtNs));
+        }
+        catch (InvalidOperationException)
+        {
+            outgoing.ReplyWritten(0);
+        }
+        return response;
     }
 
     private async Task<SwitchOverResponse> SwitchOverAsync(SwitchOverRequest request, ServerCallContext context)

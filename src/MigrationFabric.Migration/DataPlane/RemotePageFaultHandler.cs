@@ -31,36 +31,49 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
         var request = new RemotePagesRequest { MigrationId = _incoming.MigrationId, Vm = _incoming.Vm, Prefetch = (uint)_prefetch };
         request.PageNumbers.Add((ulong)fault.Page.Value);
         RemotePagesResponse response;
+        long sentNs;
+        _incoming.FaultStarted();
         try
         {
-            response = await _channel.AsyncUnaryCall(PagesContract.RemotePages, request,
-                new CallOptions(CancellationToken: cancellationToken).WithTimeout(_incoming.Options.RemoteFaultTimeout)).ResponseAsync.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
-        {
-            // The background push may have delivered the page while this request was out, and the source stops
-            // serving once every page has arrived: then nothing is lost, and the vCPU finds the page on its re-check.
-            if (fault.Memory.GetResidency(fault.Page) != PageResidency.Remote) return;
-            _incoming.SourceLost(e);
-            throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId}: the source did not serve {fault.Page}: {e.Message}", e);
-        }
-        try
-        {
-            var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _incoming.Memory.PageCount);
-            bool got = false;
-            while (reader.TryRead(out var entry))
+            try
             {
-                bool faulted = entry.Page == fault.Page.Value;
-                _incoming.InstallRemote(entry, mustBeResident: faulted);
-                got |= faulted;
+                sentNs = RemoteFaultSteps.NowNanoseconds();
+                response = await _channel.AsyncUnaryCall(PagesContract.RemotePages, request,
+                    new CallOptions(CancellationToken: cancellationToken).WithTimeout(_incoming.Options.RemoteFaultTimeout)).ResponseAsync.ConfigureAwait(false);
             }
-            if (!got && fault.Memory.GetResidency(fault.Page) == PageResidency.Remote)
-                throw new PageBatchFormatException($"the source's reply did not contain the faulted {fault.Page}.");
+            catch (Exception e) when (e is RpcException or IOException or HttpRequestException)
+            {
+                // The background push may have delivered the page while this request was out, and the source stops
+                // serving once every page has arrived: then nothing is lost, and the vCPU finds the page on its re-check.
+                if (fault.Memory.GetResidency(fault.Page) != PageResidency.Remote) return;
+                _incoming.SourceLost(e);
+                throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId}: the source did not serve {fault.Page}: {e.Message}", e);
+            }
+            long gotNs = RemoteFaultSteps.NowNanoseconds();
+            try
+            {
+                var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _incoming.Memory.PageCount);
+                bool got = false;
+                while (reader.TryRead(out var entry))
+                {
+                    bool faulted = entry.Page == fault.Page.Value;
+                    _incoming.InstallRemote(entry, mustBeResident: faulted);
+                    got |= faulted;
+                }
+                if (!got && fault.Memory.GetResidency(fault.Page) == PageResidency.Remote)
+                    throw new PageBatchFormatException($"the source's reply did not contain the faulted {fault.Page}.");
+            }
+            catch (Exception e) when (e is PageChecksumException or PageBatchFormatException)
+            {
+                _incoming.Fail(e);
+                throw new PageFaultException(fault.Page, e.Message, e);
+            }
+            _incoming.RemoteFaultSteps.Record(RemoteFaultSteps.ToNanoseconds(start), sentNs, (long)response.ReceivedAtNs, (long)response.ReadAtNs,
+                gotNs, RemoteFaultSteps.NowNanoseconds());
         }
-        catch (Exception e) when (e is PageChecksumException or PageBatchFormatException)
+        finally
         {
-            _incoming.Fail(e);
-            throw new PageFaultException(fault.Page, e.Message, e);
+            _incoming.FaultEnded();
         }
         _incoming.RecordFault(start);
     }

@@ -4,9 +4,12 @@ using MigrationFabric.Migration.Telemetry;
 
 namespace MigrationFabric.Migration.Strategies;
 
-/// <summary>Post-copy at the source: pushes every page the destination still lacks, yielding to remote faults and continuing just past the last one.</summary>
+/// <summary>Post-copy at the source: pushes every page the destination still lacks, holding off while a remote fault is served and its reply written, and continuing just past the last one.</summary>
 internal static class BackgroundPush
 {
+    // Longest one wait for faults' replies to leave: bounds the push's stall if a reply's completion is never reported.
+    private static readonly TimeSpan UrgentWaitLimit = TimeSpan.FromMilliseconds(20);
+
     public static async Task RunAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         var outgoing = session.Outgoing;
@@ -19,13 +22,17 @@ internal static class BackgroundPush
         long start = session.Timestamp();
         while (true)
         {
+            // Checked before every page: a fault's reply is built and written on the same cores as this loop's encoding.
+            if (outgoing.HasUrgent) await outgoing.WaitForNoUrgentAsync(UrgentWaitLimit, cancellationToken).ConfigureAwait(false);
             if ((++step & 63) == 0)
             {
-                await outgoing.WaitForNoUrgentAsync(cancellationToken).ConfigureAwait(false);
                 long hint = outgoing.TakeHint();
                 if (hint >= 0) cursor = hint;
-                session.RemainingPages = pending.CountSet();
-                session.MaybeReport();
+                if ((step & 4095) == 0)
+                {
+                    session.RemainingPages = pending.CountSet();
+                    session.MaybeReport();
+                }
             }
             if (pending.TestAndClear(cursor)) await session.Streams.AddAsync(memory, cursor, 0, PageFlags.None).ConfigureAwait(false);
             if (++cursor == total)
