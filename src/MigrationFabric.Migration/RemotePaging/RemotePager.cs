@@ -17,7 +17,7 @@ namespace MigrationFabric.Migration.RemotePaging;
 /// the main's; Zero pages become Remote (a fault then zero-fills a main-owned page locally, keeping the budget); a page
 /// left Evicting is finished (map names a sub-host) or cancelled (map names the main); one left Installing is refetched.
 /// Paging is serialized (one fault's page-out and page-in at a time) so a page is never fetched while it is being stored.
-/// Victims are chosen by a clock hand that skips pages accessed since it last passed (second chance). A sub-host that
+/// Victims are chosen by a clock hand that skips pages accessed since it last passed (second chance, for at most 16 pages per victim wanted). A sub-host that
 /// fails a call is lost: the pages only it held are gone, <see cref="Lost"/> says so, and a later fault on one of them
 /// stops its vCPU with that error; pages on the other sub-hosts keep being served, and page-outs avoid the lost one.
 /// </remarks>
@@ -269,7 +269,12 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
                 throw new PageFaultException(new PageNumber(faulted), $"VM {Vm}: the memory map could not be recorded after a page-out, so the pages stay here: {e.Message}", e);
             }
         }
-        for (int i = 0; i < n; i++) _memory.CompleteEviction(_victims[i], 1, PageResidency.Remote);
+        for (int i = 0; i < n;)
+        {
+            int run = RunAt(i, n);
+            _memory.CompleteEviction(_victims[i], run, PageResidency.Remote);
+            i += run;
+        }
         Interlocked.Add(ref _pageOuts, n);
         Interlocked.Add(ref _pageOutsTo[host], n);
         return true;
@@ -293,24 +298,46 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
     }
 
     /// <summary>Moves up to <paramref name="max"/> Resident pages (not <paramref name="faulted"/>) to Evicting, clock order with a second chance for accessed pages.</summary>
+    /// <remarks>Candidates first, then one BeginEviction per run of consecutive pages: each call waits out the vCPUs behind a process-wide barrier, too dear per page.</remarks>
     private int ChooseVictims(long faulted, int max)
     {
         int n = 0;
         long pages = _memory.PageCount;
         var accessed = _memory.Accessed;
+        // The second chance is bounded: when everything resident was used lately (a sweep), clearing bits round the whole VM per batch would cost more than the page-out.
+        long chances = 16L * max;
         for (long scanned = 0; scanned < 2 * pages && n < max; scanned++)
         {
             long p = _hand;
             _hand = p + 1 == pages ? 0 : p + 1;
             if (p == faulted || _memory.GetResidency(p) != PageResidency.Resident) continue;
-            if (accessed.IsSet(p) && scanned < pages)
+            if (chances > 0 && accessed.IsSet(p))
             {
                 accessed.Clear(p);
+                chances--;
                 continue;
             }
-            if (_memory.BeginEviction(p, 1) == 1) _victims[n++] = p;
+            _victims[n++] = p;
         }
-        return n;
+        for (int i = 0; i < n;)
+        {
+            int run = RunAt(i, n);
+            _memory.BeginEviction(_victims[i], run);
+            i += run;
+        }
+        // Keep the ones this pager claimed (a page a vCPU or installer changed meanwhile is left alone).
+        int kept = 0;
+        for (int i = 0; i < n; i++)
+            if (_memory.GetResidency(_victims[i]) == PageResidency.Evicting) _victims[kept++] = _victims[i];
+        return kept;
+    }
+
+    /// <summary>How many victims from index <paramref name="i"/> are consecutive pages.</summary>
+    private int RunAt(int i, int n)
+    {
+        int run = 1;
+        while (i + run < n && _victims[i + run] == _victims[i] + run) run++;
+        return run;
     }
 
     private string LostList()
