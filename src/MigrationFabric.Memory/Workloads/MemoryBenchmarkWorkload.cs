@@ -49,8 +49,8 @@ public sealed class MemoryBenchmarkWorkload(MemoryBenchmarkOptions? options = nu
         while (true)
         {
             pattern.Fill((byte)(r.Sweep * 31 + index));
-            // One operation is up to 64 pages of the sweep: committing per page would be measurable next to a 4 KiB
-            // store, and redoing up to 64 pages of the same pattern after a migration writes the same bytes.
+            // One operation is up to 64 pages of the sweep (the granularity the benchmark always counted in): redoing
+            // them from the last commit after a migration writes the same pattern into the same pages.
             long from = r.Cursor, to = Math.Min(count, from + 64);
             for (long p = from; p < to; p++) cpu.Write((first + p) << Page.Shift, pattern);
             BeginCommit(index);

@@ -251,7 +251,7 @@ public abstract class Workload
     /// <summary>The body of vCPU <paramref name="index"/>; returns or throws OperationCanceledException when <paramref name="cancellationToken"/> fires.</summary>
     protected abstract void RunVcpu(VirtualCpu cpu, int index, CancellationToken cancellationToken);
 
-    /// <summary>Counts <paramref name="operations"/> for vCPU <paramref name="index"/> (no contention between vCPUs).</summary>
+    /// <summary>Counts <paramref name="operations"/> for vCPU <paramref name="index"/> (no contention between vCPUs); for a vCPU without registers (inside a commit, use <see cref="EndCommit"/>).</summary>
     protected void Count(int index, long operations)
     {
         ref long v = ref _counters[index].Value;
