@@ -20,13 +20,17 @@ long size = sizeMib << 20;
 
 if (args.Contains("--vmemdirect"))
 {
-    long budgetMib = sizeMib / 4;
+    var options = new MigrationFabric.Migration.PrivateMemory.Bench.VMemDirectBenchOptions { SizeMib = sizeMib, BudgetMib = sizeMib / 4 };
     for (int i = 0; i < args.Length - 1; i++)
-        if (args[i] == "--budget-mib") budgetMib = long.Parse(args[i + 1]);
-    string[]? kinds = null;
-    for (int i = 0; i < args.Length - 1; i++)
-        if (args[i] == "--kinds") kinds = args[i + 1].Split(',');
-    await MigrationFabric.Migration.Bench.VMemDirectBench.RunAsync(sizeMib, budgetMib, measureSeconds: 3, kinds);
+    {
+        if (args[i] == "--budget-mib") options.BudgetMib = long.Parse(args[i + 1]);
+        if (args[i] == "--kinds") options.Kinds = args[i + 1].Split(',');
+        if (args[i] == "--workloads") options.Workloads = args[i + 1].Split(',');
+        if (args[i] == "--swap-dir") options.SwapDirectory = args[i + 1];
+    }
+    options.DirectIo = args.Contains("--direct-io");
+    options.Validate();
+    await MigrationFabric.Migration.Bench.VMemDirectBenchRunner.RunAsync(options);
     return;
 }
 

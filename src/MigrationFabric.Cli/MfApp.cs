@@ -47,6 +47,7 @@ public sealed class MfApp
         root.Subcommands.Add(ClientCommands.Migrate(this));
         root.Subcommands.Add(ClientCommands.Migrations(this));
         root.Subcommands.Add(ClientCommands.Cancel(this));
+        root.Subcommands.Add(BenchCommand.Create(this));
         return root;
     }
 

@@ -1,0 +1,120 @@
+namespace MigrationFabric.Cli.Bench;
+
+using System.Globalization;
+using System.Text;
+using MigrationFabric.Migration.PrivateMemory.Bench;
+
+/// <summary>Turns the runs of a vmemdirect bench into a markdown table, seed 004's ratios and an SVG plot.</summary>
+public static class VMemDirectReport
+{
+    /// <summary>The markdown: one row per run, then the ratios the paper states, each with its target and whether it was met.</summary>
+    public static string Markdown(VMemDirectBenchOptions options, IReadOnlyList<VMemDirectRun> runs, string header)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.Append(c, $"{header}\n\n");
+        sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}), pre-copy rounds at most {options.MaxRounds}.\n\n");
+        sb.Append("| workload | kind | migration (ms) | downtime (ms) | rounds | sent (MiB) | verified pages | membench after (GB/s) | kv ops/s before | kv ops/s last 2 s | kv recovery (s) | paging during migration | paging after |\n");
+        sb.Append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+        foreach (var r in runs)
+        {
+            sb.Append(c, $"| {r.Workload} | {r.Kind} | {r.MigrationTime.TotalMilliseconds:0.0} | {r.Downtime.TotalMilliseconds:0.00} | {r.Rounds} | {r.BytesSent / 1048576.0:0} | {r.PagesVerified:N0} | ");
+            sb.Append(r.MembenchAfterBytesPerSecond is { } m ? (m / 1e9).ToString("0.000", c) : "");
+            sb.Append(" | ");
+            if (r.Timeline.Count > 0)
+            {
+                sb.Append(c, $"{r.KvBaseline:0} | {KvTail(r):0} | {(r.KvRecovery is { } rec ? rec.TotalSeconds.ToString("0.0", c) : "not within the run")}");
+            }
+            else sb.Append(" | | ");
+            sb.Append(" | ");
+            sb.Append(r.DuringMigration is { } d ? $"placed mem {d.PlacedInMemory:N0} / swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} / swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}" : "");
+            sb.Append(" | ");
+            if (r.After is { } a) sb.Append(c, $"faults {a.Faults:N0}, in {a.PageIns:N0} (sync {a.PageInsSync:N0}), out {a.PageOuts:N0} (sync {a.PageOutsSync:N0})");
+            else if (r.RemotePagesAfter is { } rp) sb.Append(c, $"remote in {rp.In:N0}, out {rp.Out:N0}");
+            sb.Append(" |\n");
+        }
+        var ratios = Ratios(runs);
+        if (ratios.Count > 0)
+        {
+            sb.Append("\nSeed 004's shape (ratios within this run):\n\n| comparison | measured | paper | met |\n|---|---|---|---|\n");
+            foreach (var (what, measured, paper, met) in ratios) sb.Append(c, $"| {what} | {measured} | {paper} | {(met ? "yes" : "no")} |\n");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The paper's comparisons that this set of runs can make: (what, measured, the paper's figure, met).</summary>
+    public static IReadOnlyList<(string What, string Measured, string Paper, bool Met)> Ratios(IReadOnlyList<VMemDirectRun> runs)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var list = new List<(string, string, string, bool)>();
+        VMemDirectRun? Find(string workload, string kind) => runs.FirstOrDefault(r => r.Workload == workload && r.Kind == kind);
+        foreach (var workload in new[] { "idle", "active" })
+        {
+            var v = Find(workload, "vmem-direct");
+            if (v is null) continue;
+            var vt = v.MigrationTime.TotalMilliseconds;
+            if (Find(workload, "naive") is { } n)
+            {
+                var faster = 1 - vt / n.MigrationTime.TotalMilliseconds;
+                list.Add(($"{workload}: VMemDirect migration time vs naive", $"{faster * 100:0.0}% faster", workload == "active" ? ">= 58% faster" : "faster", workload == "active" ? faster >= 0.58 : faster > 0));
+                list.Add(($"{workload}: downtime VMemDirect vs naive", $"{v.Downtime.TotalMilliseconds:0.0} vs {n.Downtime.TotalMilliseconds:0.0} ms", "well below naive (~500 ms less)", v.Downtime < n.Downtime));
+                if (v.MembenchAfterBytesPerSecond is { } vm && n.MembenchAfterBytesPerSecond is { } nm && nm > 0)
+                    list.Add(($"{workload}: membench after, VMemDirect / naive", (vm / nm).ToString("0.00x", c), ">= 3.2x", vm / nm >= 3.2));
+            }
+            if (Find(workload, "split") is { } s)
+            {
+                var faster = 1 - vt / s.MigrationTime.TotalMilliseconds;
+                list.Add(($"{workload}: VMemDirect migration time vs split", $"{faster * 100:0.0}% faster", "faster (11%)", faster > 0));
+                if (v.MembenchAfterBytesPerSecond is { } vm && s.MembenchAfterBytesPerSecond is { } sm && sm > 0)
+                    list.Add(($"{workload}: membench after, VMemDirect / split", (vm / sm).ToString("0.00x", c), ">= 2x", vm / sm >= 2));
+            }
+            if (Find(workload, "ideal") is { } i)
+            {
+                var slower = vt / i.MigrationTime.TotalMilliseconds - 1;
+                list.Add(($"{workload}: VMemDirect migration time vs ideal", slower >= 0 ? $"{slower * 100:0.0}% slower" : $"{-slower * 100:0.0}% faster", "within 4%", slower <= 0.04));
+            }
+        }
+        return list;
+    }
+
+    /// <summary>The plot: the key-value store's ops/s over time (x = seconds since the migration started), then bars of migration time, downtime and the memory benchmark after migration.</summary>
+    /// <exception cref="ArgumentException">No run has anything to plot.</exception>
+    public static string Svg(VMemDirectBenchOptions options, IReadOnlyList<VMemDirectRun> runs)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var chart = new SvgChart($"VMemDirect (seed 004) scaled: {options.SizeMib} MiB VM, {options.BudgetMib} MiB budget");
+        var kv = runs.Where(r => r.Timeline.Count > 0).ToList();
+        if (kv.Count > 0)
+        {
+            var series = kv.Select(r => new SvgSeries(r.Kind,
+                r.Timeline.Select(s => ((s.Elapsed - r.MigrationStart).TotalSeconds, s.PerSecond)).ToList())).ToList();
+            var markers = kv.Select(r => ((r.Resumed - r.MigrationStart).TotalSeconds, $"{r.Kind} resumed")).ToList();
+            markers.Insert(0, (0.0, "migration starts"));
+            chart.Lines("key-value store: ops/s over time", "seconds since the migration started", "ops/s", series, markers);
+        }
+        var kinds = runs.Select(r => r.Kind).Distinct().ToList();
+        var workloads = runs.Select(r => r.Workload).Distinct().ToList();
+        double Value(string workload, string kind, Func<VMemDirectRun, double?> pick) =>
+            runs.FirstOrDefault(r => r.Workload == workload && r.Kind == kind) is { } r && pick(r) is { } v ? v : double.NaN;
+        chart.Bars("migration time", "seconds", kinds, workloads.Select(w => new SvgBarGroup(w, kinds.Select(k => Value(w, k, r => r.MigrationTime.TotalSeconds)).ToList())).ToList(), "0.0");
+        chart.Bars("downtime", "ms", kinds, workloads.Select(w => new SvgBarGroup(w, kinds.Select(k => Value(w, k, r => r.Downtime.TotalMilliseconds)).ToList())).ToList(), "0");
+        var measured = workloads.Where(w => runs.Any(r => r.Workload == w && r.MembenchAfterBytesPerSecond is not null)).ToList();
+        if (measured.Count > 0)
+            chart.Bars("memory benchmark after migration", "GB/s", kinds, measured.Select(w => new SvgBarGroup(w, kinds.Select(k => Value(w, k, r => r.MembenchAfterBytesPerSecond / 1e9)).ToList())).ToList(), "0.00");
+        return chart.Render();
+    }
+
+    private static double KvTail(VMemDirectRun r)
+    {
+        if (r.Timeline.Count == 0) return 0;
+        var end = r.Timeline[^1].Elapsed;
+        double sum = 0;
+        var n = 0;
+        foreach (var s in r.Timeline)
+        {
+            if (s.Elapsed >= end - TimeSpan.FromSeconds(2) && s.Elapsed > r.Resumed) { sum += s.PerSecond; n++; }
+        }
+        return n == 0 ? 0 : sum / n;
+    }
+}

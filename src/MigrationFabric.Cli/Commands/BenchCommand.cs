@@ -1,0 +1,126 @@
+namespace MigrationFabric.Cli.Commands;
+
+using System.CommandLine;
+using System.Globalization;
+using MigrationFabric.Cli.Bench;
+using MigrationFabric.Migration.PrivateMemory.Bench;
+using Spectre.Console;
+
+/// <summary>mf bench: the seed papers' experiments on this machine (loopback host data planes), with tables and plots.</summary>
+public static class BenchCommand
+{
+    /// <summary>The command (mf bench vmemdirect ...).</summary>
+    public static Command Create(MfApp app)
+    {
+        var cmd = new Command("bench", "Run a seed paper's experiment on this machine and write its table and plot.");
+        cmd.Subcommands.Add(VMemDirect(app));
+        return cmd;
+    }
+
+    private static Command VMemDirect(MfApp app)
+    {
+        var size = new Option<long>("--size-mib") { Description = "The VM's size in MiB.", DefaultValueFactory = _ => 1024 };
+        var budget = new Option<long>("--budget-mib") { Description = "The destination's memory budget in MiB (below the VM's size).", DefaultValueFactory = _ => 256 };
+        var output = new Option<string>("--out") { Description = "Directory for vmemdirect.md and vmemdirect.svg (created if missing).", DefaultValueFactory = _ => "vmemdirect-bench" };
+        var kinds = new Option<string[]>("--kinds")
+        {
+            Description = "Destination kinds (naive, vmem-direct, vmem-direct-m2, split, ideal). Default: naive vmem-direct split ideal.",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var workloads = new Option<string[]>("--workloads")
+        {
+            Description = "Workloads (idle, active, kv). Default: all three.",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var measure = new Option<double>("--measure-seconds") { Description = "Memory benchmark after migration, seconds.", DefaultValueFactory = _ => 3 };
+        var kvAfter = new Option<double>("--kv-after-seconds") { Description = "Key-value store at the destination after the resume, seconds.", DefaultValueFactory = _ => 10 };
+        var swapDir = new Option<string?>("--swap-dir") { Description = "Directory of the private swap files (default: the temp directory)." };
+        var directIo = new Option<bool>("--direct-io") { Description = "Swap I/O bypasses the page cache (O_DIRECT), as Linux swap and the paper's NVMe swap do." };
+        var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
+        {
+            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo,
+        };
+        cmd.SetAction((r, ct) => app.Guard(async () =>
+        {
+            var options = Parse(r.GetValue(size), r.GetValue(budget), r.GetValue(kinds), r.GetValue(workloads), r.GetValue(measure), r.GetValue(kvAfter), r.GetValue(swapDir), r.GetValue(directIo));
+            var outDir = r.GetValue(output)!;
+            return await RunVMemDirectAsync(app, options, outDir, ct);
+        }));
+        return cmd;
+    }
+
+    /// <summary>Builds the bench's options from the command line; a wrong value is a <see cref="UsageException"/> naming the flag.</summary>
+    public static VMemDirectBenchOptions Parse(long sizeMib, long budgetMib, string[]? kinds, string[]? workloads, double measureSeconds, double kvAfterSeconds, string? swapDir, bool directIo)
+    {
+        if (!double.IsFinite(measureSeconds) || measureSeconds <= 0) throw new UsageException($"--measure-seconds must be a positive number, was {measureSeconds.ToString(CultureInfo.InvariantCulture)}.");
+        if (!double.IsFinite(kvAfterSeconds) || kvAfterSeconds <= 0) throw new UsageException($"--kv-after-seconds must be a positive number, was {kvAfterSeconds.ToString(CultureInfo.InvariantCulture)}.");
+        var options = new VMemDirectBenchOptions
+        {
+            SizeMib = sizeMib, BudgetMib = budgetMib, MeasureAfter = TimeSpan.FromSeconds(measureSeconds), KvAfter = TimeSpan.FromSeconds(kvAfterSeconds),
+            SwapDirectory = swapDir, DirectIo = directIo,
+        };
+        if (kinds is { Length: > 0 }) options.Kinds = Split(kinds);
+        if (workloads is { Length: > 0 }) options.Workloads = Split(workloads);
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(e.Message);
+        }
+        return options;
+    }
+
+    // "--kinds naive,ideal" and "--kinds naive ideal" both work.
+    private static List<string> Split(string[] values) =>
+        values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct().ToList();
+
+    private static async Task<int> RunVMemDirectAsync(MfApp app, VMemDirectBenchOptions options, string outDir, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Directory.CreateDirectory(outDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new UsageException($"--out '{outDir}' cannot be created: {e.Message}");
+        }
+        var started = DateTime.UtcNow;
+        var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown";
+        var header = $"mf bench vmemdirect, {started:yyyy-MM-dd HH:mm:ss} UTC, {Environment.ProcessorCount} cores, load average at start {load}";
+        app.Error.WriteLine(header);
+        var progress = new ThrottledProgress(app.Error);
+        var runs = await new VMemDirectBench(options).RunAsync(progress, cancellationToken);
+        var loadEnd = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown";
+        var markdown = VMemDirectReport.Markdown(options, runs, $"{header}; at the end {loadEnd}; took {(DateTime.UtcNow - started).TotalSeconds:0} s");
+        var md = Path.Combine(outDir, "vmemdirect.md");
+        var svg = Path.Combine(outDir, "vmemdirect.svg");
+        await File.WriteAllTextAsync(md, markdown + "\n![plot](vmemdirect.svg)\n", cancellationToken);
+        await File.WriteAllTextAsync(svg, VMemDirectReport.Svg(options, runs), cancellationToken);
+        app.Output.Profile.Out.Writer.Write(markdown);
+        app.Output.WriteLine($"wrote {md} and {svg}");
+        return runs.Any(r => r.KvCorruptReads > 0) ? 1 : 0;
+    }
+
+    /// <summary>Progress lines on the error console: every phase change, and migration updates at most twice a second.</summary>
+    private sealed class ThrottledProgress(IAnsiConsole console) : IProgress<string>
+    {
+        private readonly Lock _lock = new();
+        private string _lastPhase = "";
+        private long _last;
+
+        public void Report(string value)
+        {
+            lock (_lock)
+            {
+                var phase = value.Contains(": migrating:", StringComparison.Ordinal) ? value[..value.IndexOf(": migrating:", StringComparison.Ordinal)] + "migrating" : value;
+                var now = Environment.TickCount64;
+                if (phase == _lastPhase && now - _last < 500) return;
+                _lastPhase = phase;
+                _last = now;
+                console.Profile.Out.Writer.WriteLine($"{DateTime.UtcNow:HH:mm:ss} {value}");
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+using System.Diagnostics;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Swap;
+using MigrationFabric.Memory.Workloads;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.MultiHost;
+using MigrationFabric.Migration.RemotePaging;
+using MigrationFabric.Migration.Reporting;
+using MigrationFabric.Migration.Strategies;
+
+namespace MigrationFabric.Migration.PrivateMemory.Bench;
+
+/// <summary>Seed 004's experiment scaled to one machine: a VM larger than the destination's budget migrated over loopback data planes by naive swap, VMemDirect, split (main + 1 sub-host) and ideal, idle, active and with a key-value store.</summary>
+/// <remarks>
+/// Every kind runs the same pre-copy source (<see cref="VMemDirect"/>, or <see cref="Split"/> for split); the
+/// destinations differ in where pages go. Used by `mf bench vmemdirect` and the Migration bench program.
+/// </remarks>
+public sealed class VMemDirectBench(VMemDirectBenchOptions options)
+{
+    private readonly VMemDirectBenchOptions _options = Validated(options);
+
+    private static VMemDirectBenchOptions Validated(VMemDirectBenchOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        return options;
+    }
+
+    /// <summary>Keys of the key-value store: its region is about 40% of the budget (288 bytes a key: a 256-byte value and two 16-byte buckets); it starts in the middle of the VM, where neither end's placement favours it.</summary>
+    public static int KvKeys(long budgetMib) => (int)Math.Max(1000, (budgetMib << 20) * 2 / 5 / 288);
+
+    // Table (2 buckets of 16 bytes a key, rounded up to a power of two) and 256-byte values, as KeyValueStoreWorkload lays them out.
+    private static long KvRegionPages(int keys) =>
+        ((long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)keys * 2) * 16 + (long)keys * 256) / Page.Size + 2;
+
+    /// <summary>Runs every workload for every kind, in that order, reporting each phase to <paramref name="progress"/>.</summary>
+    public async Task<IReadOnlyList<VMemDirectRun>> RunAsync(IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        var runs = new List<VMemDirectRun>();
+        var total = _options.Workloads.Count * _options.Kinds.Count;
+        foreach (var workload in _options.Workloads)
+        {
+            foreach (var kind in _options.Kinds)
+            {
+                var tag = $"[{runs.Count + 1}/{total}] {workload} {kind}";
+                runs.Add(await RunOneAsync(kind, workload, new Progress(tag, progress), cancellationToken).ConfigureAwait(false));
+            }
+        }
+        return runs;
+    }
+
+    private sealed class Progress(string tag, IProgress<string>? inner) : IProgress<MigrationProgress>
+    {
+        public void Report(string phase) => inner?.Report($"{tag}: {phase}");
+
+        public void Report(MigrationProgress p) =>
+            Report($"migrating: {p.Phase} round {p.Round}, {p.BytesSent >> 20} MiB sent, {p.RemainingPages:N0} pages to go, {p.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    /// <summary>Runs one destination <paramref name="kind"/> with one <paramref name="workload"/>.</summary>
+    public Task<VMemDirectRun> RunOneAsync(string kind, string workload, IProgress<string>? progress, CancellationToken cancellationToken) =>
+        RunOneAsync(kind, workload, new Progress($"{workload} {kind}", progress), cancellationToken);
+
+    private async Task<VMemDirectRun> RunOneAsync(string kind, string workload, Progress progress, CancellationToken cancellationToken)
+    {
+        if (!VMemDirectBenchOptions.KnownKinds.Contains(kind))
+            throw new ArgumentException($"unknown kind '{kind}' (known: {string.Join(", ", VMemDirectBenchOptions.KnownKinds)}).", nameof(kind));
+        if (!VMemDirectBenchOptions.KnownWorkloads.Contains(workload))
+            throw new ArgumentException($"unknown workload '{workload}' (known: {string.Join(", ", VMemDirectBenchOptions.KnownWorkloads)}).", nameof(workload));
+        long size = _options.SizeMib << 20;
+        long budgetPages = (_options.BudgetMib << 20) / Page.Size;
+        await using var source = await LoopbackHost.StartAsync(cancellationToken).ConfigureAwait(false);
+        await using var destination = await LoopbackHost.StartAsync(cancellationToken).ConfigureAwait(false);
+        await using var sub = await LoopbackHost.StartAsync(cancellationToken).ConfigureAwait(false);
+        using var vm = new GuestMemory(size);
+        using var vmMmu = new SoftwareMmu(vm);
+        progress.Report($"filling the {_options.SizeMib} MiB VM");
+        // The key-value store's region starts zeroed (a guest hands a program zeroed memory): its hash table needs empty buckets.
+        var kvRegion = workload == "kv" ? (vm.PageCount / 2, KvRegionPages(KvKeys(_options.BudgetMib))) : (0L, 0L);
+        Fill(vmMmu, kvRegion, cancellationToken);
+
+        using var sourceStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var targetStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var clock = Stopwatch.StartNew();
+        Task? sourceRun = null;
+        Task? targetRun = null;
+        KeyValueStoreWorkload? sourceKv = null, targetKv = null;
+        TimeSpan resumedAt = TimeSpan.Zero;
+        PagingSnapshot? during = null;
+        PrivateMemoryDestination? pvm = null;
+        var kvOptions = workload == "kv" ? KvOptions(vm.PageCount) : null;
+        if (workload == "active")
+        {
+            sourceRun = new MemoryBenchmarkWorkload(new MemoryBenchmarkOptions { Pages = vm.PageCount / 16 }).RunAsync(vmMmu, sourceStop.Token);
+            await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+        }
+        else if (kvOptions is not null)
+        {
+            progress.Report($"key-value store on the source for {_options.KvBefore.TotalSeconds:0.#} s");
+            sourceKv = new KeyValueStoreWorkload(kvOptions());
+            sourceRun = sourceKv.RunAsync(vmMmu, sourceStop.Token);
+            await Task.Delay(_options.KvBefore, cancellationToken).ConfigureAwait(false);
+        }
+
+        using var target = new GuestMemory(size);
+        using var subMemory = new GuestMemory(size);
+        var incoming = new IncomingMigrationOptions();
+        SoftwareMmu? targetMmu = null;
+        incoming.Resume = (deviceState, _) =>
+        {
+            // The VM runs at the destination now: the source's vCPUs stop, the guest program continues here from the
+            // registers captured at the pause (the device state travels in the switch-over call, outside private memory).
+            resumedAt = clock.Elapsed;
+            during = pvm?.Pager.Statistics.Snapshot();
+            sourceStop.Cancel();
+            if (kvOptions is not null)
+            {
+                targetKv = new KeyValueStoreWorkload(kvOptions());
+                targetKv.RestoreState(deviceState.Span);
+                targetRun = targetKv.RunAsync(targetMmu!, targetStop.Token);
+            }
+            return Task.CompletedTask;
+        };
+        SplitMainHost? main = null;
+        SoftwareMmu? plainMmu = null;
+        string id = $"bench-{kind}-{workload}";
+        MigrationStrategy strategy;
+        switch (kind)
+        {
+            case "naive" or "vmem-direct" or "vmem-direct-m2":
+                var mode = kind == "naive" ? PagingMode.Naive : kind == "vmem-direct-m2" ? PagingMode.AsyncMethod2 : PagingMode.AsyncMethod1;
+                pvm = new PrivateMemoryDestination(target, budgetPages, mode, PagerOptions());
+                targetMmu = pvm.Mmu;
+                destination.Pages.Accept(pvm.Incoming(id, "vm", incoming));
+                strategy = new VMemDirect(new VMemDirectOptions
+                {
+                    Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = _options.MaxRounds,
+                });
+                break;
+            case "split":
+                targetMmu = plainMmu = new SoftwareMmu(target);
+                SplitSubHost.Accept(sub.Pages, id, "vm", subMemory);
+                main = new SplitMainHost(id, "vm", target, targetMmu, sub.Address, new RemotePagerOptions { BudgetPages = budgetPages }, incoming);
+                destination.Pages.Accept(main.Incoming);
+                strategy = SplitStrategy(sub.Address, budgetPages);
+                break;
+            default:
+                targetMmu = plainMmu = new SoftwareMmu(target);
+                destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
+                strategy = new VMemDirect(new VMemDirectOptions { Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds });
+                break;
+        }
+        try
+        {
+            var migrationStart = clock.Elapsed;
+            progress.Report("migrating");
+            var report = await strategy.RunAsync(new MigrationJob
+            {
+                MigrationId = id, Vm = "vm", Memory = vm, Mmu = vmMmu, Destination = destination.Address,
+                Progress = progress,
+                CaptureDeviceState = sourceKv is null ? null : () => sourceKv.CaptureState(),
+            }, cancellationToken).ConfigureAwait(false);
+            sourceStop.Cancel();
+            if (sourceRun is not null) await sourceRun.ConfigureAwait(false);
+
+            double? membench = null;
+            if (kvOptions is null)
+            {
+                progress.Report($"memory benchmark over the whole VM at the destination for {_options.MeasureAfter.TotalSeconds:0.#} s");
+                membench = await MeasureMembenchAsync(targetMmu, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                progress.Report($"key-value store at the destination for {_options.KvAfter.TotalSeconds:0.#} s");
+                await Task.Delay(_options.KvAfter, cancellationToken).ConfigureAwait(false);
+                targetStop.Cancel();
+                await EndAsync(targetRun, targetStop).ConfigureAwait(false);
+            }
+            var after = pvm?.Pager.Statistics.Snapshot();
+            return new VMemDirectRun(
+                kind, workload, report.TotalTime, report.Downtime, report.Rounds.Count, report.BytesSent, report.PagesVerified, membench,
+                during, after is { } a && during is { } d ? Minus(a, d) : null,
+                main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
+                sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
+                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0);
+        }
+        finally
+        {
+            sourceStop.Cancel();
+            targetStop.Cancel();
+            await EndAsync(sourceRun, sourceStop).ConfigureAwait(false);
+            await EndAsync(targetRun, targetStop).ConfigureAwait(false);
+            main?.Dispose();
+            plainMmu?.Dispose();
+            if (pvm is not null) await pvm.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // The split baseline's construction, in one place (its options are changing to a list of sub-hosts).
+    private Split SplitStrategy(Uri subHost, long budgetPages) =>
+        new(new SplitOptions { SubHosts = [subHost], MainBudgetPages = budgetPages, SplitMaxRounds = _options.MaxRounds });
+
+    private PrivateVirtualMemoryOptions PagerOptions() => new()
+    {
+        SwapFilePath = _options.SwapDirectory is { } d ? Path.Combine(d, $"mf-bench-{Guid.NewGuid():N}.swap") : null,
+    };
+
+    private Func<KeyValueStoreOptions> KvOptions(long pageCount)
+    {
+        var keys = KvKeys(_options.BudgetMib);
+        return () => new KeyValueStoreOptions
+        {
+            Keys = keys, StartPage = pageCount / 2, Vcpus = 1, SampleInterval = TimeSpan.FromMilliseconds(200),
+        };
+    }
+
+    private async Task<double> MeasureMembenchAsync(SoftwareMmu mmu, CancellationToken cancellationToken)
+    {
+        var bench = new MemoryBenchmarkWorkload(new MemoryBenchmarkOptions());
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var sw = Stopwatch.StartNew();
+        var run = bench.RunAsync(mmu, stop.Token);
+        await Task.Delay(_options.MeasureAfter, cancellationToken).ConfigureAwait(false);
+        long bytes = bench.TotalOperations;
+        double secs = sw.Elapsed.TotalSeconds;
+        stop.Cancel();
+        await EndAsync(run, stop).ConfigureAwait(false);
+        return bytes / secs;
+    }
+
+    private static async Task EndAsync(Task? run, CancellationTokenSource stop)
+    {
+        if (run is null) return;
+        // A vCPU waiting in a fault (remote or swap) when the stop comes ends with that fault cancelled: that is the stop.
+        try { await run.ConfigureAwait(false); }
+        catch (PageFaultException) when (stop.IsCancellationRequested) { }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+    }
+
+    private static ThroughputSample[] Timeline(KeyValueStoreWorkload source, KeyValueStoreWorkload? target, TimeSpan resumedAt)
+    {
+        var before = source.Timeline.Snapshot();
+        var after = target?.Timeline.Snapshot() ?? [];
+        var all = new List<ThroughputSample>(before.Length + after.Length);
+        foreach (var s in before)
+        {
+            if (s.Elapsed <= resumedAt) all.Add(s);
+        }
+        foreach (var s in after) all.Add(s with { Elapsed = s.Elapsed + resumedAt });
+        return [.. all];
+    }
+
+    private static PagingSnapshot Minus(PagingSnapshot a, PagingSnapshot b) => new(
+        a.PageInsSync - b.PageInsSync, a.PageInsAsync - b.PageInsAsync, a.PageOutsSync - b.PageOutsSync, a.PageOutsAsync - b.PageOutsAsync,
+        a.Faults - b.Faults, a.PlacedInMemory - b.PlacedInMemory, a.PlacedInSwap - b.PlacedInSwap, a.UpdatedInMemory - b.UpdatedInMemory,
+        a.UpdatedInSwap - b.UpdatedInSwap, a.ReadFromMemory - b.ReadFromMemory, a.ReadFromSwap - b.ReadFromSwap);
+
+    // Every page gets distinct non-zero bytes, so the whole VM crosses the wire (no zero-page shortcut).
+    private static void Fill(SoftwareMmu mmu, (long Start, long Pages) skip, CancellationToken cancellationToken)
+    {
+        using var cpu = mmu.CreateVcpu();
+        Span<byte> page = stackalloc byte[Page.Size];
+        for (long p = 0; p < mmu.Memory.PageCount; p++)
+        {
+            if ((p & 4095) == 0) cancellationToken.ThrowIfCancellationRequested();
+            if (p >= skip.Start && p < skip.Start + skip.Pages) continue;
+            page.Fill((byte)(p * 7 + 1));
+            BitConverter.TryWriteBytes(page, p);
+            cpu.Write(p << Page.Shift, page);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+using MigrationFabric.Memory.Swap;
+using MigrationFabric.Memory.Workloads;
+
+namespace MigrationFabric.Migration.PrivateMemory.Bench;
+
+/// <summary>What one run of <see cref="VMemDirectBench"/> measured: one destination kind with one workload.</summary>
+/// <param name="Kind">Destination kind (naive, vmem-direct, vmem-direct-m2, split, ideal).</param>
+/// <param name="Workload">idle, active or kv.</param>
+/// <param name="MigrationTime">From the migration's start to the VM resumed at the destination.</param>
+/// <param name="Downtime">The VM paused.</param>
+/// <param name="Rounds">Pre-copy rounds including the stop-and-copy.</param>
+/// <param name="BytesSent">Bytes on the wire, every destination.</param>
+/// <param name="PagesVerified">Pages the integrity check compared.</param>
+/// <param name="MembenchAfterBytesPerSecond">The memory benchmark's rate over the whole VM at the destination after migration (idle and active runs; null for kv).</param>
+/// <param name="DuringMigration">The destination's paging and placement during the migration (private-memory kinds), else null.</param>
+/// <param name="After">The destination's paging while the VM ran there after migration (private-memory kinds), else null.</param>
+/// <param name="RemotePagesAfter">Split: pages the main host paged in from / out to the sub-host after migration, else null.</param>
+/// <param name="Timeline">kv: ops/s samples, elapsed from the key-value store's start, source then destination; else empty.</param>
+/// <param name="MigrationStart">kv: when the migration started on <paramref name="Timeline"/>'s clock.</param>
+/// <param name="Resumed">kv: when the VM resumed at the destination on <paramref name="Timeline"/>'s clock.</param>
+/// <param name="KvCorruptReads">kv: GETs at the destination that did not return what the last SET stored.</param>
+public sealed record VMemDirectRun(
+    string Kind,
+    string Workload,
+    TimeSpan MigrationTime,
+    TimeSpan Downtime,
+    int Rounds,
+    long BytesSent,
+    long PagesVerified,
+    double? MembenchAfterBytesPerSecond,
+    PagingSnapshot? DuringMigration,
+    PagingSnapshot? After,
+    (long In, long Out)? RemotePagesAfter,
+    IReadOnlyList<ThroughputSample> Timeline,
+    TimeSpan MigrationStart,
+    TimeSpan Resumed,
+    long KvCorruptReads)
+{
+    /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
+    public double KvBaseline
+    {
+        get
+        {
+            double sum = 0;
+            var n = 0;
+            foreach (var s in Timeline)
+            {
+                if (s.Elapsed > MigrationStart) break;
+                // The first half second is the preload.
+                if (s.Elapsed < TimeSpan.FromSeconds(0.5)) continue;
+                sum += s.PerSecond;
+                n++;
+            }
+            return n == 0 ? 0 : sum / n;
+        }
+    }
+
+    /// <summary>kv: from the resume until the first sample at 90% of <see cref="KvBaseline"/> or more; null if none reached it.</summary>
+    public TimeSpan? KvRecovery
+    {
+        get
+        {
+            var baseline = KvBaseline;
+            if (baseline <= 0) return null;
+            foreach (var s in Timeline)
+            {
+                if (s.Elapsed > Resumed && s.PerSecond >= 0.9 * baseline) return s.Elapsed - Resumed;
+            }
+            return null;
+        }
+    }
+}

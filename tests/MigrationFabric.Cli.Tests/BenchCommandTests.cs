@@ -1,0 +1,126 @@
+namespace MigrationFabric.Cli.Tests;
+
+using System.Xml.Linq;
+using MigrationFabric.Cli.Bench;
+using MigrationFabric.Cli.Commands;
+using MigrationFabric.Memory.Workloads;
+using MigrationFabric.Migration.PrivateMemory.Bench;
+using Spectre.Console;
+using Xunit;
+
+/// <summary>mf bench vmemdirect: its option errors, the report's ratios and the SVG it writes.</summary>
+public sealed class BenchCommandTests
+{
+    private static async Task<(int Exit, string Out, string Err)> Mf(params string[] args)
+    {
+        var outWriter = new StringWriter();
+        var errWriter = new StringWriter();
+        IAnsiConsole Console(TextWriter w) => AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
+        });
+        var app = new MfApp(Console(outWriter), Console(errWriter), _ => null);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var exit = await app.RunAsync(args, cts.Token);
+        return (exit, outWriter.ToString(), errWriter.ToString());
+    }
+
+    [Theory]
+    [InlineData("--budget-mib", "1024", "--budget-mib")]
+    [InlineData("--kinds", "naive,qemu", "'qemu'")]
+    [InlineData("--workloads", "busy", "'busy'")]
+    [InlineData("--measure-seconds", "0", "--measure-seconds")]
+    [InlineData("--kv-after-seconds", "-1", "--kv-after-seconds")]
+    public async Task A_wrong_option_exits_2_with_a_message_naming_it_and_runs_nothing(string flag, string value, string named)
+    {
+        var (exit, _, err) = await Mf("bench", "vmemdirect", "--size-mib", "1024", flag, value);
+        Assert.Equal(2, exit);
+        Assert.Contains(named, err);
+    }
+
+    [Fact]
+    public void Kinds_and_workloads_take_commas_or_separate_words()
+    {
+        var o = BenchCommand.Parse(64, 16, ["naive,ideal", "split"], ["kv"], 1, 1, null, directIo: true);
+        Assert.Equal(["naive", "ideal", "split"], o.Kinds);
+        Assert.Equal(["kv"], o.Workloads);
+        Assert.True(o.DirectIo);
+        Assert.Equal(16, o.BudgetMib);
+    }
+
+    [Fact]
+    public async Task A_tiny_run_writes_the_table_and_a_well_formed_svg()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct,ideal",
+                "--workloads", "idle", "--measure-seconds", "0.3", "--out", dir);
+            Assert.True(exit == 0, err);
+            Assert.Contains("| idle | vmem-direct |", output);
+            Assert.Contains("VMemDirect migration time vs ideal", output);
+            Assert.Contains("[2/2] idle ideal", err);
+            var svg = XDocument.Parse(File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));
+            Assert.Equal("svg", svg.Root!.Name.LocalName);
+            Assert.Contains("vmemdirect.svg", File.ReadAllText(Path.Combine(dir, "vmemdirect.md")));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Svg_has_a_polyline_per_series_scaled_into_the_plot_and_bars_with_their_values()
+    {
+        var svg = new SvgChart("t <&> title")
+            .Lines("ops", "s", "ops/s", [new SvgSeries("a", [(0, 0), (10, 100)]), new SvgSeries("b", [(0, 50), (10, 50)])], [(5, "resumed")])
+            .Bars("time", "s", ["a", "b"], [new SvgBarGroup("idle", [1.5, double.NaN]), new SvgBarGroup("active", [3, 4])])
+            .Render();
+        var doc = XDocument.Parse(svg);
+        XNamespace ns = "http://www.w3.org/2000/svg";
+        var lines = doc.Descendants(ns + "polyline").ToList();
+        Assert.Equal(2, lines.Count);
+        // Series a rises from the bottom-left corner to the top-right: its second point is higher (smaller y) and further right.
+        var pts = lines[0].Attribute("points")!.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Split(',').Select(double.Parse).ToArray()).ToList();
+        Assert.True(pts[1][0] > pts[0][0] && pts[1][1] < pts[0][1]);
+        var bars = doc.Descendants(ns + "rect").Where(r => r.Attribute("x") is not null && r.Attribute("width")?.Value != "14").ToList();
+        Assert.Equal(3, bars.Count); // the NaN bar is left out
+        Assert.Contains(doc.Descendants(ns + "text"), t => t.Value == "1.5");
+        Assert.Contains(doc.Descendants(ns + "text"), t => t.Value == "t <&> title");
+    }
+
+    [Fact]
+    public void Svg_refuses_what_it_cannot_draw()
+    {
+        Assert.Throws<InvalidOperationException>(() => new SvgChart("empty").Render());
+        Assert.Throws<ArgumentException>(() => new SvgChart("x").Lines("l", "x", "y", []));
+        Assert.Throws<ArgumentException>(() => new SvgChart("x").Lines("l", "x", "y", [new SvgSeries("a", [])]));
+        Assert.Throws<ArgumentException>(() => new SvgChart("x").Lines("l", "x", "y", [new SvgSeries("a", [(0, double.PositiveInfinity)])]));
+        Assert.Throws<ArgumentException>(() => new SvgChart("x").Bars("b", "y", ["a", "b"], [new SvgBarGroup("g", [1])]));
+        Assert.Throws<ArgumentException>(() => new SvgChart("x").Bars("b", "y", ["a"], [new SvgBarGroup("g", [-1])]));
+    }
+
+    [Theory]
+    [InlineData(0.7, 1)]
+    [InlineData(3, 5)]
+    [InlineData(123_000, 200_000)]
+    [InlineData(0, 1)]
+    public void Axis_tops_are_round_numbers_at_or_above_the_largest_value(double max, double top) =>
+        Assert.Equal(top, SvgChart.NiceCeiling(max), 9);
+
+    [Fact]
+    public void Ratios_state_the_papers_targets_and_whether_each_is_met()
+    {
+        VMemDirectRun Run(string kind, double ms, double gbps) => new(kind, "active", TimeSpan.FromMilliseconds(ms), TimeSpan.FromMilliseconds(ms / 100), 3, 1, 1,
+            gbps * 1e9, null, null, null, Array.Empty<ThroughputSample>(), TimeSpan.Zero, TimeSpan.Zero, 0);
+        var ratios = VMemDirectReport.Ratios([Run("naive", 1000, 1), Run("vmem-direct", 400, 4), Run("split", 500, 1), Run("ideal", 390, 20)]);
+        Assert.Contains(ratios, r => r.What == "active: VMemDirect migration time vs naive" && r.Measured == "60.0% faster" && r.Met);
+        Assert.Contains(ratios, r => r.What == "active: membench after, VMemDirect / naive" && r.Measured == "4.00x" && r.Met);
+        Assert.Contains(ratios, r => r.What == "active: VMemDirect migration time vs ideal" && r.Measured == "2.6% slower" && r.Met);
+        Assert.Contains(ratios, r => r.What == "active: VMemDirect migration time vs split" && r.Met);
+        var slow = VMemDirectReport.Ratios([Run("naive", 1000, 1), Run("vmem-direct", 900, 1.5)]);
+        Assert.Contains(slow, r => r.What == "active: VMemDirect migration time vs naive" && !r.Met);
+        Assert.Contains(slow, r => r.What == "active: membench after, VMemDirect / naive" && !r.Met);
+    }
+}

@@ -1,0 +1,89 @@
+using MigrationFabric.Migration.PrivateMemory.Bench;
+
+namespace MigrationFabric.Migration.Tests.PrivateMemory;
+
+public class VMemDirectBenchTests
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(120);
+
+    private static VMemDirectBenchOptions Small() => new()
+    {
+        SizeMib = 16, BudgetMib = 4, MeasureAfter = TimeSpan.FromMilliseconds(300), KvBefore = TimeSpan.FromMilliseconds(600), KvAfter = TimeSpan.FromMilliseconds(800),
+    };
+
+    [Theory]
+    [InlineData(16, 16, "BudgetMib")]
+    [InlineData(16, 2, "BudgetMib")]
+    [InlineData(4, 2, "SizeMib")]
+    public void Sizes_that_do_not_make_a_smaller_destination_are_refused_by_name(long size, long budget, string option)
+    {
+        var o = Small();
+        o.SizeMib = size;
+        o.BudgetMib = budget;
+        var e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains(option, e.Message);
+    }
+
+    [Fact]
+    public void Unknown_kinds_and_workloads_are_named_with_the_known_ones()
+    {
+        var o = Small();
+        o.Kinds = ["naive", "qemu"];
+        var e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("'qemu'", e.Message);
+        Assert.Contains("vmem-direct", e.Message);
+        o = Small();
+        o.Workloads = [];
+        e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("--workloads", e.Message);
+        o = Small();
+        o.SwapDirectory = "/nonexistent/mf-swap";
+        e = Assert.Throws<ArgumentException>(o.Validate);
+        Assert.Contains("SwapDirectory", e.Message);
+        Assert.Throws<ArgumentException>(() => new VMemDirectBench(new VMemDirectBenchOptions { MaxRounds = 0 }));
+    }
+
+    [Fact]
+    public async Task Key_value_store_continues_at_a_vmem_direct_destination_with_its_timeline_before_and_after_the_resume()
+    {
+        var bench = new VMemDirectBench(Small());
+        var phases = new List<string>();
+        var run = await bench.RunOneAsync("vmem-direct", "kv", new SyncProgress(phases), CancellationToken.None).WaitAsync(Long);
+
+        Assert.Equal(4096, run.PagesVerified);
+        Assert.Equal(0, run.KvCorruptReads);
+        Assert.True(run.Resumed > run.MigrationStart, $"resumed at {run.Resumed}, migration started at {run.MigrationStart}");
+        Assert.Contains(run.Timeline, s => s.Elapsed <= run.MigrationStart);
+        Assert.Contains(run.Timeline, s => s.Elapsed > run.Resumed && s.PerSecond > 0);
+        // Direct placement: the share took what fit, the swap the rest, and nothing was paged while pages arrived.
+        var d = Assert.NotNull(run.DuringMigration);
+        Assert.True(d.PlacedInMemory > 0 && d.PlacedInSwap > 0, $"placed {d.PlacedInMemory} in memory, {d.PlacedInSwap} in swap");
+        Assert.Equal(0, d.PageOuts);
+        Assert.Null(run.MembenchAfterBytesPerSecond);
+        Assert.Contains(phases, p => p.Contains("migrating", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("naive")]
+    [InlineData("split")]
+    [InlineData("ideal")]
+    public async Task Each_baseline_moves_an_idle_vm_verified_and_measures_the_memory_benchmark_after(string kind)
+    {
+        var run = await new VMemDirectBench(Small()).RunOneAsync(kind, "idle", null, CancellationToken.None).WaitAsync(Long);
+
+        Assert.Equal(kind, run.Kind);
+        Assert.Equal(4096, run.PagesVerified);
+        Assert.True(run.MembenchAfterBytesPerSecond > 0);
+        Assert.Empty(run.Timeline);
+        if (kind == "naive") Assert.True(Assert.NotNull(run.DuringMigration).PageOuts > 0, "naive swap pages out once its share is full");
+        if (kind == "split") Assert.NotNull(run.RemotePagesAfter);
+    }
+
+    private sealed class SyncProgress(List<string> phases) : IProgress<string>
+    {
+        public void Report(string value)
+        {
+            lock (phases) phases.Add(value);
+        }
+    }
+}
