@@ -82,7 +82,6 @@ public sealed class ErrorStatusTests(TestCluster cluster) : IClassFixture<TestCl
             StatusCode.Unimplemented, "vmem-direct");
         Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-b", Strategy = Strategy.ScatterGather }),
             StatusCode.Unimplemented, "scatter-gather");
-        Is(await cluster.Fails(FabricContract.RebalanceMemory, new RebalanceMemoryRequest { Host = "host-a" }), StatusCode.Unimplemented, "RebalanceMemory");
         // None of this left the VM marked as migrating.
         var vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "e-vm3" });
         Assert.Equal(VmState.Running, vm.State);

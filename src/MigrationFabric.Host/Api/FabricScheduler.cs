@@ -207,12 +207,11 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
         return grains.GetGrain<IMigrationSessionGrain>(request.MigrationId).Describe();
     }
 
-    /// <summary>RebalanceMemory: not wired to per-VM demand monitoring yet, so it says so.</summary>
+    /// <summary>RebalanceMemory: the host's own grain computes the targets from its VMs' demand monitors and, unless a dry run, applies them.</summary>
     public Task<RebalanceMemoryResponse> RebalanceMemoryAsync(RebalanceMemoryRequest request)
     {
         RequireHost(request.Host, "host");
-        throw new FabricException(StatusCode.Unimplemented,
-            "RebalanceMemory is not implemented yet: host agents do not run per-VM demand monitoring (Memory/Balancing) so there is no demand to divide memory by.");
+        return grains.GetGrain<IHostGrain>(request.Host).RebalanceMemory(request.DryRun);
     }
 
     private void RequireHost(string name, string field)

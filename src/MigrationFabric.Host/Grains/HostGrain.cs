@@ -4,6 +4,7 @@ using MigrationFabric.Contracts.V1;
 using MigrationFabric.Grains;
 using MigrationFabric.Grains.Placement;
 using MigrationFabric.Host.Agent;
+using MigrationFabric.Host.Balancing;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Migration.DataPlane;
@@ -125,6 +126,9 @@ public sealed class HostGrain : Grain, IHostGrain
         var samples = local.Workload?.Timeline.Snapshot() ?? [];
         return Task.FromResult(new WorkloadSamples(local.WorkloadStartedAt, samples.Select(s => s.Elapsed.Ticks).ToArray(), samples.Select(s => s.PerSecond).ToArray()));
     }
+
+    /// <inheritdoc />
+    public Task<RebalanceMemoryResponse> RebalanceMemory(bool dryRun) => Task.FromResult(new HostMemoryRebalance(Agent.Hypervisor).Rebalance(dryRun));
 
     private LocalVm Local(string vm) =>
         Agent.Hypervisor.Find(vm) ?? throw FabricException.NotFound($"VM '{vm}' does not run on host '{Agent.HostName}'.");

@@ -33,6 +33,9 @@ public interface IHostGrain : IGrainWithStringKey
     /// <summary>Source side: true while migration <paramref name="migrationId"/> runs here.</summary>
     Task<bool> RunsOutgoing(string migrationId);
 
+    /// <summary>VMMB: divides this host's memory among its running VMs by demand, reservation and weight; applies the targets unless <paramref name="dryRun"/>.</summary>
+    Task<RebalanceMemoryResponse> RebalanceMemory(bool dryRun);
+
     /// <summary>The workload's throughput samples of a VM here (after a migration: since its resume here).</summary>
     Task<WorkloadSamples> Throughput(string vm);
 }

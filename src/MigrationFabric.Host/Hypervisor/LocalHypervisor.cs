@@ -87,10 +87,31 @@ public sealed class LocalHypervisor : IAsyncDisposable
     public async Task<long> RemoveAsync(string name)
     {
         if (!_vms.TryRemove(name, out var vm)) return 0;
-        _reservedOf.TryRemove(name, out long bytes);
+        long bytes;
+        // Under the budget lock so a share change (ChangeShare) is either wholly before this or sees the VM gone.
+        lock (_budgetLock) _reservedOf.TryRemove(name, out bytes);
         await vm.DisposeAsync().ConfigureAwait(false);
         Release(bytes);
         return bytes;
+    }
+
+    /// <summary>Moves an over-committed VM's share to <paramref name="shareBytes"/> (a rebalance), its reservation with it; a growth only as far as the budget has unreserved room.</summary>
+    /// <returns>The share now in force, bytes.</returns>
+    /// <exception cref="InvalidOperationException">The VM has no private share, or is no longer here.</exception>
+    public long ChangeShare(LocalVm vm, long shareBytes)
+    {
+        var pager = vm.Pager ?? throw new InvalidOperationException($"VM {vm.Name} is not over-committed: it has no private share to change.");
+        lock (_budgetLock)
+        {
+            if (!ReferenceEquals(Find(vm.Name), vm) || !_reservedOf.TryGetValue(vm.Name, out long reserved))
+                throw new InvalidOperationException($"VM {vm.Name} is no longer on host '{HostName}'.");
+            long granted = Math.Min(shareBytes, reserved + Math.Max(0, BudgetBytes - _reserved));
+            long pages = Math.Clamp(granted / Page.Size, 1, vm.Memory.PageCount);
+            pager.SetSharePages(pages);
+            _reserved += pages * Page.Size - reserved;
+            _reservedOf[vm.Name] = pages * Page.Size;
+            return pages * Page.Size;
+        }
     }
 
     /// <summary>Reserves <paramref name="bytes"/> of the budget for <paramref name="name"/> (a VM or a part held for another host); throws <paramref name="noRoom"/> status when it cannot.</summary>

@@ -1,3 +1,5 @@
+using MigrationFabric.Memory.Balancing;
+using MigrationFabric.Memory.Ballooning;
 using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
@@ -28,10 +30,16 @@ public sealed class LocalVm : IAsyncDisposable
         try
         {
             if (privateMemory is not null) Pager = new PrivateVirtualMemory(Memory, privateMemory);
+            // A pager owns the Swapped state, and a balloon could race its evictions (Swap/README.md), so only a VM without one gets a balloon.
+            else Balloon = new Balloon(Memory, new FreePageReport(Memory));
             Mmu = new SoftwareMmu(Memory, Pager ?? faultHandler);
+            // The pager harvests the MMU's access bits for its LRU and forwards them; without one the monitor reads them itself.
+            Demand = new DemandMonitor(Pager?.ForwardedAccess ?? Memory.Accessed);
+            Demand.Start();
         }
         catch
         {
+            Demand?.Dispose();
             Pager?.Dispose();
             Memory.Dispose();
             throw;
@@ -73,6 +81,18 @@ public sealed class LocalVm : IAsyncDisposable
 
     /// <summary>Bytes of its memory given back to the host by a balloon.</summary>
     public long BalloonedBytes => Memory.CountOf(PageResidency.Ballooned) * Page.Size;
+
+    /// <summary>The balloon of a VM without private memory (null with a pager): how a rebalance lowers a fully-resident VM's footprint.</summary>
+    public Balloon? Balloon { get; }
+
+    /// <summary>VMMB: the VM's demand, a miss-ratio curve from sampled access bits, measured from creation to disposal.</summary>
+    public DemandMonitor Demand { get; }
+
+    /// <summary>VMMB: memory this VM is guaranteed here, bytes (CreateVmRequest.reservation_bytes; 0 = none).</summary>
+    public long ReservationBytes { get; internal set; }
+
+    /// <summary>VMMB: its weight when memory is divided by demand (CreateVmRequest.weight; default 1).</summary>
+    public uint Weight { get; internal set; } = 1;
 
     /// <summary>True while the vCPUs are paused.</summary>
     public bool IsPaused => Mmu.IsPaused;
@@ -125,6 +145,7 @@ public sealed class LocalVm : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
+        await Demand.DisposeAsync().ConfigureAwait(false);
         if (Mmu.IsPaused) Mmu.Resume();
         try
         {

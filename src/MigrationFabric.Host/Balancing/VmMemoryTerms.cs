@@ -1,0 +1,36 @@
+namespace MigrationFabric.Host.Balancing;
+
+using MigrationFabric.Contracts.V1;
+using MigrationFabric.Host.Errors;
+using MigrationFabric.Host.Hypervisor;
+using MigrationFabric.Memory.Pages;
+
+/// <summary>A new VM's memory terms from CreateVmRequest: its private share (over-commit), reservation and weight (VMMB), checked.</summary>
+public static class VmMemoryTerms
+{
+    /// <summary>Largest weight a VM may have.</summary>
+    public const uint MaxWeight = 10_000;
+
+    /// <summary>Throws INVALID_ARGUMENT naming the field when share_bytes, reservation_bytes or weight cannot hold for the VM's memory_bytes.</summary>
+    public static void Validate(CreateVmRequest request, long minimumShareBytes)
+    {
+        ulong size = request.MemoryBytes;
+        if (request.ShareBytes != 0)
+        {
+            if (request.ShareBytes % Page.Size != 0 || request.ShareBytes > size || (long)request.ShareBytes < Math.Min(minimumShareBytes, (long)size))
+                throw FabricException.Invalid(
+                    $"share_bytes must be a multiple of {Page.Size} within {minimumShareBytes >> 20} MiB..memory_bytes ({size}), was {request.ShareBytes} (0: no over-commit).");
+        }
+        if (request.ReservationBytes > size)
+            throw FabricException.Invalid($"reservation_bytes {request.ReservationBytes} exceeds the VM's memory_bytes {size}.");
+        if (request.Weight > MaxWeight)
+            throw FabricException.Invalid($"weight must be within 1..{MaxWeight} (0: the default 1), was {request.Weight}.");
+    }
+
+    /// <summary>Gives <paramref name="vm"/> the request's reservation and weight.</summary>
+    public static void Apply(CreateVmRequest request, LocalVm vm)
+    {
+        vm.ReservationBytes = (long)request.ReservationBytes;
+        vm.Weight = request.Weight == 0 ? 1 : request.Weight;
+    }
+}
