@@ -46,6 +46,7 @@ public sealed class IncomingMigration
     private int _activeApplies;
     private int _phase;
     private RemotePageFaultHandler? _faults;
+    private readonly PagePrefault _prefault = new();
 
     /// <summary>Prepares to receive VM <paramref name="vm"/> into <paramref name="memory"/> (fresh: every page Zero) whose vCPUs run on <paramref name="mmu"/>.</summary>
     public IncomingMigration(string migrationId, string vm, GuestMemory memory, SoftwareMmu mmu, IncomingMigrationOptions? options = null)
@@ -146,6 +147,7 @@ public sealed class IncomingMigration
             bool postCopy = Phase == IncomingPhase.PostCopy;
             if (!postCopy && Phase != IncomingPhase.Receiving)
                 throw new InvalidOperationException($"migration {MigrationId} is {Phase}: no more pages are expected.");
+            if (!postCopy && Options.Placement is null) PrefaultFreshPages(batch);
             int applied = 0;
             while (reader.TryRead(out var entry))
                 if (postCopy ? InstallRemote(entry, mustBeResident: false) : InstallPreCopy(entry)) applied++;
@@ -156,6 +158,24 @@ public sealed class IncomingMigration
         {
             Interlocked.Decrement(ref _activeApplies);
         }
+    }
+
+    // Runs of consecutive non-zero pages that were never touched here are mapped in one call each (see PagePrefault).
+    private void PrefaultFreshPages(PageBatch batch)
+    {
+        var flags = batch.Flags.Span;
+        var pages = batch.PageNumbers;
+        long runStart = 0;
+        int runLength = 0;
+        for (int i = 0; i < pages.Count; i++)
+        {
+            long page = (long)pages[i];
+            bool fresh = (flags[i] & PageFlags.Zero) == 0 && Memory.GetResidency(page) == PageResidency.Zero;
+            if (fresh && runLength > 0 && page == runStart + runLength) { runLength++; continue; }
+            if (runLength > 0) _prefault.Populate(Memory, runStart, runLength);
+            (runStart, runLength) = (page, fresh ? 1 : 0);
+        }
+        if (runLength > 0) _prefault.Populate(Memory, runStart, runLength);
     }
 
     private bool InstallPreCopy(in PageBatchEntry entry)

@@ -14,12 +14,13 @@ public sealed class PagesService
     private readonly ConcurrentDictionary<string, IncomingMigration> _incoming = new();
     private readonly ConcurrentDictionary<string, OutgoingMigration> _outgoing = new();
     private readonly ConcurrentDictionary<string, RemotePaging.RemotePageStore> _stores = new();
+    private readonly PooledPageStreamParser _pageStreamParser = new();
 
     /// <summary>Creates the service with nothing expected.</summary>
     public PagesService()
     {
         Definition = RpcServiceDefinition.CreateBuilder(PagesContract.Service)
-            .AddDuplexStreaming<PageStreamMessage, PageAck>("PageStream", PageStreamAsync)
+            .AddDuplexStreaming(PagesContract.PageStream.WithDeserializers(requestDeserializer: _pageStreamParser.Parse), PageStreamAsync)
             .AddUnary<RemotePagesRequest, RemotePagesResponse>("RemotePages", (r, c) => Task.FromResult(RemotePages(r, c)))
             .AddUnary<StorePagesRequest, StorePagesResponse>("StorePages", (r, c) => Task.FromResult(StorePages(r)))
             .AddUnary<SwitchOverRequest, SwitchOverResponse>("SwitchOver", SwitchOverAsync)
@@ -113,12 +114,12 @@ public sealed class PagesService
                 if (message.KindCase != PageStreamMessage.KindOneofCase.Batch)
                     throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: expected a batch or close, got {message.KindCase}.");
                 var batch = message.Batch;
-                if (batch.Sequence != expected)
-                    throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: batch sequence {batch.Sequence}, expected {expected}.");
-                // Post-copy: remote faults go first (see IncomingMigration.YieldToFaultsAsync).
-                if (migration.RemoteFaultsInFlight > 0) await migration.YieldToFaultsAsync(ct).ConfigureAwait(false);
                 try
                 {
+                    if (batch.Sequence != expected)
+                        throw new RpcException(StatusCode.InvalidArgument, $"PageStream {open.StreamIndex}: batch sequence {batch.Sequence}, expected {expected}.");
+                    // Post-copy: remote faults go first (see IncomingMigration.YieldToFaultsAsync).
+                    if (migration.RemoteFaultsInFlight > 0) await migration.YieldToFaultsAsync(ct).ConfigureAwait(false);
                     applied += (ulong)migration.Apply(batch);
                 }
                 catch (PageChecksumException e)
@@ -135,6 +136,10 @@ public sealed class PagesService
                 catch (InvalidOperationException e)
                 {
                     throw new RpcException(StatusCode.FailedPrecondition, e.Message);
+                }
+                finally
+                {
+                    _pageStreamParser.Release(batch);
                 }
                 await responses.WriteAsync(new PageAck { AckedThrough = expected, Window = window, PagesApplied = applied }, ct).ConfigureAwait(false);
                 expected++;
