@@ -34,6 +34,14 @@ if (args.Contains("--vmemdirect"))
     return;
 }
 
+if (args.Contains("--dataplane"))
+{
+    // The data plane alone (PageStreamGroup -> PagesService -> IncomingMigration), warm, repeated, alternating with raw TCP.
+    int Arg(string name, int fallback) { for (int i = 0; i < args.Length - 1; i++) if (args[i] == name) return int.Parse(args[i + 1]); return fallback; }
+    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8));
+    return;
+}
+
 if (args.Contains("--codec"))
 {
     CodecThroughput(256L << 20);
