@@ -30,6 +30,9 @@ public sealed record MigrationReport
     /// <summary>When the destination had resumed them.</summary>
     public required DateTimeOffset ResumedAt { get; init; }
 
+    /// <summary>How pre-copy's rounds ended (converged, MaxRounds, or auto-converge exhausted), with the downtime expected then and the reason in words; null for post-copy.</summary>
+    public Planning.PreCopyEnding? PreCopyEnding { get; init; }
+
     /// <summary>Start to verified end.</summary>
     public required TimeSpan TotalTime { get; init; }
 

@@ -1,6 +1,7 @@
 namespace MigrationFabric.Migration.Strategies;
 
 /// <summary>Hybrid: bounded pre-copy rounds, then post-copy for the pages dirtied since (stop-and-copy if the rounds converged).</summary>
+/// <remarks>The rounds also end when auto-converge is exhausted (see <see cref="PreCopyOptions.AutoConvergeMaxThrottleRounds"/>); then the rest goes post-copy.</remarks>
 public sealed class Hybrid(HybridOptions? options = null) : MigrationStrategy(options ?? new HybridOptions())
 {
     private HybridOptions Options => (HybridOptions)BaseOptions;
@@ -13,10 +14,14 @@ public sealed class Hybrid(HybridOptions? options = null) : MigrationStrategy(op
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         int rounds = Options.MaxRounds is { } max ? Math.Min(max, Options.PreCopyRounds) : Options.PreCopyRounds;
-        bool converged = await RoundLoop.RunAsync(session, Options, rounds, cancellationToken).ConfigureAwait(false);
+        var ending = await RoundLoop.RunAsync(session, Options, rounds, cancellationToken).ConfigureAwait(false);
+        bool converged = ending.Decision == Planning.RoundDecision.SwitchOver;
         await SwitchOver.RunAsync(session, converged ? SwitchOverMode.StopAndCopy : SwitchOverMode.PostCopyDirty, Options.Prefetch, cancellationToken)
             .ConfigureAwait(false);
     }
+
+    private protected override Reporting.MigrationReport CompleteReport(MigrationSession session, Reporting.MigrationReport report)
+        => report with { PreCopyEnding = session.PreCopyEnding };
 
     private protected override Task AfterSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
         => BackgroundPush.RunAsync(session, cancellationToken);

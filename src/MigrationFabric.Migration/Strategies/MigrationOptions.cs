@@ -71,6 +71,15 @@ public class PreCopyOptions : MigrationOptions
     /// <summary>Throttle when the pages dirtied during a round exceed this fraction of the pages it sent. Default 0.5, as QEMU.</summary>
     public double AutoConvergeTriggerRatio { get; set; } = 0.5;
 
+    /// <summary>Past the initial step, add only what should bring the dirty rate down to the trigger threshold (at least 0.01, at most the increment) instead of the whole increment. Default false, as QEMU's cpu-throttle-tailslow.</summary>
+    public bool AutoConvergeTailSlow { get; set; }
+
+    /// <summary>Consecutive rounds at <see cref="AutoConvergeMaxThrottle"/> whose remainder still does not fit <see cref="DowntimeTarget"/> before pre-copy stops iterating: it then switches over anyway with the expected downtime reported (or fails, past <see cref="DowntimeLimit"/>); hybrid goes post-copy. Default 3.</summary>
+    public int AutoConvergeMaxThrottleRounds { get; set; } = 3;
+
+    /// <summary>Hard ceiling on the downtime: when pre-copy stops iterating without converging (auto-converge exhausted or MaxRounds) and the remainder is expected to take longer than this, the migration fails and the VM stays at the source instead of switching over. Null: switch over anyway. Default null. (Hybrid goes post-copy instead and does not use it.)</summary>
+    public TimeSpan? DowntimeLimit { get; set; }
+
     /// <inheritdoc/>
     public override void Validate()
     {
@@ -83,6 +92,9 @@ public class PreCopyOptions : MigrationOptions
         if (AutoConvergeMaxThrottle < AutoConvergeInitialThrottle || AutoConvergeMaxThrottle > 0.99)
             throw new ArgumentException($"{n}.{nameof(AutoConvergeMaxThrottle)} must be within [{nameof(AutoConvergeInitialThrottle)}, 0.99], was {AutoConvergeMaxThrottle}.");
         if (AutoConvergeTriggerRatio is <= 0 or > 1) throw new ArgumentException($"{n}.{nameof(AutoConvergeTriggerRatio)} must be within (0, 1], was {AutoConvergeTriggerRatio}.");
+        if (AutoConvergeMaxThrottleRounds < 1) throw new ArgumentException($"{n}.{nameof(AutoConvergeMaxThrottleRounds)} must be at least 1, was {AutoConvergeMaxThrottleRounds}.");
+        if (DowntimeLimit is { } limit && limit < DowntimeTarget)
+            throw new ArgumentException($"{n}.{nameof(DowntimeLimit)} must be null or at least {nameof(DowntimeTarget)} ({DowntimeTarget}), was {limit}.");
     }
 }
 

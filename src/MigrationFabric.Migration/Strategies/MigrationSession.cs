@@ -53,6 +53,7 @@ internal sealed class MigrationSession : IAsyncDisposable
     public List<RoundReport> Rounds { get; } = [];
     public double DirtyPagesPerSecond { get; set; }
     public double MaxThrottle { get; set; }
+    public Planning.PreCopyEnding? PreCopyEnding { get; set; }
     public long RemainingPages { get; set; }
     public bool Paused { get; private set; }
     public bool SwitchedOver { get; private set; }

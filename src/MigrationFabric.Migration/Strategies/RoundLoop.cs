@@ -8,8 +8,8 @@ namespace MigrationFabric.Migration.Strategies;
 /// <summary>Pre-copy rounds: everything once, then the pages dirtied meanwhile, until the remainder fits the downtime target (QEMU's ram_save_iterate loop).</summary>
 internal static class RoundLoop
 {
-    /// <summary>Runs rounds; true when the remainder fits the downtime target, false when <paramref name="maxRounds"/> ran out first.</summary>
-    public static async Task<bool> RunAsync(MigrationSession session, PreCopyOptions options, int? maxRounds, CancellationToken cancellationToken)
+    /// <summary>Runs rounds until the remainder fits the downtime target, <paramref name="maxRounds"/> run out, or auto-converge is exhausted (see <see cref="ConvergencePlanner.Decide"/>); returns how it ended (also kept in <see cref="MigrationSession.PreCopyEnding"/>).</summary>
+    public static async Task<PreCopyEnding> RunAsync(MigrationSession session, PreCopyOptions options, int? maxRounds, CancellationToken cancellationToken)
     {
         var memory = session.Job.Memory;
         var planner = new ConvergencePlanner(options);
@@ -42,10 +42,14 @@ internal static class RoundLoop
             var expected = session.ExpectedDowntime(remaining);
             span?.SetTag("pages", sent).SetTag("bytes", bytes).SetTag("dirtied.pages", dirtied).SetTag("expected_downtime.ms", expected.TotalMilliseconds);
             session.Report(MigrationPhase.PreCopy);
-            switch (planner.Decide(round, remaining, session.Bandwidth, maxRounds))
+            var decision = planner.Decide(round, remaining, session.Bandwidth, maxRounds, throttle);
+            if (decision != RoundDecision.Continue)
             {
-                case RoundDecision.SwitchOver: return true;
-                case RoundDecision.RoundsExhausted: return false;
+                var ending = planner.Ending(decision, round, remaining, expected, throttle, maxRounds);
+                session.PreCopyEnding = ending;
+                span?.AddEvent(new System.Diagnostics.ActivityEvent($"pre-copy ends: {ending.Reason}"));
+                session.Activity?.SetTag("precopy.ending", decision.ToString()).SetTag("precopy.ending.reason", ending.Reason);
+                return ending;
             }
             double current = session.Job.Mmu.Throttle;
             double next = planner.NextThrottle(current, sent, dirtied);

@@ -1,6 +1,7 @@
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Planning;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Migration.Tests.Support;
@@ -231,5 +232,102 @@ public class PreCopyTests
         Assert.Contains("MaxRounds", Assert.Throws<ArgumentException>(() => new PreCopy(new PreCopyOptions { MaxRounds = 0 })).Message);
         Assert.Contains("Prefetch", Assert.Throws<ArgumentException>(() => new PostCopy(new PostCopyOptions { Prefetch = 1000 })).Message);
         Assert.Contains("PreCopyRounds", Assert.Throws<ArgumentException>(() => new Hybrid(new HybridOptions { PreCopyRounds = 0 })).Message);
+    }
+
+    // Auto-converge that cannot converge, made deterministic: the test plays a guest that re-dirties 5000 of the 8192
+    // pages in every round, whatever the throttle (the rounds' own progress reports drive it, mid-round, so nothing
+    // depends on how a vCPU thread is scheduled). At a 1 ms target 5000 pages never fit.
+    private const int Redirtied = 5000;
+
+    private static PreCopyOptions Unconvergeable(TimeSpan? limit = null) => new()
+    {
+        DowntimeTarget = TimeSpan.FromMilliseconds(1), DowntimeLimit = limit, ProgressInterval = TimeSpan.FromTicks(1),
+        AutoConvergeInitialThrottle = 0.99, AutoConvergeMaxThrottle = 0.99, AutoConvergeMaxThrottleRounds = 3,
+    };
+
+    private static MigrationJob RedirtyingJob(MigrationPair pair)
+    {
+        int lastRound = 0;
+        var memory = pair.Vm.Memory;
+        return pair.Job(p =>
+        {
+            // The first report of each pre-copy round comes mid-round (at its 4096th page) when the round is that long.
+            if (p.Phase != MigrationPhase.PreCopy || p.Round <= lastRound) return;
+            lastRound = p.Round;
+            for (long page = memory.PageCount - Redirtied; page < memory.PageCount; page++)
+            {
+                BitConverter.TryWriteBytes(memory.GetPageBytes(page), ((ulong)p.Round << 32) | (ulong)page);
+                memory.Dirty.MarkDirty(page);
+            }
+        });
+    }
+
+    [Fact]
+    public async Task At_the_maximum_throttle_without_converging_pre_copy_switches_over_after_the_set_rounds_and_reports_why()
+    {
+        await using var pair = await MigrationPair.CreateAsync(32 * Mib);
+        pair.Vm.Fill();
+        var incoming = pair.Accept();
+        var options = Unconvergeable();
+
+        var report = await new PreCopy(options).RunAsync(RedirtyingJob(pair)).WaitAsync(Long);
+
+        await incoming.Completion.WaitAsync(Long);
+        var ending = report.PreCopyEnding!;
+        Assert.Equal(RoundDecision.ThrottleExhausted, ending.Decision);
+        // Round 1 unthrottled (it triggers the throttle), rounds 2-4 at the maximum, then the switch-over's final pages.
+        Assert.Equal(4, ending.Rounds);
+        Assert.Equal([0, 0.99, 0.99, 0.99], report.Rounds.Take(4).Select(r => r.Throttle));
+        Assert.Equal(5, report.Rounds.Count);
+        Assert.Equal(Redirtied, ending.RemainingPages);
+        Assert.True(ending.ExpectedDowntime > options.DowntimeTarget && ending.ExpectedDowntime < TimeSpan.MaxValue, $"expected {ending.ExpectedDowntime}");
+        Assert.Contains("auto-converge exhausted: 3 rounds at the maximum throttle 0.99", ending.Reason);
+        Assert.Equal(Redirtied, report.Rounds[^1].Pages);
+        Assert.Equal(pair.Vm.Digest(), pair.Target.Digest());
+    }
+
+    [Fact]
+    public async Task Past_the_downtime_limit_pre_copy_that_cannot_converge_fails_by_name_and_the_vm_stays_at_the_source()
+    {
+        await using var pair = await MigrationPair.CreateAsync(32 * Mib);
+        pair.Vm.Fill();
+        var incoming = pair.Accept();
+
+        var e = await Assert.ThrowsAsync<MigrationFailedException>(
+            () => new PreCopy(Unconvergeable(limit: TimeSpan.FromMilliseconds(1))).RunAsync(RedirtyingJob(pair)).WaitAsync(Long));
+
+        var inner = Assert.IsType<DowntimeLimitExceededException>(e.InnerException);
+        Assert.Equal(RoundDecision.ThrottleExhausted, inner.Ending.Decision);
+        Assert.Contains("DowntimeLimit 1 ms", e.Message);
+        Assert.Contains("auto-converge exhausted", e.Message);
+        Assert.Contains("keeps running at the source", e.Message);
+        Assert.Equal("PreCopy", e.Phase);
+        Assert.False(pair.Vm.Mmu.IsPaused);
+        Assert.Equal(0, pair.Vm.Mmu.Throttle);
+        await Assert.ThrowsAsync<MigrationAbortedException>(() => incoming.Completion.WaitAsync(Long));
+        Assert.Equal(0, pair.Target.Memory.ResidentPages);
+    }
+
+    [Fact]
+    public async Task Hybrid_whose_auto_converge_is_exhausted_hands_the_rest_to_post_copy()
+    {
+        await using var pair = await MigrationPair.CreateAsync(32 * Mib);
+        pair.Vm.Fill();
+        var incoming = pair.Accept();
+        var o = Unconvergeable();
+        var options = new HybridOptions
+        {
+            PreCopyRounds = 10, DowntimeTarget = o.DowntimeTarget, ProgressInterval = o.ProgressInterval,
+            AutoConvergeInitialThrottle = 0.99, AutoConvergeMaxThrottle = 0.99, AutoConvergeMaxThrottleRounds = 3,
+        };
+
+        var report = await new Hybrid(options).RunAsync(RedirtyingJob(pair)).WaitAsync(Long);
+
+        await incoming.Completion.WaitAsync(Long);
+        Assert.Equal(RoundDecision.ThrottleExhausted, report.PreCopyEnding!.Decision);
+        Assert.Equal(4, report.Rounds.Count);
+        Assert.Equal(Redirtied, report.PostCopyPages);
+        Assert.Equal(pair.Vm.Memory.PageCount, report.PagesVerified);
+        Assert.Equal(pair.Vm.Digest(), pair.Target.Digest());
     }
 }
