@@ -34,7 +34,7 @@ public sealed class HostAgent : IAsyncDisposable
         _storage = storage;
         _membershipOptions = membershipOptions;
         _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService());
-        _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory);
+        _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory) { Recovery = new RecoveryWatchOptions { Window = options.RecoveryWindow } };
     }
 
     /// <summary>The host's name.</summary>

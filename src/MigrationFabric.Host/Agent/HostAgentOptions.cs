@@ -29,6 +29,9 @@ public sealed class HostAgentOptions
     /// <summary>Largest scheduler/data-plane message accepted. Default 64 MiB (page batches are 1 MiB).</summary>
     public int MaxReceiveMessageSize { get; set; } = 64 << 20;
 
+    /// <summary>How long a completed migration (on its source agent) watches the workload at the destination for a recovery to 90% of its pre-migration throughput before the report is final; past it the report says NOT_RECOVERED. Default 5 s.</summary>
+    public TimeSpan RecoveryWindow { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -43,5 +46,7 @@ public sealed class HostAgentOptions
         if (string.IsNullOrWhiteSpace(AdvertisedHost)) throw new ArgumentException("HostAgentOptions.AdvertisedHost must be a host name or IP address.");
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"HostAgentOptions.RequestTimeout must be positive, was {RequestTimeout}.");
         if (MaxReceiveMessageSize < 4 << 20) throw new ArgumentException($"HostAgentOptions.MaxReceiveMessageSize must be at least 4 MiB, was {MaxReceiveMessageSize}.");
+        if (RecoveryWindow < TimeSpan.Zero || RecoveryWindow > TimeSpan.FromMinutes(10))
+            throw new ArgumentException($"HostAgentOptions.RecoveryWindow must be within 0..10 min, was {RecoveryWindow}.");
     }
 }

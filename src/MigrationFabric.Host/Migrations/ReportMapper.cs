@@ -43,9 +43,18 @@ public static class ReportMapper
         Destinations = { new DestinationProgress { Host = destination, BytesSent = (ulong)Math.Max(0, p.BytesSent), Pages = (ulong)Math.Max(0, p.PagesSent) } },
     };
 
-    /// <summary>The API report of a verified migration, with the source workload's throughput around it.</summary>
+    /// <summary>The workload's pre-migration level: the mean of the source's samples before the migration started (0 when there are none).</summary>
+    public static double Baseline(LibReport r, ThroughputTimeline? sourceTimeline, DateTimeOffset sourceStartedAt) =>
+        sourceTimeline is null ? 0 : ThroughputReport.Build(r, sourceTimeline, sourceStartedAt, null, default).BaselinePerSecond;
+
+    /// <summary>The API report of a verified migration, with the source workload's throughput around it and, from <paramref name="recovery"/>, the destination's after it.</summary>
+    /// <remarks>
+    /// recovery_time runs from the start of switch-over (the pause) to the first destination sample at 90% of the
+    /// baseline or more, as fabric.proto defines it; <c>recovery</c> says whether that happened within the
+    /// <c>recovery_window</c> watched, so an unset recovery_time is never mistaken for an instant recovery.
+    /// </remarks>
     public static MigrationReport Report(LibReport r, ulong vmDigest, ThroughputTimeline? sourceTimeline, DateTimeOffset sourceStartedAt,
-        MigrationFabric.Host.Grains.WorkloadSamples? destination = null)
+        RecoveryObservation? recovery = null)
     {
         var report = new MigrationReport
         {
@@ -62,9 +71,11 @@ public static class ReportMapper
         foreach (var (host, bytes) in r.BytesSentPerDestination)
             report.PerDestination.Add(new DestinationProgress { Host = host, BytesSent = (ulong)bytes });
         foreach (var round in r.Rounds) report.PagesPerRound.Add((ulong)round.Pages);
+        double baseline = 0;
         if (sourceTimeline is not null)
         {
             var t = ThroughputReport.Build(r, sourceTimeline, sourceStartedAt, null, default);
+            baseline = t.BaselinePerSecond;
             foreach (var s in t.Timeline)
                 report.Throughput.Add(new ThroughputSample
                 {
@@ -72,17 +83,31 @@ public static class ReportMapper
                     Value = s.PerSecond,
                     Phase = s.Period == ThroughputPeriod.Before ? MigrationPhase.Planning : MigrationPhase.PreCopy,
                 });
-            // After the resume the destination's samples; recovery is the first at 90% of the baseline or more.
-            if (destination is not null)
-                for (int i = 0; i < destination.ElapsedTicks.Length; i++)
-                {
-                    var at = destination.StartedAt + TimeSpan.FromTicks(destination.ElapsedTicks[i]);
-                    double value = destination.PerSecond[i];
-                    report.Throughput.Add(new ThroughputSample { OffsetMs = (long)(at - r.StartedAt).TotalMilliseconds, Value = value, Phase = MigrationPhase.Completed });
-                    if (report.RecoveryTime is null && t.BaselinePerSecond > 0 && value >= 0.9 * t.BaselinePerSecond)
-                        report.RecoveryTime = Duration.FromTimeSpan(at > r.ResumedAt ? at - r.ResumedAt : TimeSpan.Zero);
-                }
         }
+        var destination = recovery?.Destination;
+        if (destination is not null)
+            for (int i = 0; i < destination.ElapsedTicks.Length; i++)
+            {
+                var at = destination.StartedAt + TimeSpan.FromTicks(destination.ElapsedTicks[i]);
+                report.Throughput.Add(new ThroughputSample { OffsetMs = (long)(at - r.StartedAt).TotalMilliseconds, Value = destination.PerSecond[i], Phase = MigrationPhase.Completed });
+            }
+        SetRecovery(report, baseline, recovery, r.PausedAt);
         return report;
+    }
+
+    /// <summary>Sets recovery, recovery_time (from <paramref name="pausedAt"/>, the start of switch-over) and recovery_window from what the destination did after the resume.</summary>
+    public static void SetRecovery(MigrationReport report, double baselinePerSecond, RecoveryObservation? recovery, DateTimeOffset pausedAt)
+    {
+        report.RecoveryWindow = Duration.FromTimeSpan(recovery?.Watched ?? TimeSpan.Zero);
+        report.RecoveryTime = null;
+        var destination = recovery?.Destination;
+        if (baselinePerSecond <= 0) report.Recovery = RecoveryOutcome.NoBaseline;
+        else if (destination is null) report.Recovery = RecoveryOutcome.NotObserved;
+        else if (RecoveryWatch.FirstRecovered(destination, baselinePerSecond) is { } recoveredAt)
+        {
+            report.Recovery = RecoveryOutcome.Recovered;
+            report.RecoveryTime = Duration.FromTimeSpan(recoveredAt > pausedAt ? recoveredAt - pausedAt : TimeSpan.Zero);
+        }
+        else report.Recovery = RecoveryOutcome.NotRecovered;
     }
 }
