@@ -78,10 +78,10 @@ public sealed class ErrorStatusTests(TestCluster cluster) : IClassFixture<TestCl
             StatusCode.InvalidArgument, "bandwidth");
         Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-a", Strategy = Strategy.PreCopy }),
             StatusCode.InvalidArgument, "already runs on host 'host-a'");
-        Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-b", Strategy = Strategy.VmemDirect }),
-            StatusCode.Unimplemented, "vmem-direct");
-        Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-b", Strategy = Strategy.ScatterGather }),
-            StatusCode.Unimplemented, "scatter-gather");
+        Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-b", Strategy = Strategy.Agile }),
+            StatusCode.Unimplemented, "agile");
+        Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-vm3", Destination = "host-b", Strategy = Strategy.EnlightenedPostCopy }),
+            StatusCode.Unimplemented, "enlightened-post-copy");
         // None of this left the VM marked as migrating.
         var vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "e-vm3" });
         Assert.Equal(VmState.Running, vm.State);

@@ -23,10 +23,13 @@ public class TestCluster : IAsyncLifetime
 
     protected virtual MembershipOptions? Membership => null;
 
+    /// <summary>The cluster to start: 3 hosts of <see cref="Budget"/> unless a fixture says otherwise.</summary>
+    protected virtual EmbeddedClusterOptions ClusterOptions() => new() { Hosts = 3, MemoryBudgetBytes = Budget, Membership = Membership };
+
     public async Task InitializeAsync()
     {
         using var cts = new CancellationTokenSource(Patience);
-        Cluster = await EmbeddedCluster.StartAsync(new EmbeddedClusterOptions { Hosts = 3, MemoryBudgetBytes = Budget, Membership = Membership }, cts.Token);
+        Cluster = await EmbeddedCluster.StartAsync(ClusterOptions(), cts.Token);
         Channel = new RpcChannel(Cluster.Endpoint, new RpcChannelOptions());
     }
 
@@ -104,8 +107,8 @@ public class TestCluster : IAsyncLifetime
         }
     }
 
-    public Task<Migration> Start(string vm, string destination, Strategy strategy, MigrationLimits? limits = null) =>
-        Call(FabricContract.StartMigration, new StartMigrationRequest { Vm = vm, Destination = destination, Strategy = strategy, Limits = limits });
+    public Task<Migration> Start(string vm, string destination, Strategy strategy, MigrationLimits? limits = null, params string[] subHosts) =>
+        Call(FabricContract.StartMigration, new StartMigrationRequest { Vm = vm, Destination = destination, Strategy = strategy, Limits = limits, SubHosts = { subHosts } });
 }
 
 /// <summary>A cluster whose membership notices a dead host within a few seconds.</summary>

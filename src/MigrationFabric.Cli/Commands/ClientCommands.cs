@@ -92,28 +92,58 @@ public static class ClientCommands
     public static Command Migrate(MfApp app)
     {
         var vm = new Argument<string>("vm") { Description = "The VM to move." };
-        var to = new Option<string>("--to") { Description = "The destination host.", Required = true };
-        var strategy = new Option<string>("--strategy", "-s") { Description = "pre-copy, post-copy or hybrid.", DefaultValueFactory = _ => "pre-copy" };
+        var to = new Option<string>("--to") { Description = "The destination host (split: the main host, which runs the vCPUs; scatter-gather: the host that gathers).", Required = true };
+        var strategy = new Option<string>("--strategy", "-s")
+        {
+            Description = "pre-copy, post-copy, hybrid; split (--to MAIN --sub HOST...), scatter-gather (--sub INTERMEDIATE...); " +
+                "vmem-direct or naive-swap (--to a host with less free memory than the VM); vmem-devirtualize (a VM in private memory to a host with room).",
+            DefaultValueFactory = _ => "pre-copy",
+        };
+        var sub = new Option<string[]>("--sub")
+        {
+            Description = "split: a sub-host holding part of the memory; scatter-gather: an intermediate host. Repeat for each (at most 8).",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var pagingMethod = new Option<uint?>("--paging-method") { Description = "vmem-direct: the destination's asynchronous paging method, 1 or 2 (default 1)." };
         var downtime = new Option<uint?>("--downtime-ms") { Description = "Downtime target in ms (default 300)." };
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Bandwidth cap, e.g. 100MiB/s (default none)." };
         var deadline = new Option<uint?>("--deadline-s") { Description = "Fail (VM stays at the source) if not switched over within this many seconds." };
         var noAuto = new Option<bool>("--no-auto-converge") { Description = "Do not throttle the vCPUs when pre-copy does not converge." };
         var watch = new Option<bool>("--watch") { Description = "Show progress until the migration ends; exit non-zero unless it completed." };
-        var cmd = new Command("migrate", "Live-migrate a VM to another host.") { vm, to, strategy, downtime, bandwidth, deadline, noAuto, watch };
+        var cmd = new Command("migrate", "Live-migrate a VM to another host (or to a main host and sub-hosts).") { vm, to, strategy, sub, downtime, bandwidth, deadline, noAuto, pagingMethod, watch };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
-            var s = StrategyCatalog.Parse(r.GetValue(strategy)!) ?? throw new UsageException($"--strategy '{r.GetValue(strategy)}' is not a strategy (pre-copy, post-copy, hybrid ...).");
+            var s = StrategyCatalog.Parse(r.GetValue(strategy)!) ?? throw new UsageException(
+                $"--strategy '{r.GetValue(strategy)}' is not a strategy ({string.Join(", ", StrategyCatalog.All.Select(StrategyCatalog.NameOf))}).");
+            string[] subs = r.GetValue(sub) ?? [];
+            if (StrategyCatalog.IsMultiHost(s) && subs.Length == 0)
+                throw new UsageException($"--strategy {StrategyCatalog.NameOf(s)} needs at least one --sub HOST ({(s == Strategy.Split ? "a sub-host" : "an intermediate")}).");
+            if (!StrategyCatalog.IsMultiHost(s) && subs.Length > 0)
+                throw new UsageException($"--sub is only for split and scatter-gather, not {StrategyCatalog.NameOf(s)}.");
             var limits = new MigrationLimits { DisableAutoConverge = r.GetValue(noAuto) };
+            if (r.GetValue(pagingMethod) is { } method)
+            {
+                if (s != Strategy.VmemDirect) throw new UsageException($"--paging-method is only for vmem-direct, not {StrategyCatalog.NameOf(s)}.");
+                if (method is not (1 or 2)) throw new UsageException($"--paging-method must be 1 or 2, was {method}.");
+                limits.VmemPagingMethod = method;
+            }
             if (r.GetValue(downtime) is { } ms) limits.DowntimeTarget = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(ms));
             if (r.GetValue(deadline) is { } sec) limits.Deadline = Duration.FromTimeSpan(TimeSpan.FromSeconds(sec));
             if (r.GetValue(bandwidth) is { } bw)
                 limits.BandwidthBytesPerSecond = Units.ParseBytes(bw) ?? throw new UsageException($"--bandwidth '{bw}' is not a rate (e.g. 100MiB/s).");
             using var client = Connect(app, r);
-            var m = await client.StartMigrationAsync(new StartMigrationRequest { Vm = r.GetValue(vm)!, Destination = r.GetValue(to)!, Strategy = s, Limits = limits }, ct);
-            app.Output.MarkupLine($"migration [bold]{Esc(m.Id)}[/]: {Esc(m.Request.Vm)} {Esc(m.Source)} -> {Esc(m.Request.Destination)} ({Esc(StrategyCatalog.NameOf(s))})");
+            var m = await client.StartMigrationAsync(new StartMigrationRequest { Vm = r.GetValue(vm)!, Destination = r.GetValue(to)!, Strategy = s, Limits = limits, SubHosts = { subs } }, ct);
+            string via = m.Request.SubHosts.Count == 0 ? "" : $" {(s == Strategy.Split ? "+ sub-hosts" : "via")} {string.Join(", ", m.Request.SubHosts)}";
+            app.Output.MarkupLine($"migration [bold]{Esc(m.Id)}[/]: {Esc(m.Request.Vm)} {Esc(m.Source)} -> {Esc(m.Request.Destination)}{Esc(via)} ({Esc(StrategyCatalog.NameOf(s))})");
             if (!r.GetValue(watch)) return 0;
             var view = new MigrationProgressView(app.Output);
-            var final = await view.RunAsync(bars => MigrationProgressView.WatchToEndAsync(client, m.Id, bars.Add($"{m.Request.Vm} -> {m.Request.Destination}"), ct));
+            // Several receiving hosts: a bar for each beside the migration's own.
+            var final = await view.RunAsync(bars =>
+            {
+                var overall = bars.Add($"{m.Request.Vm} -> {m.Request.Destination}");
+                IMigrationBar bar = m.Request.SubHosts.Count > 0 ? new DestinationBars(bars, overall) : overall;
+                return MigrationProgressView.WatchToEndAsync(client, m.Id, bar, ct);
+            });
             PrintOutcome(app, final);
             return final.Phase == MigrationPhase.Completed ? 0 : 1;
         }));
@@ -159,8 +189,13 @@ public static class ClientCommands
     public static void PrintOutcome(MfApp app, Migration m)
     {
         if (m.Phase == MigrationPhase.Completed && m.Report is { } r)
+        {
             app.Output.MarkupLine($"[green]completed[/]: total {Units.Duration(r.TotalTime.ToTimeSpan())}, downtime {Units.Duration(r.Downtime.ToTimeSpan())}, " +
                 $"{Units.Bytes(r.BytesSent)} sent, integrity {r.Integrity.PagesChecked} pages checked, {r.Integrity.MismatchedPages} mismatched");
+            if (r.PerDestination.Count > 1)
+                foreach (var d in r.PerDestination)
+                    app.Output.MarkupLine($"  {Esc(d.Host)}{(d.Role.Length > 0 ? $" ({Esc(d.Role)})" : "")}: {Units.Bytes(d.BytesSent)} sent");
+        }
         else
             app.Error.MarkupLine($"[red]{Esc(MigrationProgressView.Phase(m.Phase))}[/]: {Esc(m.Error)}");
     }

@@ -12,6 +12,9 @@ public sealed class EmbeddedClusterOptions
     /// <summary>Memory budget of each host, bytes. Default 1 GiB.</summary>
     public long MemoryBudgetBytes { get; set; } = 1L << 30;
 
+    /// <summary>Budgets of the hosts in order (overrides <see cref="MemoryBudgetBytes"/> for the first ones; e.g. a small host for VMemDirect). Default null: every host gets MemoryBudgetBytes.</summary>
+    public IReadOnlyList<long>? HostBudgetsBytes { get; set; }
+
     /// <summary>API port of the first host; the others take the next ports; 0 picks free ports. Default 0.</summary>
     public int FirstApiPort { get; set; }
 
@@ -28,7 +31,17 @@ public sealed class EmbeddedClusterOptions
         if (FirstApiPort is < 0 || FirstApiPort + Hosts > 65536) throw new ArgumentException($"EmbeddedClusterOptions.FirstApiPort {FirstApiPort} leaves no room for {Hosts} ports.");
         if (MemoryBudgetBytes <= 0 || MemoryBudgetBytes % 4096 != 0)
             throw new ArgumentException($"EmbeddedClusterOptions.MemoryBudgetBytes must be a positive multiple of 4096, was {MemoryBudgetBytes}.");
+        if (HostBudgetsBytes is { } budgets)
+        {
+            if (budgets.Count > Hosts) throw new ArgumentException($"EmbeddedClusterOptions.HostBudgetsBytes has {budgets.Count} budgets for {Hosts} hosts.");
+            for (int i = 0; i < budgets.Count; i++)
+                if (budgets[i] <= 0 || budgets[i] % 4096 != 0)
+                    throw new ArgumentException($"EmbeddedClusterOptions.HostBudgetsBytes[{i}] must be a positive multiple of 4096, was {budgets[i]}.");
+        }
     }
+
+    /// <summary>The budget of host <paramref name="index"/>.</summary>
+    public long BudgetOf(int index) => HostBudgetsBytes is { } b && index < b.Count ? b[index] : MemoryBudgetBytes;
 }
 
 /// <summary>N host agents in this process, each a real gRPC endpoint and silo on loopback, sharing an in-memory membership table and grain storage.</summary>
@@ -77,7 +90,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                 var agent = new HostAgent(new HostAgentOptions
                 {
                     HostName = $"{options.NamePrefix}{(char)('a' + i)}",
-                    MemoryBudgetBytes = options.MemoryBudgetBytes,
+                    MemoryBudgetBytes = options.BudgetOf(i),
                     ApiPort = options.FirstApiPort == 0 ? 0 : options.FirstApiPort + i,
                 }, cluster.Table, cluster.Storage, options.Membership);
                 await agent.StartAsync(cancellationToken).ConfigureAwait(false);

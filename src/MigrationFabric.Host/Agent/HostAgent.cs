@@ -23,6 +23,7 @@ public sealed class HostAgent : IAsyncDisposable
     private Silo? _silo;
     private RpcServer? _server;
     private int _state; // 0 new, 1 started, 2 stopped
+    private readonly bool _ownsDataDirectory;
 
     /// <summary>An agent joining the cluster of <paramref name="table"/>, keeping grain state in <paramref name="storage"/>.</summary>
     public HostAgent(HostAgentOptions options, IMembershipTable table, IGrainStorage storage, MembershipOptions? membershipOptions = null)
@@ -33,8 +34,10 @@ public sealed class HostAgent : IAsyncDisposable
         _table = table;
         _storage = storage;
         _membershipOptions = membershipOptions;
-        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService());
-        _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory) { Recovery = new RecoveryWatchOptions { Window = options.RecoveryWindow } };
+        _ownsDataDirectory = options.DataDirectory is null;
+        string dataDirectory = options.DataDirectory ?? Path.Combine(Path.GetTempPath(), $"mf-agent-{options.HostName}-{Guid.NewGuid():N}");
+        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService(), dataDirectory);
+        _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory);
     }
 
     /// <summary>The host's name.</summary>
@@ -46,6 +49,12 @@ public sealed class HostAgent : IAsyncDisposable
     /// <summary>This host's VMs and budget.</summary>
     public LocalHypervisor Hypervisor => _context.Hypervisor;
 
+    /// <summary>Directory of the agent's files (private swap files).</summary>
+    public string DataDirectory => _context.DataDirectory;
+
+    /// <summary>Parts of VMs this host holds for others (split sub-host, scatter-gather intermediate).</summary>
+    public HeldParts Held => _context.Held;
+
     /// <summary>The agent's silo (after start).</summary>
     public Silo Silo => _silo ?? throw new InvalidOperationException("the host agent is not started.");
 
@@ -53,6 +62,7 @@ public sealed class HostAgent : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0) throw new InvalidOperationException("a host agent can be started once.");
+        Directory.CreateDirectory(_context.DataDirectory);
         var silo = new SiloBuilder()
             .UseTransport(new RpcSiloTransport(new RpcSiloTransportOptions { ListenAddress = _options.ListenAddress, Port = _options.SiloPort }))
             .UseMembershipTable(_table, _membershipOptions)
@@ -92,8 +102,11 @@ public sealed class HostAgent : IAsyncDisposable
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.StopAsync(cancellationToken).ConfigureAwait(false);
         if (_server is not null) await _server.StopAsync(cancellationToken).ConfigureAwait(false);
+        await _context.Held.DisposeAsync().ConfigureAwait(false);
         await _context.Hypervisor.DisposeAsync().ConfigureAwait(false);
+        _context.Attachments.DetachAll();
         if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
+        RemoveDataDirectory();
     }
 
     /// <summary>Stops abruptly, as a crashed host looks to the others: no goodbye, connections dropped, VMs gone.</summary>
@@ -103,7 +116,23 @@ public sealed class HostAgent : IAsyncDisposable
         if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.AbortAsync().ConfigureAwait(false);
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);
+        await _context.Held.DisposeAsync().ConfigureAwait(false);
         await _context.Hypervisor.DisposeAsync().ConfigureAwait(false);
+        _context.Attachments.DetachAll();
+        RemoveDataDirectory();
+    }
+
+    private void RemoveDataDirectory()
+    {
+        if (!_ownsDataDirectory) return;
+        try
+        {
+            Directory.Delete(_context.DataDirectory, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A temporary directory left behind is litter, not a failure to stop.
+        }
     }
 
     /// <inheritdoc />

@@ -4,20 +4,48 @@ using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Host.Migrations;
 using MigrationFabric.Migration.DataPlane;
 
-/// <summary>What this agent's grains reach locally: the host's name and endpoint, its hypervisor, data plane and migration coordinator.</summary>
-public sealed class HostAgentContext(string hostName, LocalHypervisor hypervisor, PagesService pages)
+/// <summary>What this agent's grains reach locally: the host's name and endpoint, its hypervisor, data plane, parts held for other hosts and migration coordinator.</summary>
+public sealed class HostAgentContext
 {
+    /// <summary>The context of host <paramref name="hostName"/>, keeping its files in <paramref name="dataDirectory"/>.</summary>
+    public HostAgentContext(string hostName, LocalHypervisor hypervisor, PagesService pages, string dataDirectory)
+    {
+        HostName = hostName;
+        Hypervisor = hypervisor;
+        Pages = pages;
+        DataDirectory = dataDirectory;
+        Held = new HeldParts(hostName, hypervisor, pages, () => Endpoint);
+    }
+
     /// <summary>The host's name.</summary>
-    public string HostName { get; } = hostName;
+    public string HostName { get; }
 
     /// <summary>The scheduler API / data-plane endpoint (set once the server listens).</summary>
     public string Endpoint { get; internal set; } = "";
 
     /// <summary>This host's VMs and budget.</summary>
-    public LocalHypervisor Hypervisor { get; } = hypervisor;
+    public LocalHypervisor Hypervisor { get; }
 
     /// <summary>This host's data plane.</summary>
-    public PagesService Pages { get; } = pages;
+    public PagesService Pages { get; }
+
+    /// <summary>Directory for this agent's files (private swap files).</summary>
+    public string DataDirectory { get; }
+
+    /// <summary>Parts of VMs held here for other hosts (split sub-host, scatter-gather intermediate).</summary>
+    public HeldParts Held { get; }
+
+    /// <summary>What migrations left attached to this host's VMs (split main's pager, a gatherer).</summary>
+    public VmAttachments Attachments { get; } = new();
+
+    /// <summary>Stops and frees VM <paramref name="name"/> here and disposes what is attached to it; returns the bytes its reservation freed.</summary>
+    public async Task<long> RemoveVmAsync(string name)
+    {
+        var vm = Hypervisor.Find(name);
+        long freed = await Hypervisor.RemoveAsync(name).ConfigureAwait(false);
+        if (vm is not null) Attachments.Detach(vm);
+        return freed;
+    }
 
     /// <summary>Runs the migrations this host is the source of.</summary>
     public MigrationCoordinator Coordinator { get; internal set; } = null!;

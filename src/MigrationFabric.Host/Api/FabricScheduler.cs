@@ -99,20 +99,26 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
         return new DeleteVmResponse { FreedBytes = await grains.GetGrain<IVmGrain>(request.Name).Delete().ConfigureAwait(false) };
     }
 
-    /// <summary>StartMigration: validates, marks the VM, prepares the destination, starts the source's coordinator.</summary>
+    /// <summary>StartMigration: validates, plans what each receiving host holds, marks the VM, prepares the receiving hosts, starts the source's coordinator.</summary>
     public async Task<Migration> StartMigrationAsync(StartMigrationRequest request, CancellationToken cancellationToken)
     {
         request = request.Clone();
         if (request.Vm.Length == 0) throw FabricException.Invalid("vm is required.");
         if (request.Destination.Length == 0) throw FabricException.Invalid("destination is required.");
         StrategyCatalog.ValidateAndFill(request);
-        if (!ActiveHosts().Contains(request.Destination))
+        var active = ActiveHosts();
+        if (!active.Contains(request.Destination))
             throw FabricException.NotFound($"destination host '{request.Destination}' is not an active host of the cluster.");
+        foreach (var sub in request.SubHosts)
+            if (!active.Contains(sub))
+                throw FabricException.NotFound($"sub_hosts names '{sub}', which is not an active host of the cluster.");
         if (request.MigrationId.Length == 0) request.MigrationId = $"mig-{Guid.NewGuid():N}"[..16];
         else ValidateName(request.MigrationId, "migration_id");
         string id = request.MigrationId;
 
         var vmGrain = grains.GetGrain<IVmGrain>(request.Vm);
+        var current = await vmGrain.Describe().ConfigureAwait(false);
+        var plan = await PlanAsync(request, current).ConfigureAwait(false);
         var session = grains.GetGrain<IMigrationSessionGrain>(id);
         var vm = await vmGrain.BeginMigration(id, request.Destination).ConfigureAwait(false);
         var migration = new Migration
@@ -132,13 +138,18 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
         await Registry.AddMigration(id, request.Vm).ConfigureAwait(false);
         var destination = grains.GetGrain<IHostGrain>(request.Destination);
         bool prepared = false;
-        string endpoint = "";
+        var held = new List<string>();
         try
         {
-            endpoint = (await destination.Describe().ConfigureAwait(false)).Endpoint;
-            await destination.PrepareIncoming(id, request.Vm, vm.MemoryBytes, vm.Workload).ConfigureAwait(false);
+            // The further hosts first: the destination of a split or a gather reaches them once it resumes.
+            foreach (var part in plan.Others)
+            {
+                await grains.GetGrain<IHostGrain>(part.Host).PrepareHold(id, request.Vm, vm.MemoryBytes, part).ConfigureAwait(false);
+                held.Add(part.Host);
+            }
+            await destination.PrepareIncoming(request, vm.MemoryBytes, vm.Workload, plan).ConfigureAwait(false);
             prepared = true;
-            await grains.GetGrain<IHostGrain>(vm.Host).StartOutgoing(request, endpoint).ConfigureAwait(false);
+            await grains.GetGrain<IHostGrain>(vm.Host).StartOutgoing(request, plan).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -149,10 +160,28 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
             failed.EndedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
             await session.Finish(failed).ConfigureAwait(false);
             await vmGrain.EndMigration(id, "").ConfigureAwait(false);
-            if (prepared) await AbortAtDestinationAsync(endpoint, id, rpc.Status.Detail, cancellationToken).ConfigureAwait(false);
+            if (prepared) await AbortAtDestinationAsync(plan.Destination.Endpoint, id, rpc.Status.Detail, cancellationToken).ConfigureAwait(false);
+            foreach (var host in held)
+            {
+                try { await grains.GetGrain<IHostGrain>(host).ReleaseHold(request.Vm, id).ConfigureAwait(false); }
+                catch (Exception) { /* Best effort: a part whose streams never come is discarded when its host stops. */ }
+            }
             throw;
         }
         return await session.Describe().ConfigureAwait(false);
+    }
+
+    /// <summary>Asks every receiving host for its room and plans what each holds (INVALID_ARGUMENT / FAILED_PRECONDITION naming the host).</summary>
+    private async Task<MigrationPlan> PlanAsync(StartMigrationRequest request, Vm vm)
+    {
+        if (vm.Host == request.Destination)
+            throw FabricException.Invalid($"VM '{vm.Name}' already runs on host '{vm.Host}'; the destination must be another host.");
+        var names = request.SubHosts.Prepend(request.Destination).ToArray();
+        var rooms = await Task.WhenAll(names.Select(h => grains.GetGrain<IHostGrain>(h).Room())).ConfigureAwait(false);
+        var facts = new VmFacts(vm.Name, vm.Host, (long)vm.MemoryBytes, 
+            vm.ShareBytes > 0 && vm.ShareBytes < vm.MemoryBytes && vm.RemoteShares.Count == 0,
+            [.. vm.RemoteShares.Select(r => r.Host)]);
+        return MigrationPlanner.Plan(request, facts, rooms.ToDictionary(r => r.Host, StringComparer.Ordinal));
     }
 
     /// <summary>WatchMigration: events every interval until the migration ends; the last carries the final migration.</summary>

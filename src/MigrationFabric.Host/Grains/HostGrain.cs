@@ -7,6 +7,7 @@ using MigrationFabric.Host.Agent;
 using MigrationFabric.Host.Balancing;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Host.Hypervisor;
+using MigrationFabric.Host.Migrations;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Rpc;
 
@@ -35,7 +36,12 @@ public sealed class HostGrain : Grain, IHostGrain
             MemoryBudgetBytes = (ulong)agent.Hypervisor.BudgetBytes,
             MemoryUsedBytes = (ulong)agent.Hypervisor.ResidentBytes,
             Status = HostStatus.Active,
+            MemoryReservedBytes = (ulong)agent.Hypervisor.ReservedBytes,
+            HeldBytes = (ulong)agent.Held.HeldBytes,
         };
+        long swapped = 0;
+        foreach (var v in agent.Hypervisor.Vms.Values) swapped += v.SwappedBytes;
+        host.SwapUsedBytes = (ulong)swapped;
         var names = agent.Hypervisor.Vms.Keys.ToList();
         names.Sort(StringComparer.Ordinal);
         host.Vms.AddRange(names);
@@ -62,7 +68,7 @@ public sealed class HostGrain : Grain, IHostGrain
     public Task<Vm> DescribeVm(string vm) => Task.FromResult(ToVm(Local(vm)));
 
     /// <inheritdoc />
-    public async Task<ulong> StopVm(string vm) => (ulong)await Agent.Hypervisor.RemoveAsync(vm);
+    public async Task<ulong> StopVm(string vm) => (ulong)await Agent.RemoveVmAsync(vm);
 
     /// <inheritdoc />
     public Task SetPaused(string vm, bool paused)
@@ -74,42 +80,41 @@ public sealed class HostGrain : Grain, IHostGrain
     }
 
     /// <inheritdoc />
-    public Task PrepareIncoming(string migrationId, string vm, ulong memoryBytes, Workload workload)
+    public Task PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan)
     {
-        var agent = Agent;
-        var local = agent.Hypervisor.Admit(vm, (long)memoryBytes, workload, StatusCode.FailedPrecondition);
-        IncomingMigration incoming;
-        try
+        SplitCallbacks? split = null;
+        if (request.Strategy == Strategy.Split)
         {
-            incoming = new IncomingMigration(migrationId, vm, local.Memory, local.Mmu, new IncomingMigrationOptions
-            {
-                Resume = (deviceState, _) =>
-                {
-                    local.Resume(deviceState);
-                    return Task.CompletedTask;
-                },
-            });
-            agent.Pages.Accept(incoming);
+            // The VM's grain keeps the map and hears of a lost sub-host; captured here because callbacks run outside this grain's turn.
+            var vmGrain = GrainFactory.GetGrain<IVmGrain>(request.Vm);
+            split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(host, pages, message));
         }
-        catch
-        {
-            _ = agent.Hypervisor.RemoveAsync(vm);
-            throw;
-        }
-        var hypervisor = agent.Hypervisor;
-        // A failed or aborted migration leaves nothing behind here: the VM keeps running at its source.
-        incoming.Completion.ContinueWith(t =>
-        {
-            if (!t.IsCompletedSuccessfully && ReferenceEquals(hypervisor.Find(vm), local)) _ = hypervisor.RemoveAsync(vm);
-        }, TaskScheduler.Default);
+        IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split);
         return Task.CompletedTask;
     }
 
     /// <inheritdoc />
-    public Task StartOutgoing(StartMigrationRequest request, string destinationEndpoint)
+    public Task PrepareHold(string migrationId, string vm, ulong memoryBytes, PlannedHost part)
+    {
+        Agent.Held.Prepare(migrationId, vm, (long)memoryBytes, part.ReserveBytes, part.Role);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<bool> ReleaseHold(string vm, string migrationId) => Agent.Held.ReleaseAsync(vm, migrationId.Length == 0 ? null : migrationId);
+
+    /// <inheritdoc />
+    public Task<HostRoom> Room()
+    {
+        var agent = Agent;
+        return Task.FromResult(new HostRoom(agent.HostName, agent.Endpoint, agent.Hypervisor.BudgetBytes, agent.Hypervisor.FreeBytes));
+    }
+
+    /// <inheritdoc />
+    public Task StartOutgoing(StartMigrationRequest request, MigrationPlan plan)
     {
         var local = Local(request.Vm);
-        Agent.Coordinator.Start(request, local, destinationEndpoint);
+        Agent.Coordinator.Start(request, local, plan);
         return Task.CompletedTask;
     }
 
@@ -133,13 +138,25 @@ public sealed class HostGrain : Grain, IHostGrain
     private LocalVm Local(string vm) =>
         Agent.Hypervisor.Find(vm) ?? throw FabricException.NotFound($"VM '{vm}' does not run on host '{Agent.HostName}'.");
 
-    private Vm ToVm(LocalVm local) => new()
+    private Vm ToVm(LocalVm local)
     {
-        Name = local.Name,
-        Host = Agent.HostName,
-        MemoryBytes = (ulong)local.MemoryBytes,
-        ResidentBytes = (ulong)local.ResidentBytes,
-        Workload = local.WorkloadSpec,
-        State = local.IsPaused ? VmState.Paused : VmState.Running,
-    };
+        var vm = new Vm
+        {
+            Name = local.Name,
+            Host = Agent.HostName,
+            MemoryBytes = (ulong)local.MemoryBytes,
+            ResidentBytes = (ulong)local.ResidentBytes,
+            SwappedBytes = (ulong)local.SwappedBytes,
+            BalloonedBytes = (ulong)local.BalloonedBytes,
+            ShareBytes = (ulong)(local.Pager is not null ? local.ShareBytes : Agent.Hypervisor.ReservedFor(local.Name)),
+            Workload = local.WorkloadSpec,
+            State = local.IsPaused ? VmState.Paused : VmState.Running,
+        };
+        if (Agent.Attachments.Find<SplitVm>(local) is { } split)
+        {
+            vm.RemoteShares.AddRange(split.RemoteShares());
+            foreach (var share in vm.RemoteShares) vm.RemoteBytes += share.Bytes;
+        }
+        return vm;
+    }
 }

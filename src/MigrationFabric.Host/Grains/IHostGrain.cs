@@ -2,6 +2,7 @@ namespace MigrationFabric.Host.Grains;
 
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Grains;
+using MigrationFabric.Host.Migrations;
 
 /// <summary>A hypervisor host (key: host name); lives on its own host's silo and owns what runs there.</summary>
 public interface IHostGrain : IGrainWithStringKey
@@ -21,11 +22,20 @@ public interface IHostGrain : IGrainWithStringKey
     /// <summary>Pauses or resumes a VM's vCPUs.</summary>
     Task SetPaused(string vm, bool paused);
 
-    /// <summary>Destination side: reserves room and expects the pages of migration <paramref name="migrationId"/> (FAILED_PRECONDITION when there is no room).</summary>
-    Task PrepareIncoming(string migrationId, string vm, ulong memoryBytes, Workload workload);
+    /// <summary>Destination side: reserves what <paramref name="plan"/> says and expects the pages of migration <paramref name="request"/> (FAILED_PRECONDITION when there is no room).</summary>
+    Task PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan);
 
-    /// <summary>Source side: starts moving VM <paramref name="request"/>.vm to <paramref name="destinationEndpoint"/> in the background.</summary>
-    Task StartOutgoing(StartMigrationRequest request, string destinationEndpoint);
+    /// <summary>Split sub-host / scatter-gather intermediate: reserves <paramref name="part"/>'s bytes and expects its part of VM <paramref name="vm"/> (FAILED_PRECONDITION when there is no room).</summary>
+    Task PrepareHold(string migrationId, string vm, ulong memoryBytes, PlannedHost part);
+
+    /// <summary>Stops holding VM <paramref name="vm"/>'s part here (of migration <paramref name="migrationId"/> only, unless empty); false when none was held.</summary>
+    Task<bool> ReleaseHold(string vm, string migrationId);
+
+    /// <summary>The host's budget and what it can still admit.</summary>
+    Task<HostRoom> Room();
+
+    /// <summary>Source side: starts moving VM <paramref name="request"/>.vm as <paramref name="plan"/> says, in the background.</summary>
+    Task StartOutgoing(StartMigrationRequest request, MigrationPlan plan);
 
     /// <summary>Source side: cancels a running migration; false when none runs here with that id.</summary>
     Task<bool> CancelOutgoing(string migrationId, string reason);

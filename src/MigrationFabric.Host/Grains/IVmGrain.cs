@@ -26,6 +26,18 @@ public interface IVmGrain : IGrainWithStringKey
 
     /// <summary>Ends migration <paramref name="migrationId"/>: the VM now runs on <paramref name="newHost"/>, or stays where it was when empty.</summary>
     Task EndMigration(string migrationId, string newHost);
+
+    /// <summary>Ends migration <paramref name="migrationId"/> that left the VM split: it runs on <paramref name="newHost"/> and <paramref name="remoteHosts"/> hold the rest of its memory.</summary>
+    Task EndSplitMigration(string migrationId, string newHost, string[] remoteHosts);
+
+    /// <summary>From the main host: the VM's memory map (MemoryMap.Serialize) as the pager moved pages; persisted.</summary>
+    Task SaveMemoryMap(string migrationId, byte[] map);
+
+    /// <summary>From the main host: sub-host <paramref name="host"/> died holding <paramref name="pages"/> pages only it had; persisted and reported by Describe.</summary>
+    Task ReportMemoryLost(string host, long pages, string message);
+
+    /// <summary>The persisted memory map (empty when the VM is not split).</summary>
+    Task<byte[]> MemoryMap();
 }
 
 /// <summary>What a VmGrain persists.</summary>
@@ -48,4 +60,16 @@ public sealed class VmRecord
 
     /// <summary>Paused by a caller.</summary>
     public bool Paused { get; set; }
+
+    /// <summary>Hosts holding part of its memory (a split's sub-hosts, in the map's order); empty when all of it is at its host.</summary>
+    public List<string> RemoteHosts { get; set; } = [];
+
+    /// <summary>Its memory map (MemoryMap.Serialize: which page lives on the main host and which on each sub-host); empty when not split.</summary>
+    public byte[] MemoryMap { get; set; } = [];
+
+    /// <summary>Why part of its memory is lost (a sub-host died); empty while whole.</summary>
+    public string MemoryError { get; set; } = "";
+
+    /// <summary>Pages lost with that host.</summary>
+    public long LostPages { get; set; }
 }

@@ -45,6 +45,18 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
             vm.State = VmState.Migrating;
             vm.MigrationId = Record.MigrationId;
         }
+        if (vm.RemoteShares.Count == 0 && Record.RemoteHosts.Count > 0 && Record.MemoryMap.Length > 0)
+        {
+            // The main host did not answer with its live map: report the persisted one.
+            var map = MigrationFabric.Migration.MultiHost.MemoryMap.Deserialize(Record.MemoryMap);
+            for (int k = 0; k < Record.RemoteHosts.Count && k < map.SubHosts.Count; k++)
+            {
+                vm.RemoteShares.Add(new MemoryShare { Host = Record.RemoteHosts[k], Bytes = (ulong)(map.PagesOn(k + 1) * 4096) });
+                vm.RemoteBytes += (ulong)(map.PagesOn(k + 1) * 4096);
+            }
+        }
+        vm.MemoryError = Record.MemoryError;
+        vm.LostBytes = (ulong)Record.LostPages * 4096;
         return vm;
     }
 
@@ -55,6 +67,12 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
         if (Record.MigrationId.Length > 0)
             throw FabricException.Precondition($"VM '{GetPrimaryKeyString()}' is migrating (migration {Record.MigrationId}); cancel it or wait for it to end before deleting.");
         ulong freed = await GrainFactory.GetGrain<IHostGrain>(Record.Host).StopVm(GetPrimaryKeyString());
+        // The sub-hosts of a split VM hold the rest of its memory: free it there too (a dead one has nothing to free).
+        foreach (var host in Record.RemoteHosts)
+        {
+            try { await GrainFactory.GetGrain<IHostGrain>(host).ReleaseHold(GetPrimaryKeyString(), ""); }
+            catch (Exception e) when (FabricException.From(e) is null) { }
+        }
         await state.ClearStateAsync();
         await GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).Release(GetPrimaryKeyString());
         DeactivateOnIdle();
@@ -105,6 +123,48 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
         }
         await state.WriteStateAsync();
     }
+
+    /// <inheritdoc />
+    public async Task EndSplitMigration(string migrationId, string newHost, string[] remoteHosts)
+    {
+        if (!Record.Exists || Record.MigrationId != migrationId) return;
+        Record.RemoteHosts = [.. remoteHosts];
+        Record.MemoryError = "";
+        Record.LostPages = 0;
+        await EndMigration(migrationId, newHost);
+    }
+
+    /// <inheritdoc />
+    public async Task SaveMemoryMap(string migrationId, byte[] map)
+    {
+        if (!Record.Exists) return;
+        // A stale write (an older version arriving late) never replaces a newer map.
+        if (Record.MemoryMap.Length > 0 && map.Length > 0)
+        {
+            try
+            {
+                if (MigrationFabric.Migration.MultiHost.MemoryMap.Deserialize(map).Version < MigrationFabric.Migration.MultiHost.MemoryMap.Deserialize(Record.MemoryMap).Version) return;
+            }
+            catch (InvalidDataException e)
+            {
+                throw FabricException.Invalid($"VM '{GetPrimaryKeyString()}': the memory map is not valid: {e.Message}");
+            }
+        }
+        Record.MemoryMap = map;
+        await state.WriteStateAsync();
+    }
+
+    /// <inheritdoc />
+    public async Task ReportMemoryLost(string host, long pages, string message)
+    {
+        if (!Record.Exists) return;
+        Record.MemoryError = $"sub-host '{host}' is lost: {pages} pages of the VM held only there are gone ({message}).";
+        Record.LostPages += pages;
+        await state.WriteStateAsync();
+    }
+
+    /// <inheritdoc />
+    public Task<byte[]> MemoryMap() => Task.FromResult(Record.MemoryMap);
 
     private void Exists()
     {

@@ -10,6 +10,7 @@ using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Memory.Integrity;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.PrivateMemory;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Host.Telemetry;
@@ -30,21 +31,18 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         public Task Task { get; set; } = Task.CompletedTask;
     }
 
-    /// <summary>How long a completed migration waits for its workload to recover at the destination before its report is final (HostAgentOptions.RecoveryWindow).</summary>
-    public RecoveryWatchOptions Recovery { get; init; } = new();
-
     /// <summary>True while migration <paramref name="migrationId"/> runs here.</summary>
     public bool IsRunning(string migrationId) => _running.ContainsKey(migrationId);
 
     /// <summary>Starts moving <paramref name="vm"/> in the background (the request is validated and the destination prepared).</summary>
-    public void Start(StartMigrationRequest request, LocalVm vm, string destinationEndpoint)
+    public void Start(StartMigrationRequest request, LocalVm vm, MigrationPlan plan)
     {
-        var strategy = StrategyCatalog.Create(request);
+        var strategy = StrategyCatalog.Create(request, plan);
         var running = new Running(new CancellationTokenSource());
         if (!_running.TryAdd(request.MigrationId, running))
             throw new InvalidOperationException($"migration {request.MigrationId} already runs on host {agent.HostName}.");
         var parent = Activity.Current?.Context ?? default;
-        running.Task = Task.Run(() => RunAsync(request, vm, destinationEndpoint, strategy, running, parent));
+        running.Task = Task.Run(() => RunAsync(request, vm, plan, strategy, running, parent));
     }
 
     /// <summary>Cancels a running migration (before switch-over the VM stays here untouched); false when it does not run here.</summary>
@@ -56,7 +54,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         return true;
     }
 
-    private async Task RunAsync(StartMigrationRequest request, LocalVm vm, string destinationEndpoint, MigrationStrategy strategy, Running running,
+    private async Task RunAsync(StartMigrationRequest request, LocalVm vm, MigrationPlan plan, MigrationStrategy strategy, Running running,
         ActivityContext parent)
     {
         using var activity = FabricTelemetry.ActivitySource.StartActivity("fabric migration", ActivityKind.Internal, parent);
@@ -65,7 +63,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         var factory = grains();
         var session = factory.GetGrain<IMigrationSessionGrain>(request.MigrationId);
         var feed = new ProgressFeed();
-        var pump = PumpProgressAsync(feed, session, request.Destination);
+        var pump = PumpProgressAsync(feed, session, plan);
         var job = new MigrationJob
         {
             MigrationId = request.MigrationId,
@@ -73,7 +71,9 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             Memory = vm.Memory,
             Mmu = vm.Mmu,
             CaptureDeviceState = vm.CaptureDeviceState,
-            Destination = new Uri(destinationEndpoint),
+            Destination = new Uri(plan.Destination.Endpoint),
+            // A VM in private memory is read wherever each page lives (share or swap), never paged in to be sent.
+            PageReader = vm.Pager is { } pager ? new PrivateMemoryReader(pager) : null,
             LocalPages = agent.Pages,
             LocalAddress = new Uri(agent.Endpoint),
             Progress = feed,
@@ -87,13 +87,19 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         {
             var report = await strategy.RunAsync(job, running.Cancel.Token).ConfigureAwait(false);
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
-            ulong digest = PageDigest.OfMemory(vm.Memory);
+            ulong digest = vm.Pager is { } paged ? PageDigest.OfMemory(vm.Memory, new PrivateMemoryReader(paged)) : PageDigest.OfMemory(vm.Memory);
             phase = ApiPhase.Completed;
-            // The report's recovery time needs the destination's workload back at 90% (or the window passed): wait for it, bounded.
-            var destinationHost = factory.GetGrain<IHostGrain>(request.Destination);
-            var after = await RecoveryWatch.ObserveAsync(() => destinationHost.Throughput(request.Vm),
-                ReportMapper.Baseline(report, vm.Workload?.Timeline, vm.WorkloadStartedAt), report.ResumedAt, Recovery, running.Cancel.Token).ConfigureAwait(false);
+            WorkloadSamples? after = null;
+            try
+            {
+                after = await factory.GetGrain<IHostGrain>(request.Destination).Throughput(request.Vm).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The timeline is a nicety of the report; the migration itself has completed and verified.
+            }
             apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt, after);
+            DestinationMapper.NameReport(apiReport, plan);
             newHost = request.Destination;
         }
         catch (OperationCanceledException) when (running.Cancel.IsCancellationRequested)
@@ -127,6 +133,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             error = $"{e.GetType().Name}: {e.Message} ({(switchedOver ? $"the VM had switched over to '{request.Destination}'" : $"the VM keeps running on '{agent.HostName}'")}).";
             if (switchedOver) newHost = request.Destination;
         }
+        error = DestinationMapper.NameHosts(error, plan);
         activity?.SetTag("outcome", phase.ToString());
         if (phase != ApiPhase.Completed) activity?.SetStatus(ActivityStatusCode.Error, error);
         feed.Complete();
@@ -135,8 +142,15 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         {
             // The VM's record and the source's copy are settled before the session says it ended, so a watcher
             // that sees the end sees the VM where it now runs.
-            await Retry(() => factory.GetGrain<IVmGrain>(request.Vm).EndMigration(request.MigrationId, newHost)).ConfigureAwait(false);
-            if (newHost.Length > 0) await agent.Hypervisor.RemoveAsync(request.Vm).ConfigureAwait(false);
+            var vmGrain = factory.GetGrain<IVmGrain>(request.Vm);
+            if (request.Strategy == Strategy.Split && newHost.Length > 0)
+                await Retry(() => vmGrain.EndSplitMigration(request.MigrationId, newHost, [.. plan.Others.Select(o => o.Host)])).ConfigureAwait(false);
+            else await Retry(() => vmGrain.EndMigration(request.MigrationId, newHost)).ConfigureAwait(false);
+            if (newHost.Length > 0) await agent.RemoveVmAsync(request.Vm).ConfigureAwait(false);
+            // Intermediates are done once the destination gathered everything (or the migration ended badly); sub-hosts
+            // keep the split VM's pages unless it did not switch over.
+            if (request.Strategy == Strategy.ScatterGather || newHost.Length == 0)
+                await ReleaseHoldsAsync(factory, request, plan).ConfigureAwait(false);
             await Ended(session, phase, error, apiReport).ConfigureAwait(false);
         }
         finally
@@ -184,7 +198,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
     /// <summary>How long the ending's grain calls are retried: longer than membership takes to declare a dead silo with default options.</summary>
     private static readonly TimeSpan RetryFor = TimeSpan.FromMinutes(2);
 
-    private static async Task PumpProgressAsync(ProgressFeed feed, IMigrationSessionGrain session, string destination)
+    private static async Task PumpProgressAsync(ProgressFeed feed, IMigrationSessionGrain session, MigrationPlan plan)
     {
         await Task.Yield();
         try
@@ -193,12 +207,27 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             {
                 // The ending is written by Finish with the report; an early COMPLETED/FAILED phase would pre-empt it.
                 if (p.Phase is LibPhase.Completed or LibPhase.Failed) continue;
-                await session.Report(ReportMapper.Event(p, destination)).ConfigureAwait(false);
+                await session.Report(DestinationMapper.Event(p, plan)).ConfigureAwait(false);
             }
         }
         catch (Exception)
         {
             // Progress is advisory; the ending is recorded by Finish regardless.
+        }
+    }
+
+    private static async Task ReleaseHoldsAsync(IGrainFactory factory, StartMigrationRequest request, MigrationPlan plan)
+    {
+        foreach (var part in plan.Others)
+        {
+            try
+            {
+                await factory.GetGrain<IHostGrain>(part.Host).ReleaseHold(request.Vm, request.MigrationId).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // A dead sub-host or intermediate holds nothing any more.
+            }
         }
     }
 

@@ -11,8 +11,21 @@ public static class StrategyCatalog
     /// <summary>Default downtime target when the request leaves it unset (QEMU's).</summary>
     public static readonly TimeSpan DefaultDowntimeTarget = TimeSpan.FromMilliseconds(300);
 
-    /// <summary>The strategies a migration can use today, in the order the demo runs them.</summary>
+    /// <summary>The strategies that move a VM to one host with room for it (what `mf demo` runs).</summary>
     public static IReadOnlyList<Strategy> Implemented { get; } = [Strategy.PreCopy, Strategy.PostCopy, Strategy.Hybrid];
+
+    /// <summary>The strategies that need more than one host with room: sub-hosts or intermediates (split, scatter-gather), a smaller destination (vmem-direct, naive-swap) or a VM in private memory (vmem-devirtualize).</summary>
+    public static IReadOnlyList<Strategy> MultiHostAndVirtualizing { get; } =
+        [Strategy.Split, Strategy.ScatterGather, Strategy.VmemDirect, Strategy.NaiveSwap, Strategy.VmemDevirtualize];
+
+    /// <summary>Every strategy a migration can use today.</summary>
+    public static IReadOnlyList<Strategy> All { get; } = [.. Implemented, .. MultiHostAndVirtualizing];
+
+    /// <summary>Most sub-hosts (split) or intermediates (scatter-gather) one migration may name.</summary>
+    public const int MaxSubHosts = 8;
+
+    /// <summary>Whether <paramref name="strategy"/> sends pages to more hosts than the destination (sub_hosts required).</summary>
+    public static bool IsMultiHost(Strategy strategy) => strategy is Strategy.Split or Strategy.ScatterGather;
 
     /// <summary>The CLI's name of a strategy (e.g. "pre-copy").</summary>
     public static string NameOf(Strategy strategy) => strategy switch
@@ -51,11 +64,10 @@ public static class StrategyCatalog
             throw FabricException.Invalid("strategy is required (STRATEGY_PRE_COPY, STRATEGY_POST_COPY or STRATEGY_HYBRID).");
         if (!Enum.IsDefined(request.Strategy))
             throw FabricException.Invalid($"strategy {(int)request.Strategy} is not a known strategy.");
-        if (!Implemented.Contains(request.Strategy))
+        if (!All.Contains(request.Strategy))
             throw new FabricException(StatusCode.Unimplemented,
-                $"strategy {NameOf(request.Strategy)} ({ProtoName(request.Strategy)}) is not implemented yet; implemented: {string.Join(", ", Implemented.Select(NameOf))}.");
-        if (request.SubHosts.Count > 0)
-            throw FabricException.Invalid($"sub_hosts are only for split and scatter-gather, not {NameOf(request.Strategy)}.");
+                $"strategy {NameOf(request.Strategy)} ({ProtoName(request.Strategy)}) is not implemented yet; implemented: {string.Join(", ", All.Select(NameOf))}.");
+        ValidateSubHosts(request);
         var limits = request.Limits ??= new MigrationLimits();
         if (limits.DowntimeTarget is null) limits.DowntimeTarget = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(DefaultDowntimeTarget);
         else if (limits.DowntimeTarget.ToTimeSpan() <= TimeSpan.Zero)
@@ -68,10 +80,45 @@ public static class StrategyCatalog
         if (limits.HybridPrecopyRounds == 0) limits.HybridPrecopyRounds = 2;
         if (limits.BandwidthBytesPerSecond is > 0 and < 1 << 20)
             throw FabricException.Invalid($"limits.bandwidth_bytes_per_second must be 0 (no cap) or at least 1 MiB/s, was {limits.BandwidthBytesPerSecond}.");
+        if (limits.VmemPagingMethod != 0 && request.Strategy != Strategy.VmemDirect)
+            throw FabricException.Invalid($"limits.vmem_paging_method is only for vmem-direct, not {NameOf(request.Strategy)}.");
+        if (request.Strategy == Strategy.VmemDirect)
+        {
+            if (limits.VmemPagingMethod == 0) limits.VmemPagingMethod = 1;
+            if (limits.VmemPagingMethod > 2) throw FabricException.Invalid($"limits.vmem_paging_method must be 1 or 2, was {limits.VmemPagingMethod}.");
+        }
     }
 
-    /// <summary>The strategy object for a validated request.</summary>
-    public static MigrationStrategy Create(StartMigrationRequest request)
+    /// <summary>sub_hosts: required and well formed for split and scatter-gather, absent otherwise.</summary>
+    private static void ValidateSubHosts(StartMigrationRequest request)
+    {
+        var subs = request.SubHosts;
+        string what = request.Strategy == Strategy.Split ? "sub-host" : "intermediate";
+        if (!IsMultiHost(request.Strategy))
+        {
+            if (subs.Count > 0)
+                throw FabricException.Invalid($"sub_hosts are only for split and scatter-gather, not {NameOf(request.Strategy)}.");
+            return;
+        }
+        if (subs.Count == 0)
+            throw FabricException.Invalid(request.Strategy == Strategy.Split
+                ? "sub_hosts is required for split: name at least one sub-host to hold the part of the VM the main host (destination) has no room for."
+                : "sub_hosts is required for scatter-gather: name at least one intermediate host to scatter the VM to.");
+        if (subs.Count > MaxSubHosts)
+            throw FabricException.Invalid($"sub_hosts names {subs.Count} hosts; at most {MaxSubHosts} are supported.");
+        for (int i = 0; i < subs.Count; i++)
+        {
+            string s = subs[i];
+            if (s.Length == 0) throw FabricException.Invalid($"sub_hosts[{i}] is empty; name a host.");
+            if (s == request.Destination)
+                throw FabricException.Invalid($"sub_hosts[{i}] '{s}' is the destination; a{(what == "intermediate" ? "n" : "")} {what} must be another host.");
+            for (int j = 0; j < i; j++)
+                if (subs[j] == s) throw FabricException.Invalid($"sub_hosts names '{s}' twice (at {j} and {i}); each {what} must be a different host.");
+        }
+    }
+
+    /// <summary>The strategy object for a validated request and its plan.</summary>
+    public static MigrationStrategy Create(StartMigrationRequest request, MigrationPlan plan)
     {
         var limits = request.Limits;
         T Common<T>(T o) where T : MigrationOptions
@@ -95,6 +142,32 @@ public static class StrategyCatalog
                 DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
                 PreCopyRounds = (int)limits.HybridPrecopyRounds,
                 AutoConverge = !limits.DisableAutoConverge,
+            })),
+            Strategy.VmemDirect or Strategy.NaiveSwap or Strategy.VmemDevirtualize => new VMemDirect(Common(new VMemDirectOptions
+            {
+                Kind = request.Strategy switch
+                {
+                    Strategy.NaiveSwap => VirtualizationKind.NaiveSwap,
+                    Strategy.VmemDevirtualize => VirtualizationKind.Devirtualize,
+                    _ => VirtualizationKind.VMemDirect,
+                },
+                DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
+                MaxRounds = (int)limits.MaxRounds,
+                AutoConverge = !limits.DisableAutoConverge,
+            })),
+            Strategy.Split => new Split(Common(new SplitOptions
+            {
+                SubHosts = [.. plan.Others.Select(o => new Uri(o.Endpoint))],
+                MainBudgetPages = plan.Destination.PagesPlanned,
+                SubHostBudgetPages = [.. plan.Others.Select(o => o.PagesPlanned)],
+                DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
+                SplitMaxRounds = (int)Math.Min(limits.MaxRounds, 8),
+            })),
+            Strategy.ScatterGather => new ScatterGather(Common(new ScatterGatherOptions
+            {
+                Intermediates = [.. plan.Others.Select(o => new Uri(o.Endpoint))],
+                DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
+                ScatterMaxRounds = (int)Math.Min(limits.MaxRounds, 8),
             })),
             _ => throw new FabricException(StatusCode.Unimplemented, $"strategy {NameOf(request.Strategy)} is not implemented yet."),
         };

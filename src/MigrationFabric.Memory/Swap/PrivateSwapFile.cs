@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using MigrationFabric.Memory.Pages;
 
@@ -9,20 +10,31 @@ namespace MigrationFabric.Memory.Swap;
 /// full disk is reported when the VM is placed, not in the middle of a page-out. Reads and writes
 /// are positional (pread/pwrite through <see cref="RandomAccess"/>), so any number of threads may
 /// use the file at once as long as they do not touch the same slot concurrently.
+/// <para>
+/// With direct I/O (O_DIRECT) reads and writes bypass the page cache and cost what the disk costs, as
+/// Linux swap does. The kernel then needs page-aligned buffers: guest memory is, and any other buffer
+/// goes through a pooled aligned bounce page.
+/// </para>
 /// </remarks>
 public sealed class PrivateSwapFile : IDisposable
 {
     private readonly SafeFileHandle _handle;
     private readonly bool _deleteOnDispose;
+    private readonly Stack<nint> _bounce = new();
+    private readonly Lock _bounceLock = new();
     private int _disposed;
 
-    private PrivateSwapFile(SafeFileHandle handle, string path, int slotCount, bool deleteOnDispose)
+    private PrivateSwapFile(SafeFileHandle handle, string path, int slotCount, bool deleteOnDispose, bool directIo)
     {
         _handle = handle;
         Path = path;
         SlotCount = slotCount;
         _deleteOnDispose = deleteOnDispose;
+        DirectIo = directIo;
     }
+
+    /// <summary>Whether I/O bypasses the page cache (O_DIRECT).</summary>
+    public bool DirectIo { get; }
 
     /// <summary>Full path of the file.</summary>
     public string Path { get; }
@@ -37,7 +49,8 @@ public sealed class PrivateSwapFile : IDisposable
     /// <param name="path">File to create; it must not exist yet (an existing file is never overwritten).</param>
     /// <param name="slotCount">Number of page slots.</param>
     /// <param name="deleteOnDispose">Remove the file when this object is disposed (the normal case for a VM's scratch swap).</param>
-    public static PrivateSwapFile Create(string path, int slotCount, bool deleteOnDispose = true)
+    /// <param name="directIo">Bypass the page cache (O_DIRECT); a file system that refuses it (tmpfs) gives a <see cref="SwapFileException"/>.</param>
+    public static PrivateSwapFile Create(string path, int slotCount, bool deleteOnDispose = true, bool directIo = false)
     {
         if (string.IsNullOrWhiteSpace(path))
             throw new ArgumentException("The swap file path must not be empty.", nameof(path));
@@ -62,29 +75,30 @@ public sealed class PrivateSwapFile : IDisposable
         {
             // Preallocation reserves blocks; the length makes every slot readable (unwritten slots read as zeroes).
             RandomAccess.SetLength(handle, length);
+            if (directIo) Swap.DirectIo.Enable(handle);
         }
         catch (IOException e)
         {
             handle.Dispose();
             TryDelete(fullPath);
             throw new SwapFileException(
-                $"Cannot size private swap file '{fullPath}' to {length} bytes ({slotCount} slots): {e.Message}", e);
+                $"Cannot size private swap file '{fullPath}' to {length} bytes ({slotCount} slots){(directIo ? " with direct I/O" : "")}: {e.Message}", e);
         }
-        return new PrivateSwapFile(handle, fullPath, slotCount, deleteOnDispose);
+        return new PrivateSwapFile(handle, fullPath, slotCount, deleteOnDispose, directIo);
     }
 
     /// <summary>Writes one page into <paramref name="slot"/>.</summary>
     public void Write(int slot, ReadOnlySpan<byte> page)
     {
         var offset = Check(slot, page.Length);
-        RandomAccess.Write(_handle, page, offset);
+        WriteAt(page, offset);
     }
 
     /// <summary>Writes <paramref name="pageCount"/> consecutive pages from <paramref name="pages"/> into consecutive slots starting at <paramref name="firstSlot"/>.</summary>
     public void WriteRun(int firstSlot, int pageCount, ReadOnlySpan<byte> pages)
     {
         var offset = CheckRun(firstSlot, pageCount, pages.Length);
-        RandomAccess.Write(_handle, pages, offset);
+        WriteAt(pages, offset);
     }
 
     /// <summary>Reads the page in <paramref name="slot"/> into <paramref name="page"/>.</summary>
@@ -105,13 +119,22 @@ public sealed class PrivateSwapFile : IDisposable
     public ValueTask WriteAsync(int slot, ReadOnlyMemory<byte> page, CancellationToken cancellationToken = default)
     {
         var offset = Check(slot, page.Length);
-        return RandomAccess.WriteAsync(_handle, page, offset, cancellationToken);
+        if (!DirectIo) return RandomAccess.WriteAsync(_handle, page, offset, cancellationToken);
+        cancellationToken.ThrowIfCancellationRequested();
+        WriteAt(page.Span, offset);
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>Reads the page in <paramref name="slot"/> into <paramref name="page"/> asynchronously.</summary>
     public async ValueTask ReadAsync(int slot, Memory<byte> page, CancellationToken cancellationToken = default)
     {
         var offset = Check(slot, page.Length);
+        if (DirectIo)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ReadFully(page.Span, offset);
+            return;
+        }
         var done = 0;
         while (done < page.Length)
         {
@@ -123,16 +146,93 @@ public sealed class PrivateSwapFile : IDisposable
     }
 
     /// <summary>Closes the file and, unless created otherwise, deletes it.</summary>
-    public void Dispose()
+    public unsafe void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         _handle.Dispose();
+        lock (_bounceLock)
+        {
+            while (_bounce.TryPop(out var b)) NativeMemory.AlignedFree((void*)b);
+        }
         if (_deleteOnDispose)
             TryDelete(Path);
     }
 
-    private void ReadFully(Span<byte> destination, long offset)
+    private unsafe static bool Aligned(ReadOnlySpan<byte> span)
+    {
+        fixed (byte* p = span) return ((nint)p & (Page.Size - 1)) == 0;
+    }
+
+    private unsafe void WriteAt(ReadOnlySpan<byte> source, long offset)
+    {
+        if (!DirectIo || Aligned(source))
+        {
+            RandomAccess.Write(_handle, source, offset);
+            return;
+        }
+        var bounce = RentBounce();
+        try
+        {
+            for (var i = 0; i < source.Length; i += Page.Size)
+            {
+                var page = new Span<byte>((void*)bounce, Page.Size);
+                source.Slice(i, Page.Size).CopyTo(page);
+                RandomAccess.Write(_handle, page, offset + i);
+            }
+        }
+        finally
+        {
+            ReturnBounce(bounce);
+        }
+    }
+
+    private unsafe void ReadFully(Span<byte> destination, long offset)
+    {
+        if (DirectIo && !Aligned(destination))
+        {
+            var bounce = RentBounce();
+            try
+            {
+                for (var i = 0; i < destination.Length; i += Page.Size)
+                {
+                    var page = new Span<byte>((void*)bounce, Page.Size);
+                    ReadDirect(page, offset + i);
+                    page.CopyTo(destination.Slice(i, Page.Size));
+                }
+            }
+            finally
+            {
+                ReturnBounce(bounce);
+            }
+            return;
+        }
+        ReadDirect(destination, offset);
+    }
+
+    private unsafe nint RentBounce()
+    {
+        lock (_bounceLock)
+        {
+            if (_bounce.TryPop(out var b)) return b;
+        }
+        return (nint)NativeMemory.AlignedAlloc(Page.Size, Page.Size);
+    }
+
+    private unsafe void ReturnBounce(nint buffer)
+    {
+        lock (_bounceLock)
+        {
+            if (_disposed == 0)
+            {
+                _bounce.Push(buffer);
+                return;
+            }
+        }
+        NativeMemory.AlignedFree((void*)buffer);
+    }
+
+    private void ReadDirect(Span<byte> destination, long offset)
     {
         while (!destination.IsEmpty)
         {

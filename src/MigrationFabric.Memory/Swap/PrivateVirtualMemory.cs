@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
@@ -38,6 +39,15 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly bool[] _touched;
     private readonly int[] _touchedList;
     private readonly byte[] _pageInQueued;
+    private readonly int[] _stageOfChunk;
+    private readonly int[] _chunkOfStage;
+    private readonly nint[] _stageBuffers;
+    private readonly ulong[] _stagedBits;
+    private readonly int[] _stagedCount;
+    private readonly Stack<int> _freeStages = new();
+    private readonly Lock _stageLock = new();
+    private readonly int _stageWords;
+    private int _stageCursor;
     private readonly Channel<int> _pageInQueue = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _pageOutSignal = new(0, 1);
     private readonly CancellationTokenSource _lifetime = new();
@@ -70,7 +80,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         if ((long)swapRuns * ChunkPages > int.MaxValue)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages: {swapRuns * (long)ChunkPages} slots exceed the {int.MaxValue} a swap file can hold.", nameof(options));
         var path = _options.SwapFilePath ?? Path.Combine(Path.GetTempPath(), $"mf-vm-{Guid.NewGuid():N}.swap");
-        _swap = PrivateSwapFile.Create(path, swapRuns * ChunkPages);
+        _swap = PrivateSwapFile.Create(path, swapRuns * ChunkPages, directIo: _options.DirectIo);
         _runs = new SwapSlotAllocator(swapRuns, ChunkPages);
 
         _lru = new ChunkQueueLru(ChunkCount, _options.QueueBits);
@@ -82,6 +92,20 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _touched = new bool[ChunkCount];
         _touchedList = new int[ChunkCount];
         _pageInQueued = new byte[ChunkCount];
+        _stageOfChunk = new int[ChunkCount];
+        Array.Fill(_stageOfChunk, -1);
+        var stages = _options.Mode == PagingMode.Naive ? 0 : Math.Min(_options.PlacementStagingChunks, ChunkCount);
+        _stageWords = (ChunkPages + 63) / 64;
+        _chunkOfStage = new int[stages];
+        _stageBuffers = new nint[stages];
+        _stagedBits = new ulong[stages * _stageWords];
+        _stagedCount = new int[stages];
+        for (var i = stages - 1; i >= 0; i--)
+        {
+            _stageBuffers[i] = AllocateStage(ChunkPages);
+            _chunkOfStage[i] = -1;
+            _freeStages.Push(i);
+        }
         ForwardedAccess = new AtomicPageBitmap(memory.PageCount);
 
         // Pages made resident before attaching are tracked like page-ins.
@@ -164,7 +188,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
             {
                 case PagingMode.AsyncMethod1:
                     MakeRoom(CountIn(chunk, PageResidency.Swapped));
-                    PageInChunk(chunk, sync: true);
+                    PageInRange(chunk, 0, PagesIn(chunk), sync: true);
                     SignalPageOut();
                     break;
                 case PagingMode.AsyncMethod2:
@@ -174,8 +198,12 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                     SignalPageOut();
                     break;
                 default:
-                    MakeRoom(1);
-                    PageInOne(page, sync: true);
+                    // Linux's swap-in reads an aligned cluster of slots around the faulting one (vm.page-cluster).
+                    var window = Math.Min(_options.NaiveReadaheadPages, ChunkPages);
+                    var index = (int)(page - FirstPage(chunk));
+                    var from = index & ~(window - 1);
+                    MakeRoom(Math.Min(window, PagesIn(chunk) - from));
+                    PageInRange(chunk, from, Math.Min(from + window, PagesIn(chunk)), sync: true);
                     break;
             }
             return ValueTask.CompletedTask;
@@ -201,6 +229,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
             if (_options.Mode == PagingMode.Naive && _memory.GetResidency(page) != PageResidency.Resident)
                 MakeRoom(1);
+            // Every staging buffer holds another chunk: write one out before taking this chunk's lock (never two chunk locks at once).
+            if (_stageBuffers.Length > 0 && _stageOfChunk[chunk] < 0 && FreeStageCount == 0) FlushOneStage();
             lock (ChunkLock(chunk))
             {
                 var r = _memory.GetResidency(page);
@@ -214,7 +244,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         PageInLocked(page, sync: true);
                         continue;
                     case PageResidency.Swapped:
-                        _swap.Write(SlotOf(page), contents);
+                        var staged = _stageOfChunk[chunk];
+                        if (staged >= 0 && IsStaged(staged, (int)(page - FirstPage(chunk))))
+                            contents.CopyTo(StageSpan(staged, (int)(page - FirstPage(chunk)), 1));
+                        else
+                            _swap.Write(SlotOf(page), contents);
                         Statistics.Placed(PlacementTarget.Swap, update: true);
                         return PlacementTarget.Swap;
                     case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
@@ -225,10 +259,18 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                             Statistics.Placed(PlacementTarget.Memory, update: false);
                             return PlacementTarget.Memory;
                         }
-                        var slot = EnsureRun(chunk) + (int)(page - FirstPage(chunk));
-                        _swap.Write(slot, contents);
-                        if (!_memory.TryTransition(page, r, PageResidency.Swapped)) continue;
+                        var index = (int)(page - FirstPage(chunk));
+                        var slot = EnsureRun(chunk) + index;
+                        var stage = Stage(chunk, index, contents);
+                        if (stage < 0) _swap.Write(slot, contents);
+                        if (!_memory.TryTransition(page, r, PageResidency.Swapped))
+                        {
+                            if (stage >= 0) Unstage(stage, index);
+                            continue;
+                        }
                         Statistics.Placed(PlacementTarget.Swap, update: false);
+                        // A chunk's pages mostly arrive in order: its last page (or a full buffer) is the time to write it as one run.
+                        if (stage >= 0 && (index == PagesIn(chunk) - 1 || _stagedCount[stage] == PagesIn(chunk))) FlushStageLocked(chunk);
                         return PlacementTarget.Swap;
                 }
             }
@@ -259,7 +301,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         Statistics.ReadThrough(fromSwap: false);
                         return r;
                     case PageResidency.Swapped:
-                        _swap.Read(SlotOf(page), destination);
+                        var staged = _stageOfChunk[chunk];
+                        if (staged >= 0 && IsStaged(staged, (int)(page - FirstPage(chunk))))
+                            StageSpan(staged, (int)(page - FirstPage(chunk)), 1).CopyTo(destination);
+                        else
+                            _swap.Read(SlotOf(page), destination);
                         Statistics.ReadThrough(fromSwap: true);
                         return r;
                     case PageResidency.Zero or PageResidency.Ballooned:
@@ -351,7 +397,20 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
         _memory.SetResidencyObserver(null);
         _swap.Dispose();
+        FreeStageBuffers();
         _lifetime.Dispose();
+    }
+
+    private unsafe void FreeStageBuffers()
+    {
+        lock (_stageLock)
+        {
+            for (var i = 0; i < _stageBuffers.Length; i++)
+            {
+                NativeMemory.AlignedFree((void*)_stageBuffers[i]);
+                _stageBuffers[i] = 0;
+            }
+        }
     }
 
     /// <inheritdoc/>
@@ -473,23 +532,24 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
     }
 
-    // Method 1: every Swapped page of the chunk comes in, in as few reads as the chunk's layout allows.
-    private void PageInChunk(int chunk, bool sync)
+    // Method 1 (the whole chunk) and naive readahead (an aligned window): every Swapped page of chunk indexes
+    // [from, to) comes in, in as few reads as the layout allows.
+    private void PageInRange(int chunk, int from, int to, bool sync)
     {
         var first = FirstPage(chunk);
-        var count = PagesIn(chunk);
         lock (ChunkLock(chunk))
         {
+            FlushStageLocked(chunk);
             var run = _runOfChunk[chunk];
             if (run < 0) return;
             var firstSlot = _runs.FirstSlot(run);
             var paged = 0;
-            var i = 0;
-            while (i < count)
+            var i = from;
+            while (i < to)
             {
                 if (_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) { i++; continue; }
                 var start = i++;
-                while (i < count && !_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) i++;
+                while (i < to && !_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) i++;
                 try
                 {
                     _swap.ReadRun(firstSlot + start, i - start, _memory.GetRangeBytes(first + start, i - start));
@@ -518,6 +578,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private void PageInLocked(long page, bool sync)
     {
         var chunk = ChunkOf(page);
+        FlushStageLocked(chunk);
         var dest = _memory.BeginInstall(page, PageResidency.Swapped);
         if (dest.IsEmpty) return;
         try
@@ -653,6 +714,99 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         if (run < 0 || CountIn(chunk, PageResidency.Swapped) > 0) return;
         _runOfChunk[chunk] = -1;
         _runs.Free(run);
+    }
+
+    /// <summary>Writes every directly placed page still gathered in a staging buffer to its swap slot (a migration's pages are all placed; the VM runs).</summary>
+    public void FlushPlacements()
+    {
+        for (var st = 0; st < _stageBuffers.Length; st++)
+        {
+            var chunk = Volatile.Read(ref _chunkOfStage[st]);
+            if (chunk < 0) continue;
+            lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+        }
+    }
+
+    /// <summary>Chunks whose placed pages wait in a staging buffer; diagnostics and tests.</summary>
+    public int StagedChunks => _stageBuffers.Length - FreeStageCount;
+
+    private int FreeStageCount
+    {
+        get { lock (_stageLock) return _freeStages.Count; }
+    }
+
+    private void FlushOneStage()
+    {
+        var st = (int)((uint)Interlocked.Increment(ref _stageCursor) % (uint)_stageBuffers.Length);
+        var chunk = Volatile.Read(ref _chunkOfStage[st]);
+        if (chunk < 0) return;
+        lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+    }
+
+    // Caller holds the chunk's lock. Returns the staging buffer now holding the page, or -1 (none free: write it directly).
+    private int Stage(int chunk, int index, ReadOnlySpan<byte> contents)
+    {
+        if (_stageBuffers.Length == 0) return -1;
+        var st = _stageOfChunk[chunk];
+        if (st < 0)
+        {
+            lock (_stageLock)
+            {
+                if (!_freeStages.TryPop(out st)) return -1;
+            }
+            _stageOfChunk[chunk] = st;
+            Volatile.Write(ref _chunkOfStage[st], chunk);
+        }
+        contents.CopyTo(StageSpan(st, index, 1));
+        ref var word = ref _stagedBits[st * _stageWords + (index >> 6)];
+        var bit = 1UL << (index & 63);
+        if ((word & bit) == 0)
+        {
+            word |= bit;
+            _stagedCount[st]++;
+        }
+        return st;
+    }
+
+    private void Unstage(int stage, int index)
+    {
+        ref var word = ref _stagedBits[stage * _stageWords + (index >> 6)];
+        var bit = 1UL << (index & 63);
+        if ((word & bit) == 0) return;
+        word &= ~bit;
+        _stagedCount[stage]--;
+    }
+
+    private bool IsStaged(int stage, int index) => (_stagedBits[stage * _stageWords + (index >> 6)] & (1UL << (index & 63))) != 0;
+
+    private static unsafe nint AllocateStage(int pages) => (nint)NativeMemory.AlignedAlloc((nuint)pages * Page.Size, Page.Size);
+
+    private unsafe Span<byte> StageSpan(int stage, int index, int pages) =>
+        new((byte*)_stageBuffers[stage] + (long)index * Page.Size, pages * Page.Size);
+
+    // Caller holds the chunk's lock: the staged pages go to their slots in one write per run, and the buffer is free again.
+    private void FlushStageLocked(int chunk)
+    {
+        var st = _stageOfChunk[chunk];
+        if (st < 0) return;
+        if (_stagedCount[st] > 0)
+        {
+            var firstSlot = _runs.FirstSlot(_runOfChunk[chunk]);
+            var count = PagesIn(chunk);
+            var i = 0;
+            while (i < count)
+            {
+                if (!IsStaged(st, i)) { i++; continue; }
+                var start = i;
+                while (i < count && IsStaged(st, i)) i++;
+                _swap.WriteRun(firstSlot + start, i - start, StageSpan(st, start, i - start));
+            }
+            Array.Clear(_stagedBits, st * _stageWords, _stageWords);
+            _stagedCount[st] = 0;
+        }
+        _stageOfChunk[chunk] = -1;
+        Volatile.Write(ref _chunkOfStage[st], -1);
+        lock (_stageLock) _freeStages.Push(st);
     }
 
     private int SlotOf(long page)

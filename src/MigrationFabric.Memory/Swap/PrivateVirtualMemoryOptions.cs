@@ -37,6 +37,15 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Pages the page-out thread keeps free below the share so page-ins rarely wait for a page-out. Default: one chunk.</summary>
     public int? FreeReservePages { get; set; }
 
+    /// <summary>Swap I/O bypasses the page cache (O_DIRECT), so paging costs what the disk costs, as Linux swap does. Default false (buffered).</summary>
+    public bool DirectIo { get; set; }
+
+    /// <summary>Chunks whose directly placed swap pages are gathered in a 1-chunk buffer and written as one run (when the chunk's last page arrives, the buffers run out, or <c>FlushPlacements</c>), instead of one write per page; 0 writes every page at once. The buffers are the host's, outside the VM's share. Default 16.</summary>
+    public int PlacementStagingChunks { get; set; } = 16;
+
+    /// <summary>Naive mode: swapped pages read per fault, an aligned window around the faulting page within its chunk (Linux's swap readahead, vm.page-cluster = 3); 1 reads only the faulting page. Default 8.</summary>
+    public int NaiveReadaheadPages { get; set; } = 8;
+
     /// <summary>How often access bits are harvested into the LRU (an accessed chunk moves up). Default 100 ms.</summary>
     public TimeSpan AccessScanInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
@@ -64,6 +73,10 @@ public sealed class PrivateVirtualMemoryOptions
             throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages must be within 1..{pageCount}, was {w}.", nameof(SwapPages));
         if (FreeReservePages is { } r && r < 0)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.FreeReservePages must not be negative, was {r}.", nameof(FreeReservePages));
+        if (PlacementStagingChunks is < 0 or > 4096)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementStagingChunks must be within 0..4096, was {PlacementStagingChunks}.", nameof(PlacementStagingChunks));
+        if (NaiveReadaheadPages is < 1 or > 256 || (NaiveReadaheadPages & (NaiveReadaheadPages - 1)) != 0)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.NaiveReadaheadPages must be a power of two within 1..256, was {NaiveReadaheadPages}.", nameof(NaiveReadaheadPages));
         if (AccessScanInterval <= TimeSpan.Zero)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.AccessScanInterval must be positive, was {AccessScanInterval}.", nameof(AccessScanInterval));
         if (ScansPerAging <= 0)

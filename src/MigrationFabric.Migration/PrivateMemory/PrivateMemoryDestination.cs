@@ -44,12 +44,32 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
     {
         var o = template ?? new IncomingMigrationOptions();
         o.Placement = Placement;
+        var resume = o.Resume;
+        o.Resume = async (state, ct) =>
+        {
+            if (resume is not null) await resume(state, ct).ConfigureAwait(false);
+            // Every page is placed: write out the swap pages still gathered in staging buffers, off the downtime
+            // (a vCPU faulting on one of them meanwhile writes its chunk out itself before paging it in).
+            _ = Task.Run(FlushPlacements, CancellationToken.None);
+        };
         return o;
     }
 
     /// <summary>An incoming migration of VM <paramref name="vm"/> into this private memory.</summary>
     public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null) =>
         new(migrationId, vm, Memory, Mmu, IncomingOptions(template));
+
+    private void FlushPlacements()
+    {
+        try
+        {
+            Pager.FlushPlacements();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The pages stay in their staging buffers and are still served from there; a later page-in retries the write.
+        }
+    }
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()

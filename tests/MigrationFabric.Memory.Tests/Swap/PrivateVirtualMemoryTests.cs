@@ -116,8 +116,9 @@ public sealed class PrivateVirtualMemoryTests : IDisposable
                 Assert.True(stats.PageInsSync > 0);
                 break;
             case PagingMode.Naive:
+                // One fault reads its page and the rest of its aligned readahead window (8 pages by default).
                 Assert.Equal(0, stats.PageInsAsync);
-                Assert.Equal(stats.Faults, stats.PageInsSync);
+                Assert.InRange(stats.PageInsSync, stats.Faults, 8 * stats.Faults);
                 break;
         }
     }

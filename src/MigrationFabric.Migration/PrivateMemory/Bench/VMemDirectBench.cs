@@ -205,6 +205,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
     private PrivateVirtualMemoryOptions PagerOptions() => new()
     {
         SwapFilePath = _options.SwapDirectory is { } d ? Path.Combine(d, $"mf-bench-{Guid.NewGuid():N}.swap") : null,
+        DirectIo = _options.DirectIo,
     };
 
     private Func<KeyValueStoreOptions> KvOptions(long pageCount)
