@@ -29,6 +29,9 @@ public sealed class HostAgentOptions
     /// <summary>Largest scheduler/data-plane message accepted. Default 64 MiB (page batches are 1 MiB).</summary>
     public int MaxReceiveMessageSize { get; set; } = 64 << 20;
 
+    /// <summary>How long a completed migration (on its source agent) watches the workload at the destination for a recovery to 90% of its pre-migration throughput before the report is final; past it the report says NOT_RECOVERED. Default 5 s.</summary>
+    public TimeSpan RecoveryWindow { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Directory for the agent's files (private swap files of over-committed VMs). Default null: a new directory under the temp directory, deleted when the agent stops.</summary>
     public string? DataDirectory { get; set; }
 
@@ -47,5 +50,7 @@ public sealed class HostAgentOptions
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"HostAgentOptions.RequestTimeout must be positive, was {RequestTimeout}.");
         if (DataDirectory is { } d && string.IsNullOrWhiteSpace(d)) throw new ArgumentException("HostAgentOptions.DataDirectory must be a directory path or null (a temporary directory).");
         if (MaxReceiveMessageSize < 4 << 20) throw new ArgumentException($"HostAgentOptions.MaxReceiveMessageSize must be at least 4 MiB, was {MaxReceiveMessageSize}.");
+        if (RecoveryWindow < TimeSpan.Zero || RecoveryWindow > TimeSpan.FromMinutes(10))
+            throw new ArgumentException($"HostAgentOptions.RecoveryWindow must be within 0..10 min, was {RecoveryWindow}.");
     }
 }

@@ -31,6 +31,9 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         public Task Task { get; set; } = Task.CompletedTask;
     }
 
+    /// <summary>How long a completed migration waits for its workload to recover at the destination before its report is final (HostAgentOptions.RecoveryWindow).</summary>
+    public RecoveryWatchOptions Recovery { get; init; } = new();
+
     /// <summary>True while migration <paramref name="migrationId"/> runs here.</summary>
     public bool IsRunning(string migrationId) => _running.ContainsKey(migrationId);
 
@@ -89,15 +92,10 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
             ulong digest = vm.Pager is { } paged ? PageDigest.OfMemory(vm.Memory, new PrivateMemoryReader(paged)) : PageDigest.OfMemory(vm.Memory);
             phase = ApiPhase.Completed;
-            WorkloadSamples? after = null;
-            try
-            {
-                after = await factory.GetGrain<IHostGrain>(request.Destination).Throughput(request.Vm).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // The timeline is a nicety of the report; the migration itself has completed and verified.
-            }
+            // The report's recovery time needs the destination's workload back at 90% (or the window passed): wait for it, bounded.
+            var destinationHost = factory.GetGrain<IHostGrain>(request.Destination);
+            var after = await RecoveryWatch.ObserveAsync(() => destinationHost.Throughput(request.Vm),
+                ReportMapper.Baseline(report, vm.Workload?.Timeline, vm.WorkloadStartedAt), report.ResumedAt, Recovery, running.Cancel.Token).ConfigureAwait(false);
             apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt, after);
             DestinationMapper.NameReport(apiReport, plan);
             newHost = request.Destination;
