@@ -3,6 +3,9 @@ namespace MigrationFabric.Host.Tests;
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Memory.Pages;
+using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Rpc.Server;
 using KeyValueStoreWorkload = MigrationFabric.Memory.Workloads.KeyValueStoreWorkload;
 
 /// <summary>Switch-over carries the VM's vCPU state: the guest program continues at the destination instead of restarting.</summary>
@@ -105,6 +108,57 @@ public sealed class DeviceStateTests(TestCluster cluster) : IClassFixture<TestCl
             Assert.Equal(0, continued.CorruptReads);
             Assert.Equal(0, continued.Misses);
         }
+    }
+
+    [Fact]
+    public async Task A_refused_device_state_fails_the_switch_over_and_the_vm_keeps_running_at_its_source()
+    {
+        var pages = new PagesService();
+        await using var server = new RpcServer(new RpcServerOptions { Port = 0 });
+        server.AddService(pages.Definition);
+        await server.StartAsync();
+        var spec = new Workload { Kind = WorkloadKind.KeyValue };
+        await using var source = new LocalVm("ds-refused", spec, 16 << 20);
+        await using var target = new LocalVm("ds-refused", spec, 16 << 20);
+        var incoming = pages.Accept(new IncomingMigration("mig-ds-refused", "ds-refused", target.Memory, target.Mmu, new IncomingMigrationOptions
+        {
+            Resume = (state, _) =>
+            {
+                target.Resume(state);
+                return Task.CompletedTask;
+            },
+        }));
+        source.Start();
+        var kv = (KeyValueStoreWorkload)source.Workload!;
+        await Until(() => kv.Sets > 100, "SETs at the source");
+        var job = new MigrationJob
+        {
+            MigrationId = "mig-ds-refused",
+            Vm = "ds-refused",
+            Memory = source.Memory,
+            Mmu = source.Mmu,
+            Destination = server.Address,
+            // What a source of an incompatible build, or a bit flipped on the way, would send.
+            CaptureDeviceState = () =>
+            {
+                var state = source.CaptureDeviceState().ToArray();
+                state[^20] ^= 1;
+                return state;
+            },
+        };
+        var e = await Assert.ThrowsAsync<MigrationFailedException>(() => new PreCopy().RunAsync(job).WaitAsync(TestCluster.Patience));
+        Assert.Contains("InvalidArgument", e.Message);
+        Assert.Contains("device_state does not fit its workload", e.Message);
+        Assert.Contains("checksum", e.Message);
+        // Rolled back: the source runs on with its checks intact; the destination failed its side and started nothing.
+        Assert.False(source.IsPaused);
+        long gets = kv.Gets;
+        await Until(() => kv.Gets > gets + 1000, "GETs at the source after the rollback");
+        Assert.Equal(0, kv.CorruptReads);
+        var aborted = await Assert.ThrowsAsync<MigrationAbortedException>(() => incoming.Completion.WaitAsync(TestCluster.Patience));
+        Assert.Contains("could not resume at the destination", aborted.Message);
+        Assert.Null(target.Workload);
+        Assert.Equal(0, target.Memory.ResidentPages);
     }
 
     private static async Task Until(Func<bool> condition, string what)

@@ -283,7 +283,23 @@ public sealed class IncomingMigration
         if (pending == 0) _allArrived.TrySetResult();
         DeviceState = request.DeviceState.Memory;
         Volatile.Write(ref _phase, (int)(pending > 0 ? IncomingPhase.PostCopy : IncomingPhase.Resumed));
-        if (Options.Resume is { } resume) await resume(DeviceState, cancellationToken).ConfigureAwait(false);
+        if (Options.Resume is { } resume)
+        {
+            try
+            {
+                await resume(DeviceState, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                // Past the phase change the source's AbortMigration is refused, so this side fails itself (its host then
+                // frees the copy); the source gets the error from SwitchOver and rolls back.
+                Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
+                Discard();
+                _completionCancel.Cancel();
+                _completion.TrySetException(new MigrationAbortedException(MigrationId, $"the VM could not resume at the destination: {e.Message}"));
+                throw;
+            }
+        }
         return new SwitchOverResponse { PendingCount = (ulong)pending };
     }
 
