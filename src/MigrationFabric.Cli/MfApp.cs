@@ -43,6 +43,7 @@ public sealed class MfApp
         root.Subcommands.Add(UpCommand.Create(this));
         root.Subcommands.Add(AgentCommand.Create(this));
         root.Subcommands.Add(ClientCommands.Hosts(this));
+        root.Subcommands.Add(HostCommands.Host(this));
         root.Subcommands.Add(ClientCommands.Vm(this));
         root.Subcommands.Add(ClientCommands.Migrate(this));
         root.Subcommands.Add(ClientCommands.Migrations(this));

@@ -1,9 +1,5 @@
 using MigrationFabric.Cli;
-using Spectre.Console;
+using MigrationFabric.Cli.Rendering;
 
-var output = AnsiConsole.Console;
-var error = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-// Without a terminal Spectre assumes 80 columns; tables read better unwrapped in logs and pipes.
-foreach (var console in new[] { output, error })
-    if (!console.Profile.Capabilities.Interactive && console.Profile.Width < 132) console.Profile.Width = 132;
-return await new MfApp(output, error).RunAsync(args);
+// Plain text (no ANSI codes) when a stream is not a terminal or NO_COLOR is set; see Consoles.
+return await new MfApp(Consoles.StandardOutput(), Consoles.StandardError()).RunAsync(args);

@@ -47,6 +47,9 @@ public sealed class FabricClient(Uri endpoint) : IDisposable
     /// <summary>ListMigrations.</summary>
     public Task<ListMigrationsResponse> ListMigrationsAsync(string vm, CancellationToken ct) => _channel.AsyncUnaryCall(FabricContract.ListMigrations, new ListMigrationsRequest { Vm = vm }, Options(ct)).ResponseAsync;
 
+    /// <summary>RebalanceMemory.</summary>
+    public Task<RebalanceMemoryResponse> RebalanceMemoryAsync(RebalanceMemoryRequest request, CancellationToken ct) => _channel.AsyncUnaryCall(FabricContract.RebalanceMemory, request, Options(ct)).ResponseAsync;
+
     /// <summary>WatchMigration: every event until the last (which carries the final migration).</summary>
     public async IAsyncEnumerable<MigrationEvent> WatchAsync(string id, uint intervalMs, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
