@@ -226,4 +226,83 @@ public sealed class RebalanceApiTests(TestCluster cluster) : IClassFixture<TestC
             await cluster.Call(MigrationFabric.Host.Api.FabricContract.DeleteVm, new DeleteVmRequest { Name = "rb-api-1" });
         }
     }
+
+    [Fact]
+    public async Task Bad_memory_terms_are_invalid_arguments_naming_the_field_and_leave_no_vm()
+    {
+        var idle = new Workload { Kind = WorkloadKind.Idle };
+        async Task Invalid(CreateVmRequest r, string field)
+        {
+            var e = await cluster.Fails(MigrationFabric.Host.Api.FabricContract.CreateVm, r);
+            Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+            Assert.Contains(field, e.Status.Detail);
+            Assert.Null(cluster.Cluster.Agent("host-b").Hypervisor.Find(r.Name));
+        }
+        await Invalid(new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle, ShareBytes = (8 << 20) + 1 }, "share_bytes");
+        await Invalid(new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle, ShareBytes = 64 << 20 }, "share_bytes");
+        await Invalid(new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle, ShareBytes = 1 << 20 }, "share_bytes");
+        await Invalid(new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle, ReservationBytes = 33 << 20 }, "reservation_bytes");
+        await Invalid(new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle, Weight = 10_001 }, "weight");
+        // The name was released: it can be created for real now.
+        await cluster.Call(MigrationFabric.Host.Api.FabricContract.CreateVm, new CreateVmRequest { Name = "rb-bad", Host = "host-b", MemoryBytes = 32 << 20, Workload = idle });
+        await cluster.Call(MigrationFabric.Host.Api.FabricContract.DeleteVm, new DeleteVmRequest { Name = "rb-bad" });
+    }
+
+    [Fact]
+    public async Task An_over_committed_vm_is_admitted_by_its_share_reports_its_swap_and_a_rebalance_moves_its_share()
+    {
+        var host = cluster.Cluster.Agent("host-b").Hypervisor;
+        long reservedBefore = host.ReservedBytes;
+        // 64 MiB swept by the memory benchmark with a 16 MiB share: most of it must live in the private swap file.
+        var created = await cluster.Call(MigrationFabric.Host.Api.FabricContract.CreateVm, new CreateVmRequest
+        {
+            Name = "rb-over", Host = "host-b", MemoryBytes = 64 << 20, ShareBytes = 16 << 20, ReservationBytes = 8 << 20, Weight = 3,
+            Workload = new Workload { Kind = WorkloadKind.MemoryBenchmark },
+        });
+        try
+        {
+            Assert.Equal(16UL << 20, created.ShareBytes);
+            Assert.Equal(reservedBefore + (16L << 20), host.ReservedBytes);
+            var local = host.Find("rb-over")!;
+            Assert.Equal(8L << 20, local.ReservationBytes);
+            Assert.Equal(3u, local.Weight);
+            Assert.StartsWith(cluster.Cluster.Agent("host-b").DataDirectory, local.Pager!.SwapFile.Path);
+
+            Vm vm;
+            var until = DateTime.UtcNow + TestCluster.Patience;
+            do
+            {
+                Assert.True(DateTime.UtcNow < until, "the VM never swapped");
+                await Task.Delay(50);
+                vm = await cluster.Call(MigrationFabric.Host.Api.FabricContract.DescribeVm, new DescribeVmRequest { Name = "rb-over" });
+            }
+            while (vm.SwappedBytes < 16UL << 20);
+            var h = await cluster.Call(MigrationFabric.Host.Api.FabricContract.DescribeHost, new DescribeHostRequest { Name = "host-b" });
+            Assert.True(h.SwapUsedBytes >= 16UL << 20, $"host swap {h.SwapUsedBytes}");
+            Assert.True(vm.ResidentBytes <= 16UL << 20, $"resident {vm.ResidentBytes}");
+
+            // Its demand is its whole memory (a sweep) and the host has room: the share grows to the VM's size.
+            until = DateTime.UtcNow + TestCluster.Patience;
+            while (local.Demand.EstimateDemandPages() < (32L << 20) / 4096)
+            {
+                Assert.True(DateTime.UtcNow < until, "the demand monitor never saw the sweep");
+                await Task.Delay(50);
+            }
+            var response = await cluster.Call(MigrationFabric.Host.Api.FabricContract.RebalanceMemory, new RebalanceMemoryRequest { Host = "host-b" });
+            var t = response.Targets.Single(x => x.Vm == "rb-over");
+            Assert.True(t.PrivateMemory);
+            Assert.Equal(8UL << 20, t.ReservationBytes);
+            Assert.Equal(3u, t.Weight);
+            Assert.True(t.Applied, t.Note);
+            Assert.True(t.TargetBytes > 16UL << 20, $"target {t.TargetBytes}");
+            vm = await cluster.Call(MigrationFabric.Host.Api.FabricContract.DescribeVm, new DescribeVmRequest { Name = "rb-over" });
+            Assert.Equal(t.TargetBytes, vm.ShareBytes);
+            Assert.Equal(reservedBefore + (long)t.TargetBytes, host.ReservedBytes);
+        }
+        finally
+        {
+            await cluster.Call(MigrationFabric.Host.Api.FabricContract.DeleteVm, new DeleteVmRequest { Name = "rb-over" });
+        }
+        Assert.Equal(reservedBefore, host.ReservedBytes);
+    }
 }

@@ -4,6 +4,7 @@ using MigrationFabric.Contracts.V1;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Swap;
 
 /// <summary>A new VM's memory terms from CreateVmRequest: its private share (over-commit), reservation and weight (VMMB), checked.</summary>
 public static class VmMemoryTerms
@@ -25,6 +26,18 @@ public static class VmMemoryTerms
             throw FabricException.Invalid($"reservation_bytes {request.ReservationBytes} exceeds the VM's memory_bytes {size}.");
         if (request.Weight > MaxWeight)
             throw FabricException.Invalid($"weight must be within 1..{MaxWeight} (0: the default 1), was {request.Weight}.");
+    }
+
+    /// <summary>Private memory for an over-committed VM (share_bytes set): its share, and its swap file in <paramref name="dataDirectory"/>; null when share_bytes is 0.</summary>
+    public static PrivateVirtualMemoryOptions? PrivateMemory(CreateVmRequest request, string dataDirectory)
+    {
+        if (request.ShareBytes == 0) return null;
+        Directory.CreateDirectory(dataDirectory);
+        return new PrivateVirtualMemoryOptions
+        {
+            SharePages = (long)request.ShareBytes / Page.Size,
+            SwapFilePath = Path.Combine(dataDirectory, $"{request.Name}-{Guid.NewGuid():N}.swap"),
+        };
     }
 
     /// <summary>Gives <paramref name="vm"/> the request's reservation and weight.</summary>

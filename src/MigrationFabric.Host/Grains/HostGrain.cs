@@ -51,7 +51,10 @@ public sealed class HostGrain : Grain, IHostGrain
     /// <inheritdoc />
     public Task<Vm> StartVm(CreateVmRequest request)
     {
-        var vm = Agent.Hypervisor.Admit(request.Name, (long)request.MemoryBytes, request.Workload, StatusCode.ResourceExhausted);
+        VmMemoryTerms.Validate(request, new HostRebalanceOptions().MinimumShareBytes);
+        var vm = Agent.Hypervisor.Admit(request.Name, (long)request.MemoryBytes, request.Workload, StatusCode.ResourceExhausted,
+            privateMemory: VmMemoryTerms.PrivateMemory(request, Agent.DataDirectory));
+        VmMemoryTerms.Apply(request, vm);
         try
         {
             vm.Start();
