@@ -149,24 +149,37 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
             host = Map.HostOf(page);
             if (Volatile.Read(ref _lostHosts[host]) is { } lost) throw new PageFaultException(fault.Page, lost.Message, lost);
             int wanted = host == MemoryMap.Main ? 1 : CollectWanted(page, host);
-            // Room first, so the share holds even while the fetched pages land.
+            // The page-out making room and the fetch overlap (they touch different pages); the fetched pages are installed
+            // only once the room is made, so the share holds even while they land.
             long over = _memory.ResidentPages + wanted - _options.BudgetPages;
-            if (over > 0)
+            var pageOut = over > 0 ? PageOutAsync(page, (int)Math.Max(over, _options.PageOutBatch), cancellationToken) : Task.CompletedTask;
+            Task<RemotePagesResponse>? fetch = null;
+            if (host != MemoryMap.Main)
             {
-                await PageOutAsync(page, (int)Math.Max(over, _options.PageOutBatch), cancellationToken).ConfigureAwait(false);
-                long room = _options.BudgetPages - _memory.ResidentPages;
-                if (room <= 0) throw new PageFaultException(fault.Page, $"VM {Vm}: the main host is at its budget of {_options.BudgetPages} pages and nothing could be paged out.");
-                wanted = (int)Math.Min(wanted, room);
+                var request = new RemotePagesRequest { Vm = Vm };
+                for (int i = 0; i < wanted; i++) request.PageNumbers.Add((ulong)_wanted[i]);
+                fetch = CallAsync(PagesContract.RemotePages, request, host, fault.Page, cancellationToken);
             }
-            if (host == MemoryMap.Main)
+            long room;
+            try
+            {
+                await pageOut.ConfigureAwait(false);
+                room = _options.BudgetPages - _memory.ResidentPages;
+                if (room <= 0) throw new PageFaultException(fault.Page, $"VM {Vm}: the main host is at its budget of {_options.BudgetPages} pages and nothing could be paged out.");
+            }
+            catch
+            {
+                // The fetch's own failure, if any, is recorded already (a lost sub-host); the fault fails for the page-out.
+                if (fetch is not null) await IgnoreOutcomeAsync(fetch).ConfigureAwait(false);
+                throw;
+            }
+            if (fetch is null)
             {
                 ZeroFill(fault.Page);
                 return;
             }
-            var request = new RemotePagesRequest { Vm = Vm };
-            for (int i = 0; i < wanted; i++) request.PageNumbers.Add((ulong)_wanted[i]);
-            var response = await CallAsync(PagesContract.RemotePages, request, host, fault.Page, cancellationToken).ConfigureAwait(false);
-            Install(response.Batch ?? new PageBatch(), fault.Page, host);
+            var response = await fetch.ConfigureAwait(false);
+            Install(response.Batch ?? new PageBatch(), fault.Page, host, room);
         }
         finally
         {
@@ -194,16 +207,27 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         Interlocked.Increment(ref _zeroFills);
     }
 
-    private void Install(PageBatch batch, PageNumber faulted, int host)
+    private static async Task IgnoreOutcomeAsync(Task task)
+    {
+        try { await task.ConfigureAwait(false); }
+        catch (Exception e) when (e is PageFaultException or OperationCanceledException)
+        {
+            // Observed; the caller reports its own failure.
+        }
+    }
+
+    /// <summary>Installs the faulted page and, while <paramref name="room"/> lasts, the prefetched ones of <paramref name="host"/>.</summary>
+    private void Install(PageBatch batch, PageNumber faulted, int host, long room)
     {
         var reader = new PageBatchReader(batch, _memory.PageCount);
         bool got = false;
         int installed = 0;
         Span<long> done = stackalloc long[_wanted.Length];
+        long limit = Math.Min(done.Length, room);
         while (reader.TryRead(out var entry))
         {
             long page = entry.Page;
-            if (page != faulted.Value && (installed >= done.Length || Map.HostOf(page) != host)) continue;
+            if (page != faulted.Value && (installed >= limit - (got ? 0 : 1) || Map.HostOf(page) != host)) continue;
             var target = _memory.BeginInstall(page, PageResidency.Remote);
             if (target.IsEmpty) continue;
             try { entry.DecodeInto(target); }
