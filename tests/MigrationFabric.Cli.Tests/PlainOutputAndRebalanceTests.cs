@@ -119,6 +119,34 @@ public sealed class PlainOutputAndRebalanceTests(CliCluster fixture) : IClassFix
         Assert.DoesNotContain(Escape, stdout);
     }
 
+    [Fact]
+    public async Task Mf_vm_create_with_a_share_makes_an_over_committed_vm_that_host_rebalance_reports_as_private()
+    {
+        var host = fixture.Cluster.Agents[1];
+        var created = await MfProcess("vm", "create", "rb-cli-2", "--host", host.HostName, "--memory", "32MiB", "--workload", "hot-set",
+            "--share", "8MiB", "--reservation", "4MiB", "--weight", "2");
+        Assert.True(created.Exit == 0, created.Out + created.Err);
+        try
+        {
+            var local = host.Hypervisor.Find("rb-cli-2")!;
+            Assert.NotNull(local.Pager);
+            Assert.Equal(8L << 20, local.ShareBytes);
+            Assert.Equal(4L << 20, local.ReservationBytes);
+            Assert.Equal(2u, local.Weight);
+            var r = await MfProcess("host", "rebalance", host.HostName, "--dry-run");
+            Assert.True(r.Exit == 0, r.Out + r.Err);
+            Assert.Contains("private share", r.Out);
+            Assert.Contains("4.0 MiB", r.Out);
+        }
+        finally
+        {
+            await new DeletedOnDispose(fixture.Cluster.Endpoint, "rb-cli-2").DisposeAsync();
+        }
+        var bad = await MfProcess("vm", "create", "rb-cli-3", "--host", host.HostName, "--share", "lots");
+        Assert.Equal(2, bad.Exit);
+        Assert.Contains("--share", bad.Err);
+    }
+
     private async Task<DeletedOnDispose> CreateVm(string host, string name)
     {
         using var client = new MigrationFabric.Cli.Client.FabricClient(fixture.Cluster.Endpoint);

@@ -42,15 +42,21 @@ public static class ClientCommands
         var vcpus = new Option<uint>("--vcpus") { Description = "vCPU threads.", DefaultValueFactory = _ => 1 };
         var ws = new Option<uint>("--working-set-percent") { Description = "hot-set: working set, percent of memory (default 10)." };
         var rate = new Option<ulong>("--dirty-rate") { Description = "hot-set: dirty pages per second (0 = as fast as it can)." };
-        var create = new Command("create", "Create and start a VM.") { name, host, memory, workload, vcpus, ws, rate };
+        var share = new Option<string>("--share") { Description = "Over-commit: physical memory it may hold (e.g. 16MiB); the rest lives in a private swap file on its host." };
+        var reservation = new Option<string>("--reservation") { Description = "Memory it is guaranteed when a rebalance divides its host's memory (e.g. 8MiB)." };
+        var weight = new Option<uint>("--weight") { Description = "Its weight when a rebalance divides memory by demand (default 1)." };
+        var create = new Command("create", "Create and start a VM.") { name, host, memory, workload, vcpus, ws, rate, share, reservation, weight };
         create.SetAction((r, ct) => app.Guard(async () =>
         {
             ulong bytes = Units.ParseBytes(r.GetValue(memory)!) ?? throw new UsageException($"--memory '{r.GetValue(memory)}' is not a size (e.g. 64MiB).");
             var kind = ParseWorkload(r.GetValue(workload)!);
+            ulong OptionalSize(Option<string> o) => r.GetValue(o) is { } text
+                ? Units.ParseBytes(text) ?? throw new UsageException($"{o.Name} '{text}' is not a size (e.g. 16MiB).") : 0;
             using var client = Connect(app, r);
             var created = await client.CreateVmAsync(new CreateVmRequest
             {
                 Name = r.GetValue(name)!, Host = r.GetValue(host)!, MemoryBytes = bytes,
+                ShareBytes = OptionalSize(share), ReservationBytes = OptionalSize(reservation), Weight = r.GetValue(weight),
                 Workload = new Workload { Kind = kind, Vcpus = r.GetValue(vcpus), WorkingSetPercent = r.GetValue(ws), DirtyPagesPerSecond = r.GetValue(rate) },
             }, ct);
             app.Output.MarkupLine($"created VM [bold]{Esc(created.Name)}[/] on {Esc(created.Host)} ({Units.Bytes(created.MemoryBytes)}, {Esc(WorkloadName(created.Workload.Kind))})");
