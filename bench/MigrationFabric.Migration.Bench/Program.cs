@@ -42,6 +42,28 @@ if (args.Contains("--dataplane"))
     return;
 }
 
+if (args.Contains("--postcopy"))
+{
+    // Post-copy remote-fault latency only: one migration per push cap (MiB/s, 0 = uncapped), each step of a fault in its own histogram.
+    string caps = "0,256";
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--push-caps") caps = args[i + 1];
+    Console.WriteLine($"post-copy fault bench: VM {sizeMib} MiB, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
+    string holds = "";
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--fault-hold-ms") holds = args[i + 1];
+    string batches = "";
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--batch-pages") batches = args[i + 1];
+    // Warm-up (not reported): the first migration in a process runs cold (tier-0) code on every path.
+    await MigrateAsync(64L << 20, "hotset", new PostCopy(), postCopyWorkload: true);
+    foreach (var cap in caps.Split(','))
+        foreach (var hold in holds.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
+            foreach (var batch in batches.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
+                await PostCopyAsync(size, long.Parse(cap), hold == "" ? null : double.Parse(hold, System.Globalization.CultureInfo.InvariantCulture), batch == "" ? null : int.Parse(batch));
+    return;
+}
+
 if (args.Contains("--codec"))
 {
     CodecThroughput(256L << 20);
@@ -55,7 +77,7 @@ Console.WriteLine($"raw loopback TCP (one socket pair, 1 MiB writes, 2 GiB): {tc
 
 foreach (var scenario in new[] { "idle", "hotset" })
 {
-    var (report, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions()), postCopyWorkload: false);
+    var (report, _, _, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions()), postCopyWorkload: false);
     double wire = report.BytesSent / report.TransferTime.TotalSeconds;
     Console.WriteLine($"pre-copy {scenario,-6}: total {report.TotalTime.TotalMilliseconds,8:0.0} ms, downtime {report.Downtime.TotalMilliseconds,7:0.00} ms, " +
         $"rounds {report.Rounds.Count}, bytes {report.BytesSent,13:N0}, pages {report.PagesSent:N0} (zero {report.ZeroPagesSent:N0}), " +
@@ -64,15 +86,34 @@ foreach (var scenario in new[] { "idle", "hotset" })
         Console.WriteLine($"    round {r.Round}: {r.Pages,8:N0} pages {r.Bytes,13:N0} B in {r.Duration.TotalMilliseconds,8:0.0} ms, dirtied meanwhile {r.DirtiedDuringRound:N0}, throttle {r.Throttle:0.00}");
 }
 
+await PostCopyAsync(size, 256, null, null);
+
+static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages)
 {
-    var (report, faults) = await MigrateAsync(size, "hotset", new PostCopy(new PostCopyOptions { BandwidthCap = 256L << 20 }), postCopyWorkload: true);
-    Console.WriteLine($"post-copy hotset: total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
+    var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null };
+    if (batchPages is { } b) options.BatchPages = b;
+    var hold = holdMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
+    var (report, faults, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold);
+    string cap = (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches";
+    Console.WriteLine($"post-copy hotset ({cap}): total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
         $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
         $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
         $"(destination MMU view incl. coalesced waiters: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages");
+    var steps = incoming.RemoteFaultSteps;
+    Console.WriteLine("    fault steps (us)             count      p50      p99      max");
+    Step("destination: enter -> sent", steps.Issue);
+    Step("sent -> source received", steps.Request);
+    Step("source received -> read", steps.Read);
+    Step("source read -> reply written", serving.Write);
+    Step("source read -> dest got reply", steps.Reply);
+    Step("dest got reply -> installed", steps.Install);
+    Step("handler total", steps.Total);
+
+    static void Step(string name, MigrationFabric.Memory.Metrics.LatencyHistogram h) =>
+        Console.WriteLine($"    {name,-30} {h.Count,6} {h.PercentileNanoseconds(0.5) / 1e3,8:0} {h.PercentileNanoseconds(0.99) / 1e3,8:0} {h.MaxNanoseconds / 1e3,8:0}");
 }
 
-static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.LatencyHistogram Faults)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload)
+static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.LatencyHistogram Faults, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null)
 {
     var sourcePages = new PagesService();
     var destinationPages = new PagesService();
@@ -93,8 +134,9 @@ static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.Latenc
     await Task.Delay(1000);
     Task? targetRunning = null;
     string id = $"bench-{scenario}-{strategy.Name}";
-    destinationPages.Accept(new IncomingMigration(id, "vm", target, targetMmu, new IncomingMigrationOptions
+    var incoming = destinationPages.Accept(new IncomingMigration(id, "vm", target, targetMmu, new IncomingMigrationOptions
     {
+        FaultPriorityHold = faultHold ?? new IncomingMigrationOptions().FaultPriorityHold,
         Resume = (_, _) =>
         {
             if (postCopyWorkload) targetRunning = new HotSetWorkload(new HotSetOptions { TargetDirtyPagesPerSecond = 0 }).RunAsync(targetMmu, stop.Token);
@@ -109,7 +151,7 @@ static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.Latenc
     stop.Cancel();
     await running;
     if (targetRunning is not null) await targetRunning;
-    return (report, targetMmu.FaultLatency);
+    return (report, targetMmu.FaultLatency, incoming, sourcePages.RemotePagesServed);
 }
 
 // Encode (copy + zero check + XXH64) and decode (copy + XXH64) of random pages, one thread, no network.
