@@ -35,7 +35,8 @@ public sealed class Method<TRequest, TResponse> : IMethod
     }
 
     private Method(MethodType type, string serviceName, string name, MethodDescriptor? descriptor,
-        Func<ReadOnlySequence<byte>, TRequest>? requestDeserializer = null, Func<ReadOnlySequence<byte>, TResponse>? responseDeserializer = null)
+        Func<ReadOnlySequence<byte>, TRequest>? requestDeserializer = null, Func<ReadOnlySequence<byte>, TResponse>? responseDeserializer = null,
+        Func<TRequest, Memory<byte>?>? requestFrameEncoder = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(serviceName);
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -56,6 +57,7 @@ public sealed class Method<TRequest, TResponse> : IMethod
         var responseParser = ResponseParser;
         RequestDeserializer = requestDeserializer ?? (payload => requestParser.ParseFrom(payload));
         ResponseDeserializer = responseDeserializer ?? (payload => responseParser.ParseFrom(payload));
+        RequestFrameEncoder = requestFrameEncoder;
     }
 
     /// <inheritdoc />
@@ -88,6 +90,9 @@ public sealed class Method<TRequest, TResponse> : IMethod
     /// <summary>Turns a received response payload into a message; <see cref="ResponseParser"/> unless replaced by <see cref="WithDeserializers"/>.</summary>
     public Func<ReadOnlySequence<byte>, TResponse> ResponseDeserializer { get; }
 
+    /// <summary>Client request-stream writes: a request already serialized by the caller, or null to serialize it with protobuf; see <see cref="WithRequestFrameEncoder"/>.</summary>
+    public Func<TRequest, Memory<byte>?>? RequestFrameEncoder { get; }
+
     /// <summary>
     /// This method with custom receive-side deserializers, for payloads worth parsing straight from the transport's buffers
     /// (e.g. copying 4 KiB pages from the sequence into their final place instead of into a ByteString first).
@@ -96,7 +101,20 @@ public sealed class Method<TRequest, TResponse> : IMethod
     /// </summary>
     public Method<TRequest, TResponse> WithDeserializers(
         Func<ReadOnlySequence<byte>, TRequest>? requestDeserializer = null, Func<ReadOnlySequence<byte>, TResponse>? responseDeserializer = null) =>
-        new(Type, ServiceName, Name, Descriptor, requestDeserializer ?? RequestDeserializer, responseDeserializer ?? ResponseDeserializer);
+        new(Type, ServiceName, Name, Descriptor, requestDeserializer ?? RequestDeserializer, responseDeserializer ?? ResponseDeserializer, RequestFrameEncoder);
+
+    /// <summary>
+    /// This method with a send-side encoder for request-stream writes (client and duplex streaming), for large messages the caller
+    /// has already laid out in its own buffer (e.g. a page batch built in place in a pooled array): the encoder returns the whole
+    /// gRPC frame, 5 bytes left free for the frame header (written by the channel) followed by the serialized message, or null to
+    /// have the message serialized by protobuf as usual. The bytes are written as they are, without a copy; the caller keeps them
+    /// unchanged until the write returns. The message must still be a valid serialization of the request (the peer parses it).
+    /// </summary>
+    public Method<TRequest, TResponse> WithRequestFrameEncoder(Func<TRequest, Memory<byte>?> requestFrameEncoder)
+    {
+        ArgumentNullException.ThrowIfNull(requestFrameEncoder);
+        return new(Type, ServiceName, Name, Descriptor, RequestDeserializer, ResponseDeserializer, requestFrameEncoder);
+    }
 
     /// <summary>
     /// The method named <paramref name="methodName"/> of a generated service descriptor (e.g. EchoReflection.Descriptor.Services[0]);

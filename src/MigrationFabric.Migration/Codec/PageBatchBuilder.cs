@@ -17,6 +17,7 @@ public sealed class PageBatchBuilder
 {
     private readonly int _capacity;
     private readonly PageCompression _compression;
+    private readonly int _headroom;
     private byte[] _payload;
     private byte[] _flags;
     private long[] _pages;
@@ -29,13 +30,18 @@ public sealed class PageBatchBuilder
     private MemoryStream? _deflated;
 
     /// <summary>Creates a builder of batches of at most <paramref name="capacityPages"/> pages.</summary>
-    public PageBatchBuilder(int capacityPages, PageCompression compression = PageCompression.None)
+    /// <param name="capacityPages">Most pages per batch (1..1024).</param>
+    /// <param name="compression">How payloads are compressed.</param>
+    /// <param name="frameHeadroom">Leave room before the payload for the gRPC frame header and the batch's other fields, so
+    /// <see cref="EncodedBatch.Frame"/> can lay out the whole PageStream message in place (no serialization copy of the payload).</param>
+    public PageBatchBuilder(int capacityPages, PageCompression compression = PageCompression.None, bool frameHeadroom = false)
     {
         if (capacityPages < 1 || capacityPages > 1024)
             throw new ArgumentOutOfRangeException(nameof(capacityPages), capacityPages, "a batch holds 1 to 1024 pages.");
         _capacity = capacityPages;
         _compression = compression;
-        (_payload, _flags, _pages, _checksums, _lengths) = Rent(capacityPages);
+        _headroom = frameHeadroom ? EncodedBatch.MaxFrameOverhead(capacityPages) : 0;
+        (_payload, _flags, _pages, _checksums, _lengths) = Rent(capacityPages, _headroom);
     }
 
     /// <summary>Pages in the batch being built.</summary>
@@ -57,7 +63,7 @@ public sealed class PageBatchBuilder
         CheckRoom();
         if (_compression == PageCompression.None)
         {
-            var copy = _payload.AsSpan(_payloadLength, Page.Size);
+            var copy = _payload.AsSpan(_headroom + _payloadLength, Page.Size);
             contents.CopyTo(copy);
             if (!copy.ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
             _payloadLength += Page.Size;
@@ -68,7 +74,7 @@ public sealed class PageBatchBuilder
         contents.CopyTo(_scratch);
         if (!_scratch.AsSpan().ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
         ulong checksum = Xxh64.Hash(_scratch);
-        int compressed = Deflate(_scratch, _payload.AsSpan(_payloadLength, Page.Size));
+        int compressed = Deflate(_scratch, _payload.AsSpan(_headroom + _payloadLength, Page.Size));
         if (compressed > 0)
         {
             _payloadLength += compressed;
@@ -76,7 +82,7 @@ public sealed class PageBatchBuilder
             Append(page, PageFlags.Compressed | extraFlags, checksum, (uint)compressed);
             return;
         }
-        _scratch.CopyTo(_payload.AsSpan(_payloadLength, Page.Size));
+        _scratch.CopyTo(_payload.AsSpan(_headroom + _payloadLength, Page.Size));
         _payloadLength += Page.Size;
         Append(page, extraFlags, checksum, 0);
     }
@@ -95,7 +101,7 @@ public sealed class PageBatchBuilder
         {
             Round = round,
             Flags = UnsafeByteOperations.UnsafeWrap(_flags.AsMemory(0, _count)),
-            Payload = UnsafeByteOperations.UnsafeWrap(_payload.AsMemory(0, _payloadLength)),
+            Payload = UnsafeByteOperations.UnsafeWrap(_payload.AsMemory(_headroom, _payloadLength)),
         };
         batch.PageNumbers.Capacity = _count;
         batch.Checksums.Capacity = _count;
@@ -109,8 +115,8 @@ public sealed class PageBatchBuilder
             batch.Lengths.Capacity = _count;
             for (int i = 0; i < _count; i++) batch.Lengths.Add(_lengths[i]);
         }
-        var encoded = new EncodedBatch(batch, _count, _payloadLength, _payload, _flags, _pages, _checksums, _lengths);
-        (_payload, _flags, _pages, _checksums, _lengths) = Rent(_capacity);
+        var encoded = new EncodedBatch(batch, _count, _payloadLength, _payload, _headroom, _anyCompressed, _flags, _pages, _checksums, _lengths);
+        (_payload, _flags, _pages, _checksums, _lengths) = Rent(_capacity, _headroom);
         _count = 0;
         _payloadLength = 0;
         _anyCompressed = false;
@@ -144,8 +150,8 @@ public sealed class PageBatchBuilder
         return length;
     }
 
-    private static (byte[], byte[], long[], ulong[], uint[]) Rent(int pages) => (
-        ArrayPool<byte>.Shared.Rent(pages * Page.Size),
+    private static (byte[], byte[], long[], ulong[], uint[]) Rent(int pages, int headroom) => (
+        ArrayPool<byte>.Shared.Rent(headroom + pages * Page.Size),
         ArrayPool<byte>.Shared.Rent(pages),
         ArrayPool<long>.Shared.Rent(pages),
         ArrayPool<ulong>.Shared.Rent(pages),
@@ -156,17 +162,21 @@ public sealed class PageBatchBuilder
 public sealed class EncodedBatch : IDisposable
 {
     private byte[]? _payload;
+    private readonly int _headroom;
+    private readonly bool _anyCompressed;
     private readonly byte[] _flags;
     private readonly long[] _pages;
     private readonly ulong[] _checksums;
     private readonly uint[] _lengths;
 
-    internal EncodedBatch(PageBatch batch, int pages, int payloadBytes, byte[] payload, byte[] flags, long[] pageNumbers, ulong[] checksums, uint[] lengths)
+    internal EncodedBatch(PageBatch batch, int pages, int payloadBytes, byte[] payload, int headroom, bool anyCompressed, byte[] flags, long[] pageNumbers, ulong[] checksums, uint[] lengths)
     {
         Batch = batch;
         Pages = pages;
         PayloadBytes = payloadBytes;
         _payload = payload;
+        _headroom = headroom;
+        _anyCompressed = anyCompressed;
         _flags = flags;
         _pages = pageNumbers;
         _checksums = checksums;
@@ -187,6 +197,81 @@ public sealed class EncodedBatch : IDisposable
 
     /// <summary>The checksums, same order.</summary>
     public ReadOnlySpan<ulong> Checksums => _checksums.AsSpan(0, Pages);
+
+    /// <summary>Bytes a frame of up to <paramref name="pages"/> pages needs before its payload: gRPC header, message keys and lengths, sequence, round, and every per-page field at its largest.</summary>
+    internal static int MaxFrameOverhead(int pages) => 64 + pages * (10 + 1 + 8 + 5);
+
+    /// <summary>
+    /// Lays out the PageStream message carrying this batch with <paramref name="sequence"/> (the batch's other fields first, the
+    /// payload last, where it already is) and returns it as a gRPC frame: 5 bytes for the frame header, then the message.
+    /// </summary>
+    /// <remarks>Protobuf allows fields in any order; the message is byte for byte what a parser reads back as <see cref="Batch"/>
+    /// with that sequence, and as long as protobuf's own serialization of it. Needs a builder made with frameHeadroom.</remarks>
+    public Memory<byte> Frame(ulong sequence)
+    {
+        var buffer = _payload ?? throw new ObjectDisposedException(nameof(EncodedBatch));
+        if (_headroom == 0) throw new InvalidOperationException("this batch was built without frame headroom (PageBatchBuilder frameHeadroom: false).");
+        uint round = Batch.Round;
+        int n = Pages;
+        long pageBytes = 0, lengthBytes = 0;
+        for (int i = 0; i < n; i++) pageBytes += VarintSize((ulong)_pages[i]);
+        if (_anyCompressed)
+            for (int i = 0; i < n; i++) lengthBytes += VarintSize(_lengths[i]);
+        long fields = 0;
+        if (sequence != 0) fields += 1 + VarintSize(sequence);
+        if (round != 0) fields += 1 + VarintSize(round);
+        if (n > 0) fields += 1 + VarintSize((ulong)pageBytes) + pageBytes + 1 + VarintSize((ulong)n) + n + 1 + VarintSize(8UL * (ulong)n) + 8L * n;
+        if (_anyCompressed && n > 0) fields += 1 + VarintSize((ulong)lengthBytes) + lengthBytes;
+        if (PayloadBytes > 0) fields += 1 + VarintSize((ulong)PayloadBytes);
+        long batchLength = fields + PayloadBytes;
+        long start = _headroom - fields - 1 - VarintSize((ulong)batchLength) - 5;
+        if (start < 0) throw new InvalidOperationException($"frame fields need {_headroom - start} bytes of headroom, only {_headroom} reserved.");
+        var span = buffer.AsSpan();
+        int at = (int)start + 5;
+        span[at++] = (2 << 3) | 2; // PageStreamMessage.batch
+        at = WriteVarint(span, at, (ulong)batchLength);
+        if (sequence != 0) { span[at++] = 1 << 3; at = WriteVarint(span, at, sequence); }
+        if (round != 0) { span[at++] = 2 << 3; at = WriteVarint(span, at, round); }
+        if (n > 0)
+        {
+            span[at++] = (3 << 3) | 2;
+            at = WriteVarint(span, at, (ulong)pageBytes);
+            for (int i = 0; i < n; i++) at = WriteVarint(span, at, (ulong)_pages[i]);
+            span[at++] = (4 << 3) | 2;
+            at = WriteVarint(span, at, (ulong)n);
+            _flags.AsSpan(0, n).CopyTo(span[at..]);
+            at += n;
+            span[at++] = (6 << 3) | 2;
+            at = WriteVarint(span, at, 8UL * (ulong)n);
+            for (int i = 0; i < n; i++, at += 8) System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(span[at..], _checksums[i]);
+            if (_anyCompressed)
+            {
+                span[at++] = (7 << 3) | 2;
+                at = WriteVarint(span, at, (ulong)lengthBytes);
+                for (int i = 0; i < n; i++) at = WriteVarint(span, at, _lengths[i]);
+            }
+        }
+        if (PayloadBytes > 0)
+        {
+            span[at++] = (5 << 3) | 2;
+            at = WriteVarint(span, at, (ulong)PayloadBytes);
+        }
+        if (at != _headroom) throw new InvalidOperationException($"frame layout ended at {at}, expected {_headroom}.");
+        return buffer.AsMemory((int)start, _headroom + PayloadBytes - (int)start);
+    }
+
+    private static int VarintSize(ulong value) => value == 0 ? 1 : (70 - System.Numerics.BitOperations.LeadingZeroCount(value)) / 7;
+
+    private static int WriteVarint(Span<byte> span, int at, ulong value)
+    {
+        while (value >= 0x80)
+        {
+            span[at++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+        span[at++] = (byte)value;
+        return at;
+    }
 
     /// <summary>Returns the buffers to the pool.</summary>
     public void Dispose()

@@ -35,7 +35,7 @@ public sealed class PageStreamGroup : IAsyncDisposable
         _pumps = new Task[senders.Length];
         for (int i = 0; i < senders.Length; i++)
         {
-            _builders[i] = new PageBatchBuilder(batchPages, compression);
+            _builders[i] = new PageBatchBuilder(batchPages, compression, frameHeadroom: true);
             _queues[i] = Channel.CreateBounded<object>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
             int index = i;
             _pumps[i] = Task.Run(() => PumpAsync(index));

@@ -9,6 +9,7 @@ namespace MigrationFabric.Migration.DataPlane;
 internal sealed class PageStreamSender : IAsyncDisposable
 {
     private readonly AsyncDuplexStreamingCall<PageStreamMessage, PageAck> _call;
+    private readonly FrameSlot _slot;
     private readonly DataPlaneCounters _counters;
     private readonly TokenBucket? _bucket;
     private readonly AsyncSignal _acks = new();
@@ -19,9 +20,10 @@ internal sealed class PageStreamSender : IAsyncDisposable
     private bool _opened;
     private Exception? _fault;
 
-    private PageStreamSender(AsyncDuplexStreamingCall<PageStreamMessage, PageAck> call, DataPlaneCounters counters, TokenBucket? bucket)
+    private PageStreamSender(AsyncDuplexStreamingCall<PageStreamMessage, PageAck> call, FrameSlot slot, DataPlaneCounters counters, TokenBucket? bucket)
     {
         _call = call;
+        _slot = slot;
         _counters = counters;
         _bucket = bucket;
     }
@@ -32,8 +34,9 @@ internal sealed class PageStreamSender : IAsyncDisposable
     public static async Task<PageStreamSender> OpenAsync(RpcChannel channel, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken)
     {
         // The call lives until the group is disposed: cancelling the migration after switch-over must not cut it.
-        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream, new CallOptions());
-        var sender = new PageStreamSender(call, counters, bucket) { Index = (int)open.StreamIndex };
+        var slot = new FrameSlot();
+        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream.WithRequestFrameEncoder(slot.Encode), new CallOptions());
+        var sender = new PageStreamSender(call, slot, counters, bucket) { Index = (int)open.StreamIndex };
         try
         {
             await call.RequestStream.WriteAsync(new PageStreamMessage { Open = open }, cancellationToken).ConfigureAwait(false);
@@ -59,11 +62,15 @@ internal sealed class PageStreamSender : IAsyncDisposable
             await WaitAsync(() => _sent - Volatile.Read(ref _acked) < Volatile.Read(ref _window), cancellationToken).ConfigureAwait(false);
             var message = new PageStreamMessage { Batch = batch.Batch };
             batch.Batch.Sequence = _sent + 1;
-            int size = message.CalculateSize();
+            // The message laid out around the payload where the builder put it: the channel writes it without serializing (copying) it again.
+            var frame = batch.Frame(_sent + 1);
+            int size = frame.Length - Rpc.Framing.GrpcProtocol.FrameHeaderSize;
             if (_bucket is not null) await _bucket.TakeAsync(size, cancellationToken).ConfigureAwait(false);
             // Counted as sent before the write: its acknowledgement may arrive before WriteAsync returns.
             Volatile.Write(ref _sent, _sent + 1);
-            await _call.RequestStream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+            _slot.Set(message, frame);
+            try { await _call.RequestStream.WriteAsync(message, cancellationToken).ConfigureAwait(false); }
+            finally { _slot.Clear(); }
             int zero = 0;
             var flags = batch.Batch.Flags.Span;
             for (int i = 0; i < flags.Length; i++) zero += flags[i] & PageFlags.Zero;
@@ -132,6 +139,20 @@ internal sealed class PageStreamSender : IAsyncDisposable
         {
             _acks.Set();
         }
+    }
+
+    /// <summary>The one batch frame being written on this call (one write at a time), handed to the channel by identity of its message.</summary>
+    private sealed class FrameSlot
+    {
+        private PageStreamMessage? _message;
+        private Memory<byte> _frame;
+
+        public void Set(PageStreamMessage message, Memory<byte> frame) => (_message, _frame) = (message, frame);
+
+        public void Clear() => (_message, _frame) = (null, default);
+
+        // Open and close messages (and anything not set here) are serialized by protobuf as usual.
+        public Memory<byte>? Encode(PageStreamMessage message) => ReferenceEquals(message, _message) ? _frame : (Memory<byte>?)null;
     }
 
     public async ValueTask DisposeAsync()

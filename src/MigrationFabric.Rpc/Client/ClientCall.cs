@@ -203,9 +203,24 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
         try
         {
             int size;
+            Memory<byte>? frame;
             try
             {
-                size = MessageFrameWriter.MeasureMessage(message, _channel.Options.MaxSendMessageSize);
+                frame = _method.RequestFrameEncoder?.Invoke(message);
+                if (frame is { } encoded)
+                {
+                    if (encoded.Length < GrpcProtocol.FrameHeaderSize)
+                    {
+                        throw new InvalidOperationException($"The request frame encoder of '{_method.FullName}' returned {encoded.Length} bytes; a frame has at least its {GrpcProtocol.FrameHeaderSize}-byte header.");
+                    }
+
+                    size = encoded.Length - GrpcProtocol.FrameHeaderSize;
+                    MessageFrameWriter.CheckSize(size, _channel.Options.MaxSendMessageSize);
+                }
+                else
+                {
+                    size = MessageFrameWriter.MeasureMessage(message, _channel.Options.MaxSendMessageSize);
+                }
             }
             catch (RpcException e)
             {
@@ -218,7 +233,15 @@ internal sealed class ClientCall<TRequest, TResponse> : IClientCallState, IAsync
             try
             {
                 var stream = await _requestStream.Task.WaitAsync(token).ConfigureAwait(false);
-                await MessageFrameWriter.WriteMessageAsync(stream, message, size, token).ConfigureAwait(false);
+                if (frame is { } ready)
+                {
+                    await MessageFrameWriter.WriteFrameAsync(stream, ready, token).ConfigureAwait(false);
+                }
+                else
+                {
+                    await MessageFrameWriter.WriteMessageAsync(stream, message, size, token).ConfigureAwait(false);
+                }
+
                 // SocketsHttpHandler keeps DATA frames in the connection buffer until flushed: without this a small
                 // message (an ack, a probe) can wait indefinitely and a ping-pong stalls.
                 await stream.FlushAsync(token).ConfigureAwait(false);

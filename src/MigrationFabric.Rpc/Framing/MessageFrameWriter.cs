@@ -21,6 +21,25 @@ public static class MessageFrameWriter
         return size;
     }
 
+    /// <summary>Checks an already serialized message's size against the send limit (RESOURCE_EXHAUSTED naming both sizes).</summary>
+    public static void CheckSize(int size, int? maxMessageSize)
+    {
+        if (maxMessageSize is { } max && size > max)
+        {
+            throw new RpcException(StatusCode.ResourceExhausted, $"Sending message exceeds the maximum configured message size ({size} vs. {max} bytes).");
+        }
+    }
+
+    /// <summary>Fills in the 5-byte header of a frame whose message the caller serialized after it, and writes the frame in one write.</summary>
+    public static ValueTask WriteFrameAsync(Stream stream, Memory<byte> frame, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var span = frame.Span;
+        span[0] = 0;
+        BinaryPrimitives.WriteUInt32BigEndian(span[1..], (uint)(frame.Length - GrpcProtocol.FrameHeaderSize));
+        return stream.WriteAsync(frame, cancellationToken);
+    }
+
     /// <summary>Serializes header + message into the pipe as one contiguous span; the caller decides when to flush.</summary>
     public static void WriteMessage(PipeWriter writer, IMessage message, int size)
     {

@@ -158,3 +158,54 @@ public class PooledPageStreamParserTests
         parser.Release(new PageBatch { Payload = ByteString.CopyFrom(new byte[4096]) });
     }
 }
+
+public class EncodedBatchFrameTests
+{
+    [Theory]
+    [InlineData(256, false, 1UL)]
+    [InlineData(300, false, 1UL << 40)]
+    [InlineData(37, true, 129UL)]
+    [InlineData(5, false, 0UL)]
+    public void A_frame_is_the_batch_message_as_protobuf_would_read_and_size_it(int pages, bool deflate, ulong sequence)
+    {
+        var builder = new PageBatchBuilder(Math.Max(1, pages), deflate ? PageCompression.Deflate : PageCompression.None, frameHeadroom: true);
+        var rng = new Random(pages);
+        var page = new byte[Page.Size];
+        for (int i = 0; i < pages; i++)
+        {
+            if (i % 4 == 0) Array.Clear(page);
+            else if (i % 4 == 1) rng.NextBytes(page);
+            else for (int b = 0; b < page.Length; b++) page[b] = (byte)(b % 9 + i);
+            builder.AddPage((long)i * 1_000_003 % (1L << 34), page, i % 3 == 0 ? PageFlags.Retransfer : PageFlags.None);
+        }
+        using var encoded = builder.Build(round: (uint)pages % 3);
+        encoded.Batch.Sequence = sequence;
+        var expected = new PageStreamMessage { Batch = encoded.Batch };
+
+        var frame = encoded.Frame(sequence);
+
+        var message = frame[Rpc.Framing.GrpcProtocol.FrameHeaderSize..];
+        Assert.Equal(expected.CalculateSize(), message.Length);
+        Assert.Equal(expected, PageStreamMessage.Parser.ParseFrom(message.Span));
+        var parser = new PooledPageStreamParser();
+        var pooled = parser.Parse(new ReadOnlySequence<byte>(message));
+        Assert.Equal(expected, pooled);
+        parser.Release(pooled.Batch);
+        // The payload was not moved: the frame ends with the builder's payload bytes in place.
+        Assert.True(message.Span[^encoded.PayloadBytes..].SequenceEqual(encoded.Batch.Payload.Span));
+    }
+
+    [Fact]
+    public void A_frame_needs_headroom_and_a_live_batch()
+    {
+        var plain = new PageBatchBuilder(4);
+        plain.AddPage(1, new byte[Page.Size]);
+        using (var encoded = plain.Build(1))
+            Assert.Throws<InvalidOperationException>(() => encoded.Frame(1));
+        var framed = new PageBatchBuilder(4, frameHeadroom: true);
+        framed.AddZeroPage(2);
+        var batch = framed.Build(1);
+        batch.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => batch.Frame(1));
+    }
+}
