@@ -102,7 +102,7 @@ public sealed class MfCommandTests(CliCluster fixture) : IClassFixture<CliCluste
         Assert.Equal(1, big.Exit);
         Assert.Contains("ResourceExhausted (8)", big.Err);
 
-        var unimplemented = await Mf(Endpoint, "migrate", "cli-vm3", "--to", "host-b", "--strategy", "split");
+        var unimplemented = await Mf(Endpoint, "migrate", "cli-vm3", "--to", "host-b", "--strategy", "agile");
         Assert.Equal(1, unimplemented.Exit);
         Assert.Contains("Unimplemented (12)", unimplemented.Err);
 
