@@ -163,6 +163,33 @@ public sealed class RebalanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_periodic_rebalance_grows_a_share_without_being_asked_and_stops_when_disposed()
+    {
+        var host = Host(64 * MiB);
+        var hot = Started(host, "periodic", 32 * MiB, new Workload { Kind = WorkloadKind.HotSet, WorkingSetPercent = 50 }, Private("periodic", 8 * MiB));
+        await DemandOf(hot, 8 * MiB / Page.Size);
+        var periodic = new PeriodicRebalance(host, TimeSpan.FromMilliseconds(100), DemandOnly());
+        await using (periodic)
+        {
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (hot.ShareBytes <= 8 * MiB)
+            {
+                Assert.True(DateTime.UtcNow < until, $"no periodic rebalance grew the share (rounds {periodic.Rounds}, error {periodic.LastError?.Message})");
+                await Task.Delay(50);
+            }
+            Assert.Null(periodic.LastError);
+            Assert.True(periodic.Rounds >= 1);
+            Assert.True(periodic.Last!.Targets.Single().Applied, periodic.Last.Targets.Single().Note);
+        }
+        long rounds = periodic.Rounds;
+        await Task.Delay(300);
+        Assert.Equal(rounds, periodic.Rounds);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PeriodicRebalance(host, TimeSpan.Zero));
+        Assert.Contains("RebalanceInterval", Assert.Throws<ArgumentException>(() =>
+            new MigrationFabric.Host.Agent.HostAgentOptions { HostName = "h", RebalanceInterval = TimeSpan.FromSeconds(-1) }.Validate()).Message);
+    }
+
+    [Fact]
     public void Bad_options_are_refused_naming_the_option()
     {
         var e = Assert.Throws<ArgumentException>(() => new HostMemoryRebalance(Host(16 * MiB), new HostRebalanceOptions { MinimumShareBytes = 100 }));
@@ -279,7 +306,9 @@ public sealed class RebalanceApiTests(TestCluster cluster) : IClassFixture<TestC
             while (vm.SwappedBytes < 16UL << 20);
             var h = await cluster.Call(MigrationFabric.Host.Api.FabricContract.DescribeHost, new DescribeHostRequest { Name = "host-b" });
             Assert.True(h.SwapUsedBytes >= 16UL << 20, $"host swap {h.SwapUsedBytes}");
-            Assert.True(vm.ResidentBytes <= 16UL << 20, $"resident {vm.ResidentBytes}");
+            // A page being installed counts as resident before the vCPU that grew the footprint reclaims room, so a snapshot
+            // may be a few pages over the share; never a chunk (1 MiB) over.
+            Assert.True(vm.ResidentBytes <= (16UL << 20) + (1 << 20), $"resident {vm.ResidentBytes}");
 
             // Its demand is its whole memory (a sweep) and the host has room: the share grows to the VM's size.
             until = DateTime.UtcNow + TestCluster.Patience;

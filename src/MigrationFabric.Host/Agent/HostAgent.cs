@@ -6,6 +6,7 @@ using MigrationFabric.Grains.Messaging;
 using MigrationFabric.Grains.Runtime;
 using MigrationFabric.Grains.Storage;
 using MigrationFabric.Host.Api;
+using MigrationFabric.Host.Balancing;
 using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Host.Migrations;
@@ -23,6 +24,7 @@ public sealed class HostAgent : IAsyncDisposable
     private Silo? _silo;
     private RpcServer? _server;
     private int _state; // 0 new, 1 started, 2 stopped
+    private PeriodicRebalance? _rebalance;
     private readonly bool _ownsDataDirectory;
 
     /// <summary>An agent joining the cluster of <paramref name="table"/>, keeping grain state in <paramref name="storage"/>.</summary>
@@ -93,6 +95,7 @@ public sealed class HostAgent : IAsyncDisposable
         await server.StartAsync(cancellationToken).ConfigureAwait(false);
         _server = server;
         _context.Endpoint = $"http://{_options.AdvertisedHost}:{server.Port}";
+        if (_options.RebalanceInterval is { } every) _rebalance = new PeriodicRebalance(_context.Hypervisor, every);
     }
 
     /// <summary>Leaves the cluster in order: running migrations are cancelled (VMs stay here), VMs stop, then the endpoint closes.</summary>
@@ -102,6 +105,7 @@ public sealed class HostAgent : IAsyncDisposable
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.StopAsync(cancellationToken).ConfigureAwait(false);
         if (_server is not null) await _server.StopAsync(cancellationToken).ConfigureAwait(false);
+        if (_rebalance is not null) await _rebalance.DisposeAsync().ConfigureAwait(false);
         await _context.Held.DisposeAsync().ConfigureAwait(false);
         await _context.Hypervisor.DisposeAsync().ConfigureAwait(false);
         _context.Attachments.DetachAll();
@@ -115,6 +119,7 @@ public sealed class HostAgent : IAsyncDisposable
         if (Interlocked.Exchange(ref _state, 2) != 1) return;
         if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.AbortAsync().ConfigureAwait(false);
+        if (_rebalance is not null) await _rebalance.DisposeAsync().ConfigureAwait(false);
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);
         await _context.Held.DisposeAsync().ConfigureAwait(false);
         await _context.Hypervisor.DisposeAsync().ConfigureAwait(false);

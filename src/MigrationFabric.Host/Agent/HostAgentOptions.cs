@@ -32,6 +32,9 @@ public sealed class HostAgentOptions
     /// <summary>How long a completed migration (on its source agent) watches the workload at the destination for a recovery to 90% of its pre-migration throughput before the report is final; past it the report says NOT_RECOVERED. Default 5 s.</summary>
     public TimeSpan RecoveryWindow { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>VMMB: rebalance this host's memory among its VMs by demand, reservation and weight this often (as RebalanceMemory does when asked). Default null: only when asked.</summary>
+    public TimeSpan? RebalanceInterval { get; set; }
+
     /// <summary>Directory for the agent's files (private swap files of over-committed VMs). Default null: a new directory under the temp directory, deleted when the agent stops.</summary>
     public string? DataDirectory { get; set; }
 
@@ -52,5 +55,7 @@ public sealed class HostAgentOptions
         if (MaxReceiveMessageSize < 4 << 20) throw new ArgumentException($"HostAgentOptions.MaxReceiveMessageSize must be at least 4 MiB, was {MaxReceiveMessageSize}.");
         if (RecoveryWindow < TimeSpan.Zero || RecoveryWindow > TimeSpan.FromMinutes(10))
             throw new ArgumentException($"HostAgentOptions.RecoveryWindow must be within 0..10 min, was {RecoveryWindow}.");
+        if (RebalanceInterval is { } every && every <= TimeSpan.Zero)
+            throw new ArgumentException($"HostAgentOptions.RebalanceInterval must be positive or null (only when asked), was {every}.");
     }
 }

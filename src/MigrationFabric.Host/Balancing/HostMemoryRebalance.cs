@@ -36,6 +36,12 @@ public sealed class HostMemoryRebalance
     /// <exception cref="FabricException">FAILED_PRECONDITION: the VMs' reservations alone exceed the memory to divide.</exception>
     public RebalanceMemoryResponse Rebalance(bool dryRun)
     {
+        // A periodic rebalance and one asked for through the API must not interleave their shrinks and grows.
+        lock (_hypervisor.RebalanceGate) return RebalanceLocked(dryRun);
+    }
+
+    private RebalanceMemoryResponse RebalanceLocked(bool dryRun)
+    {
         var vms = new List<LocalVm>();
         foreach (var vm in _hypervisor.Vms.Values)
             if (vm.Workload is not null) vms.Add(vm);

@@ -95,6 +95,9 @@ public sealed class LocalHypervisor : IAsyncDisposable
         return bytes;
     }
 
+    /// <summary>Held while a rebalance of this host computes and applies its targets, so two never interleave.</summary>
+    internal Lock RebalanceGate { get; } = new();
+
     /// <summary>Moves an over-committed VM's share to <paramref name="shareBytes"/> (a rebalance), its reservation with it; a growth only as far as the budget has unreserved room.</summary>
     /// <returns>The share now in force, bytes.</returns>
     /// <exception cref="InvalidOperationException">The VM has no private share, or is no longer here.</exception>
