@@ -154,4 +154,27 @@ public class MemoryMapTests
         e = Assert.Throws<ArgumentException>(() => new RemotePager("vm", memory, new MemoryMap(1024, [A]), new RemotePagerOptions { BudgetPages = 512, SubHostBudgetPages = [1, 2] }));
         Assert.Contains("SubHostBudgetPages", e.Message);
     }
+    [Fact]
+    public async Task A_main_host_resumed_by_a_source_that_did_not_split_refuses_by_name_and_the_vm_stays_at_the_source()
+    {
+        await using var source = await Support.Agent.StartAsync();
+        await using var mainAgent = await Support.Agent.StartAsync();
+        using var vm = new Support.TestVm(4 << 20);
+        using var target = new Support.TestVm(4 << 20);
+        vm.Fill(stride: 1);
+        using var main = new SplitMainHost("not-split-1", "vm-1", target.Memory, target.Mmu, new RemotePagerOptions { BudgetPages = 512 });
+        mainAgent.Pages.Accept(main.Incoming);
+
+        var e = await Assert.ThrowsAsync<Migration.DataPlane.MigrationFailedException>(() => new PreCopy(new PreCopyOptions())
+            .RunAsync(new MigrationJob { MigrationId = "not-split-1", Vm = "vm-1", Memory = vm.Memory, Mmu = vm.Mmu, Destination = mainAgent.Address })
+            .WaitAsync(TimeSpan.FromSeconds(60)));
+
+        Assert.Contains("SwitchOver", e.Message);
+        Assert.False(vm.Mmu.IsPaused, "the VM keeps running at the source");
+        // The main names what was missing.
+        var aborted = await Assert.ThrowsAsync<Migration.DataPlane.MigrationAbortedException>(() => main.Incoming.Completion.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("split memory map", aborted.Message);
+        Assert.False(main.IsResumed);
+        Assert.Throws<InvalidOperationException>(() => main.Pager);
+    }
 }
