@@ -67,6 +67,16 @@ public sealed class PlainOutputAndRebalanceTests(CliCluster fixture) : IClassFix
         Assert.True(console.Profile.Width >= Consoles.PlainWidth);
     }
 
+    [Fact]
+    public void A_reports_recovery_reads_as_a_time_or_says_why_there_is_none()
+    {
+        Assert.Equal("120.0 ms", RecoveryText.Of(new MigrationReport { Recovery = RecoveryOutcome.Recovered, RecoveryTime = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromMilliseconds(120)) }));
+        Assert.Equal("not within 5.00 s", RecoveryText.Of(new MigrationReport { Recovery = RecoveryOutcome.NotRecovered, RecoveryWindow = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(5)) }));
+        Assert.Equal("no baseline", RecoveryText.Of(new MigrationReport { Recovery = RecoveryOutcome.NoBaseline }));
+        Assert.Equal("not observed", RecoveryText.Of(new MigrationReport { Recovery = RecoveryOutcome.NotObserved }));
+        Assert.Equal("-", RecoveryText.Of(new MigrationReport()));
+    }
+
     /// <summary>The real mf program, its stdout a pipe, with a TERM that would make Spectre colour it.</summary>
     private async Task<(int Exit, string Out, string Err)> MfProcess(params string[] args)
     {
