@@ -49,4 +49,34 @@ public sealed class SubHostFailureTests : IAsyncLifetime
         Assert.Null(_cluster.Cluster.Agent("host-b").Hypervisor.Find("sf-vm"));
         Assert.Empty(_cluster.Cluster.Agent("host-c").Held.Parts);
     }
+
+    [Fact]
+    public async Task A_sub_host_lost_after_switch_over_is_reported_on_the_vm_with_the_pages_lost()
+    {
+        await _cluster.CreateVm("sf-after", "host-a", 64 << 20, new Workload { Kind = WorkloadKind.MemoryBenchmark });
+        await _cluster.WarmUp("host-a", "sf-after", 64 << 20);
+        var m = await _cluster.Start("sf-after", "host-b", Strategy.Split, new MigrationLimits { MaxRounds = 3 }, "host-c", "host-d");
+        var final = (await _cluster.Watch(m.Id))[^1].Final;
+        Assert.True(final.Phase == MigrationPhase.Completed, final.Error);
+        var before = await _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" });
+        ulong heldByD = before.RemoteShares.Single(s => s.Host == "host-d").Bytes;
+        Assert.True(heldByD > 0);
+
+        await _cluster.Cluster.Agent("host-d").KillAsync();
+
+        // The sweeping guest soon faults on a page only host-d had: the main's pager reports the loss to the VM's grain.
+        Vm vm = before;
+        await ErrorStatusTests.WaitUntil(() =>
+        {
+            vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" }).GetAwaiter().GetResult();
+            return vm.MemoryError.Length > 0;
+        });
+        Assert.Contains("sub-host 'host-d' is lost", vm.MemoryError);
+        Assert.True(vm.LostBytes > 0 && vm.LostBytes <= heldByD + (64UL << 20), $"lost {vm.LostBytes}, host-d held {heldByD}");
+        var main = _cluster.Cluster.Agent("host-b").Hypervisor.Find("sf-after")!;
+        // The vCPU that touched a lost page stopped with that error, not silently.
+        await ErrorStatusTests.WaitUntil(() => main.Run.IsCompleted);
+        Assert.True(main.Run.IsFaulted);
+        Assert.Contains("lost", main.Run.Exception!.ToString());
+    }
 }
