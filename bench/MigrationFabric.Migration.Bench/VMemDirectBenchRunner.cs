@@ -15,7 +15,9 @@ internal static class VMemDirectBenchRunner
             var paging = r.DuringMigration is { } d
                 ? $", during: placed mem {d.PlacedInMemory:N0} swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}"
                 : "";
-            var after = r.After is { } a ? $", after: faults {a.Faults:N0}, in {a.PageIns:N0}, out {a.PageOuts:N0}"
+            var after = r.After is { } a
+                ? $", after: faults {a.Faults:N0} ({a.FaultTime.TotalSeconds:0.00} s), in {a.PageIns:N0} (sync {a.PageInsSync:N0}, {a.PageInIo.TotalSeconds:0.00} s of reads), " +
+                  $"out {a.PageOuts:N0} (sync {a.PageOutsSync:N0}, {a.PageOutIo.TotalSeconds:0.00} s of writes)"
                 : r.RemotePagesAfter is { } rp ? $", after: remote in {rp.In:N0} out {rp.Out:N0}" : "";
             var result = r.MembenchAfterBytesPerSecond is { } m ? $"membench after {m / 1e9:0.000} GB/s"
                 : $"kv before {r.KvBaseline:0} ops/s, recovery {(r.KvRecovery is { } rec ? $"{rec.TotalSeconds:0.0} s" : "none")}, corrupt {r.KvCorruptReads}";

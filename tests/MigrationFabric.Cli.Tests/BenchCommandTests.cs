@@ -119,6 +119,9 @@ public sealed class BenchCommandTests
         Assert.Contains(ratios, r => r.What == "active: membench after, VMemDirect / naive" && r.Measured == "4.00x" && r.Met);
         Assert.Contains(ratios, r => r.What == "active: VMemDirect migration time vs ideal" && r.Measured == "2.6% slower" && r.Met);
         Assert.Contains(ratios, r => r.What == "active: VMemDirect migration time vs split" && r.Met);
+        var noisy = VMemDirectReport.Ratios([Run("vmem-direct", 500, 1), Run("ideal", 1000, 1), Run("split", 400, 1)]);
+        Assert.Contains(noisy, r => r.What == "active: VMemDirect migration time vs ideal" && r.Measured == "50.0% faster" && !r.Met);
+        Assert.Contains(noisy, r => r.What == "active: VMemDirect migration time vs split" && r.Measured == "25.0% slower" && !r.Met);
         var slow = VMemDirectReport.Ratios([Run("naive", 1000, 1), Run("vmem-direct", 900, 1.5)]);
         Assert.Contains(slow, r => r.What == "active: VMemDirect migration time vs naive" && !r.Met);
         Assert.Contains(slow, r => r.What == "active: membench after, VMemDirect / naive" && !r.Met);

@@ -30,7 +30,11 @@ public static class VMemDirectReport
             sb.Append(" | ");
             sb.Append(r.DuringMigration is { } d ? $"placed mem {d.PlacedInMemory:N0} / swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} / swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}" : "");
             sb.Append(" | ");
-            if (r.After is { } a) sb.Append(c, $"faults {a.Faults:N0}, in {a.PageIns:N0} (sync {a.PageInsSync:N0}), out {a.PageOuts:N0} (sync {a.PageOutsSync:N0})");
+            if (r.After is { } a)
+            {
+                sb.Append(c, $"faults {a.Faults:N0} ({a.FaultTime.TotalSeconds:0.00} s in them), in {a.PageIns:N0} (sync {a.PageInsSync:N0}) at {Rate(a.PageInBytes, a.PageInIo)}, ");
+                sb.Append(c, $"out {a.PageOuts:N0} (sync {a.PageOutsSync:N0}) at {Rate(a.PageOutBytes, a.PageOutIo)}");
+            }
             else if (r.RemotePagesAfter is { } rp) sb.Append(c, $"remote in {rp.In:N0}, out {rp.Out:N0}");
             sb.Append(" |\n");
         }
@@ -57,7 +61,7 @@ public static class VMemDirectReport
             if (Find(workload, "naive") is { } n)
             {
                 var faster = 1 - vt / n.MigrationTime.TotalMilliseconds;
-                list.Add(($"{workload}: VMemDirect migration time vs naive", $"{faster * 100:0.0}% faster", workload == "active" ? ">= 58% faster" : "faster", workload == "active" ? faster >= 0.58 : faster > 0));
+                list.Add(($"{workload}: VMemDirect migration time vs naive", Relative(faster), workload == "active" ? ">= 58% faster" : "faster", workload == "active" ? faster >= 0.58 : faster > 0));
                 list.Add(($"{workload}: downtime VMemDirect vs naive", $"{v.Downtime.TotalMilliseconds:0.0} vs {n.Downtime.TotalMilliseconds:0.0} ms", "well below naive (~500 ms less)", v.Downtime < n.Downtime));
                 if (v.MembenchAfterBytesPerSecond is { } vm && n.MembenchAfterBytesPerSecond is { } nm && nm > 0)
                     list.Add(($"{workload}: membench after, VMemDirect / naive", (vm / nm).ToString("0.00x", c), ">= 3.2x", vm / nm >= 3.2));
@@ -65,14 +69,15 @@ public static class VMemDirectReport
             if (Find(workload, "split") is { } s)
             {
                 var faster = 1 - vt / s.MigrationTime.TotalMilliseconds;
-                list.Add(($"{workload}: VMemDirect migration time vs split", $"{faster * 100:0.0}% faster", "faster (11%)", faster > 0));
+                list.Add(($"{workload}: VMemDirect migration time vs split", Relative(faster), "faster (11%)", faster > 0));
                 if (v.MembenchAfterBytesPerSecond is { } vm && s.MembenchAfterBytesPerSecond is { } sm && sm > 0)
                     list.Add(($"{workload}: membench after, VMemDirect / split", (vm / sm).ToString("0.00x", c), ">= 2x", vm / sm >= 2));
             }
             if (Find(workload, "ideal") is { } i)
             {
                 var slower = vt / i.MigrationTime.TotalMilliseconds - 1;
-                list.Add(($"{workload}: VMemDirect migration time vs ideal", slower >= 0 ? $"{slower * 100:0.0}% slower" : $"{-slower * 100:0.0}% faster", "within 4%", slower <= 0.04));
+                // Faster than ideal by more than the 4% is noise (the same source, a destination that cannot be faster): not "met".
+                list.Add(($"{workload}: VMemDirect migration time vs ideal", Relative(-slower), "within 4%", Math.Abs(slower) <= 0.04));
             }
         }
         return list;
@@ -104,6 +109,13 @@ public static class VMemDirectReport
             chart.Bars("memory benchmark after migration", "GB/s", kinds, measured.Select(w => new SvgBarGroup(w, kinds.Select(k => Value(w, k, r => r.MembenchAfterBytesPerSecond / 1e9)).ToList())).ToList(), "0.00");
         return chart.Render();
     }
+
+    private static string Relative(double faster) =>
+        faster >= 0 ? (faster * 100).ToString("0.0", CultureInfo.InvariantCulture) + "% faster" : (-faster * 100).ToString("0.0", CultureInfo.InvariantCulture) + "% slower";
+
+    // Bytes over the time spent in the I/O calls: the rate the swap device (or page cache) gave.
+    private static string Rate(long bytes, TimeSpan io) =>
+        io > TimeSpan.Zero ? (bytes / io.TotalSeconds / 1e6).ToString("0", CultureInfo.InvariantCulture) + " MB/s" : "-";
 
     private static double KvTail(VMemDirectRun r)
     {

@@ -8,12 +8,19 @@ public sealed class PagingStatistics
     private long _pageInsSync, _pageInsAsync, _pageOutsSync, _pageOutsAsync, _faults;
     private long _placedInMemory, _placedInSwap, _updatedInMemory, _updatedInSwap;
     private long _readFromMemory, _readFromSwap;
+    private long _pageInIoTicks, _pageOutIoTicks, _faultTicks;
 
     internal void PagedIn(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageInsSync : ref _pageInsAsync, pages);
 
     internal void PagedOut(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageOutsSync : ref _pageOutsAsync, pages);
 
     internal void Fault() => Interlocked.Increment(ref _faults);
+
+    internal void PageInIo(long startTimestamp) => Interlocked.Add(ref _pageInIoTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+
+    internal void PageOutIo(long startTimestamp) => Interlocked.Add(ref _pageOutIoTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+
+    internal void FaultResolved(long startTimestamp) => Interlocked.Add(ref _faultTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
 
     internal void Placed(PlacementTarget target, bool update)
     {
@@ -32,7 +39,11 @@ public sealed class PagingStatistics
         Volatile.Read(ref _faults),
         Volatile.Read(ref _placedInMemory), Volatile.Read(ref _placedInSwap),
         Volatile.Read(ref _updatedInMemory), Volatile.Read(ref _updatedInSwap),
-        Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap));
+        Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap),
+        Ticks(ref _pageInIoTicks), Ticks(ref _pageOutIoTicks), Ticks(ref _faultTicks));
+
+    private static TimeSpan Ticks(ref long stopwatchTicks) =>
+        TimeSpan.FromSeconds((double)Volatile.Read(ref stopwatchTicks) / System.Diagnostics.Stopwatch.Frequency);
 }
 
 /// <summary>Paging counters at one moment; page counts, bytes derived at 4 KiB a page.</summary>
@@ -47,11 +58,23 @@ public sealed class PagingStatistics
 /// <param name="UpdatedInSwap">Retransferred pages updated in place in swap.</param>
 /// <param name="ReadFromMemory">Read-through reads served from memory.</param>
 /// <param name="ReadFromSwap">Read-through reads served from swap without a page-in.</param>
+/// <param name="PageInIo">Time spent in swap reads of page-ins, summed over threads (PageInBytes / PageInIo is the read rate the device gave).</param>
+/// <param name="PageOutIo">Time spent in swap writes of page-outs, summed over threads.</param>
+/// <param name="FaultTime">Time vCPUs spent resolving faults on swapped pages (page-ins and any synchronous page-outs they waited for).</param>
 public readonly record struct PagingSnapshot(
     long PageInsSync, long PageInsAsync, long PageOutsSync, long PageOutsAsync, long Faults,
     long PlacedInMemory, long PlacedInSwap, long UpdatedInMemory, long UpdatedInSwap,
-    long ReadFromMemory, long ReadFromSwap)
+    long ReadFromMemory, long ReadFromSwap,
+    TimeSpan PageInIo = default, TimeSpan PageOutIo = default, TimeSpan FaultTime = default)
 {
+    /// <summary>The counters gathered since <paramref name="earlier"/> (a snapshot of the same statistics taken before).</summary>
+    public PagingSnapshot Since(PagingSnapshot earlier) => new(
+        PageInsSync - earlier.PageInsSync, PageInsAsync - earlier.PageInsAsync, PageOutsSync - earlier.PageOutsSync,
+        PageOutsAsync - earlier.PageOutsAsync, Faults - earlier.Faults, PlacedInMemory - earlier.PlacedInMemory,
+        PlacedInSwap - earlier.PlacedInSwap, UpdatedInMemory - earlier.UpdatedInMemory, UpdatedInSwap - earlier.UpdatedInSwap,
+        ReadFromMemory - earlier.ReadFromMemory, ReadFromSwap - earlier.ReadFromSwap,
+        PageInIo - earlier.PageInIo, PageOutIo - earlier.PageOutIo, FaultTime - earlier.FaultTime);
+
     /// <summary>All pages read from swap.</summary>
     public long PageIns => PageInsSync + PageInsAsync;
 

@@ -182,6 +182,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
             cancellationToken.ThrowIfCancellationRequested();
             Statistics.Fault();
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var page = fault.Page.Value;
             var chunk = ChunkOf(page);
             switch (_options.Mode)
@@ -206,6 +207,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                     PageInRange(chunk, from, Math.Min(from + window, PagesIn(chunk)), sync: true);
                     break;
             }
+            Statistics.FaultResolved(started);
             return ValueTask.CompletedTask;
         }
         catch (Exception e)
@@ -244,11 +246,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         PageInLocked(page, sync: true);
                         continue;
                     case PageResidency.Swapped:
-                        var staged = _stageOfChunk[chunk];
-                        if (staged >= 0 && IsStaged(staged, (int)(page - FirstPage(chunk))))
-                            contents.CopyTo(StageSpan(staged, (int)(page - FirstPage(chunk)), 1));
-                        else
-                            _swap.Write(SlotOf(page), contents);
+                        // A retransfer updates the page in place: in its chunk's staging buffer (taking one if free,
+                        // so the stop-and-copy's retransfers cost a copy, written out as runs later), else in its slot.
+                        if (Stage(chunk, (int)(page - FirstPage(chunk)), contents) < 0) _swap.Write(SlotOf(page), contents);
                         Statistics.Placed(PlacementTarget.Swap, update: true);
                         return PlacementTarget.Swap;
                     case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
@@ -489,9 +489,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                 }
                 if (_memory.BeginEviction(first, count) > 0)
                 {
+                    var io = System.Diagnostics.Stopwatch.GetTimestamp();
                     try
                     {
                         WriteEvictingRuns(first, count, firstSlot);
+                        Statistics.PageOutIo(io);
                     }
                     catch
                     {
@@ -550,9 +552,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                 if (_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) { i++; continue; }
                 var start = i++;
                 while (i < to && !_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) i++;
+                var io = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
                     _swap.ReadRun(firstSlot + start, i - start, _memory.GetRangeBytes(first + start, i - start));
+                    Statistics.PageInIo(io);
                 }
                 catch
                 {
@@ -581,9 +585,11 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         FlushStageLocked(chunk);
         var dest = _memory.BeginInstall(page, PageResidency.Swapped);
         if (dest.IsEmpty) return;
+        var io = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             _swap.Read(SlotOf(page), dest);
+            Statistics.PageInIo(io);
         }
         catch
         {

@@ -181,7 +181,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             var after = pvm?.Pager.Statistics.Snapshot();
             return new VMemDirectRun(
                 kind, workload, report.TotalTime, report.Downtime, report.Rounds.Count, report.BytesSent, report.PagesVerified, membench,
-                during, after is { } a && during is { } d ? Minus(a, d) : null,
+                during, after is { } a && during is { } d ? a.Since(d) : null,
                 main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
                 sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
                 migrationStart, resumedAt, targetKv?.CorruptReads ?? 0);
@@ -252,11 +252,6 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         foreach (var s in after) all.Add(s with { Elapsed = s.Elapsed + resumedAt });
         return [.. all];
     }
-
-    private static PagingSnapshot Minus(PagingSnapshot a, PagingSnapshot b) => new(
-        a.PageInsSync - b.PageInsSync, a.PageInsAsync - b.PageInsAsync, a.PageOutsSync - b.PageOutsSync, a.PageOutsAsync - b.PageOutsAsync,
-        a.Faults - b.Faults, a.PlacedInMemory - b.PlacedInMemory, a.PlacedInSwap - b.PlacedInSwap, a.UpdatedInMemory - b.UpdatedInMemory,
-        a.UpdatedInSwap - b.UpdatedInSwap, a.ReadFromMemory - b.ReadFromMemory, a.ReadFromSwap - b.ReadFromSwap);
 
     // Every page gets distinct non-zero bytes, so the whole VM crosses the wire (no zero-page shortcut).
     private static void Fill(SoftwareMmu mmu, (long Start, long Pages) skip, CancellationToken cancellationToken)
