@@ -34,6 +34,7 @@ public struct Xxh64
     }
 
     /// <summary>XXH64 of <paramref name="data"/> in one call.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Every page is hashed on both sides of a migration: run optimized from the first call instead of tier-0 for the first seconds.
     public static ulong Hash(ReadOnlySpan<byte> data, ulong seed = 0)
     {
         ulong h;

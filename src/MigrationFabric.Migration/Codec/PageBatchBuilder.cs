@@ -57,6 +57,7 @@ public sealed class PageBatchBuilder
     public int PayloadBytes => _payloadLength;
 
     /// <summary>Adds page <paramref name="page"/> with <paramref name="contents"/> (4096 bytes), which may be changing under running vCPUs.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Hot per-page loop: optimized from its first call, not after tiering (a migration is often the first thing an agent runs for minutes).
     public void AddPage(long page, ReadOnlySpan<byte> contents, byte extraFlags = PageFlags.None)
     {
         if (contents.Length != Page.Size) throw new ArgumentException($"a page is {Page.Size} bytes, got {contents.Length}.", nameof(contents));

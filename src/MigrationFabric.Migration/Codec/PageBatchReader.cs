@@ -102,6 +102,7 @@ public readonly struct PageBatchEntry
     /// <summary>Writes the page's 4096 bytes into <paramref name="destination"/> (the one copy), then verifies the checksum over what landed there.</summary>
     /// <exception cref="PageChecksumException">The contents do not hash to <see cref="Checksum"/>.</exception>
     /// <exception cref="PageBatchFormatException">A compressed page does not inflate to exactly one page.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Hot per-page loop: optimized from its first call, not after tiering (a migration is often the first thing an agent runs for minutes).
     public ulong DecodeInto(Span<byte> destination)
     {
         if (destination.Length != Memory.Pages.Page.Size) throw new ArgumentException($"a page is {Memory.Pages.Page.Size} bytes.", nameof(destination));

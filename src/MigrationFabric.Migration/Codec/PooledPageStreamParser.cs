@@ -35,6 +35,7 @@ public sealed class PooledPageStreamParser
         ArrayPool<byte>.Shared.Return(array);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private PageStreamMessage? TryParseBatch(ReadOnlySequence<byte> message)
     {
         var reader = new SequenceReader<byte>(message);

@@ -178,6 +178,7 @@ public sealed class IncomingMigration
         if (runLength > 0) _prefault.Populate(Memory, runStart, runLength);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Hot per-page loop: optimized from its first call, not after tiering (a migration is often the first thing an agent runs for minutes).
     private bool InstallPreCopy(in PageBatchEntry entry)
     {
         long page = entry.Page;
