@@ -105,8 +105,8 @@ public class RemotePagerMapTests
         Assert.True(pager.PageOuts > 0);
         Assert.Equal(pager.PageOutsTo(0), h.Stores[0].PagesStored);
         Assert.Equal(pager.PageOutsTo(1), h.Stores[1].PagesStored);
-        // Reading everything again (pages now also on the other sub-host after page-outs) gives the same bytes.
-        await Task.Run(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount).Select(p => (long)p).Reverse())).WaitAsync(Long);
+        // Reading back (every third page, backwards: pages now also on the other sub-host after page-outs) gives the same bytes.
+        await Task.Run(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount / 3).Select(i => h.Main.PageCount - 1 - 3L * i))).WaitAsync(Long);
     }
 
     [Fact]
