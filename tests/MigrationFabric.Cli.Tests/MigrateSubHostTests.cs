@@ -57,6 +57,9 @@ public sealed class MigrateSubHostTests(SubHostCluster fixture) : IClassFixture<
         foreach (var (host, role) in new[] { ("host-b", "main"), ("host-c", "sub-host"), ("host-d", "sub-host") })
             Assert.Contains($"  {host} ({role}): ", r.Out);
         Assert.Contains("integrity 16384 pages checked, 0 mismatched", r.Out);
+        var list = await Mf("vm", "list", "--host", "host-b");
+        Assert.Equal(0, list.Exit);
+        Assert.Matches(@"host-c [0-9.]+ MiB, host-d [0-9.]+ MiB", list.Out);
         Assert.Equal(0, (await Mf("vm", "rm", "cs-split")).Exit);
     }
 

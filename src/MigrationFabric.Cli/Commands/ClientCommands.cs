@@ -70,10 +70,15 @@ public static class ClientCommands
         {
             using var client = Connect(app, r);
             var vms = await client.ListVmsAsync(r.GetValue(onHost) ?? "", ct);
-            var table = new Table().AddColumns("VM", "host", "memory", "resident", "workload", "state", "migration");
+            var table = new Table().AddColumns("VM", "host", "memory", "resident", "swapped", "remote", "workload", "state", "migration");
             foreach (var v in vms.Vms)
-                table.AddRow(Esc(v.Name), Esc(v.Host), Units.Bytes(v.MemoryBytes), Units.Bytes(v.ResidentBytes), Esc(WorkloadName(v.Workload?.Kind ?? WorkloadKind.Unspecified)),
-                    Esc(v.State.ToString()), Esc(v.MigrationId.Length == 0 ? "-" : v.MigrationId));
+            {
+                // Remote: the split sub-hosts holding part of it, with how much each; a lost part is said loudly.
+                string remote = v.RemoteShares.Count == 0 ? "-" : string.Join(", ", v.RemoteShares.Select(r => $"{r.Host} {Units.Bytes(r.Bytes)}"));
+                if (v.MemoryError.Length > 0) remote += $" (LOST {Units.Bytes(v.LostBytes)})";
+                table.AddRow(Esc(v.Name), Esc(v.Host), Units.Bytes(v.MemoryBytes), Units.Bytes(v.ResidentBytes), v.SwappedBytes == 0 ? "-" : Units.Bytes(v.SwappedBytes),
+                    Esc(remote), Esc(WorkloadName(v.Workload?.Kind ?? WorkloadKind.Unspecified)), Esc(v.State.ToString()), Esc(v.MigrationId.Length == 0 ? "-" : v.MigrationId));
+            }
             app.Output.Write(table);
             return 0;
         }));
