@@ -45,13 +45,13 @@ public sealed class MultiHostErrorTests(MultiHostCluster cluster) : IClassFixtur
     [Fact]
     public async Task Room_is_checked_across_main_sub_hosts_and_intermediates()
     {
-        // 1 GiB idle (its pages untouched take no RAM): a 40 MiB main plus one 512 MiB sub-host cannot hold it.
+        // 1 GiB idle (its pages untouched take no RAM): a 24 MiB main plus one 512 MiB sub-host cannot hold it.
         await cluster.CreateVm("me-big", "host-a", 1UL << 30, Idle);
         await Refused(StatusCode.FailedPrecondition, Request("me-big", "host-b", Strategy.Split, "host-c"), "not enough room", "host-c");
         // Scatter-gather's destination must hold all of it.
         await Refused(StatusCode.FailedPrecondition, Request("me-big", "host-c", Strategy.ScatterGather, "host-b", "host-d"), "host-c", "holds all of it");
         await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "me-big" });
-        // 128 MiB: host-b (40 MiB) cannot hold its 64 MiB half as an intermediate.
+        // 128 MiB: host-b (24 MiB) cannot hold its 64 MiB half as an intermediate.
         await cluster.CreateVm("me-128", "host-a", 128 << 20, Idle);
         await Refused(StatusCode.FailedPrecondition, Request("me-128", "host-c", Strategy.ScatterGather, "host-b", "host-d"), "intermediate 'host-b'", "64 MiB");
         await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "me-128" });
