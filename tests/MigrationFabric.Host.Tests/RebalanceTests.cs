@@ -334,4 +334,40 @@ public sealed class RebalanceApiTests(TestCluster cluster) : IClassFixture<TestC
         }
         Assert.Equal(reservedBefore, host.ReservedBytes);
     }
+
+    [Fact]
+    public async Task An_over_committed_vm_with_pages_in_swap_moves_by_devirtualizing_with_every_page_verified()
+    {
+        await cluster.Call(MigrationFabric.Host.Api.FabricContract.CreateVm, new CreateVmRequest
+        {
+            Name = "rb-move", Host = "host-b", MemoryBytes = 64 << 20, ShareBytes = 16 << 20,
+            Workload = new Workload { Kind = WorkloadKind.HotSet, WorkingSetPercent = 50, DirtyPagesPerSecond = 2000 },
+        });
+        try
+        {
+            var local = cluster.Cluster.Agent("host-b").Hypervisor.Find("rb-move")!;
+            var until = DateTime.UtcNow + TestCluster.Patience;
+            while (local.SwappedBytes < 4L << 20)
+            {
+                Assert.True(DateTime.UtcNow < until, "the VM never swapped");
+                await Task.Delay(50);
+            }
+            // Pre-copy reads guest memory only, so the agent sends an over-committed VM's swapped pages the way that reads both.
+            var refused = await Assert.ThrowsAsync<RpcException>(() => cluster.Start("rb-move", "host-c", Strategy.PreCopy));
+            Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+            Assert.Contains("vmem-devirtualize", refused.Status.Detail);
+            var m = await cluster.Start("rb-move", "host-c", Strategy.VmemDevirtualize);
+            var final = (await cluster.Watch(m.Id))[^1].Final;
+            Assert.True(final.Phase == MigrationPhase.Completed, final.Error);
+            Assert.Equal(0UL, final.Report.Integrity.MismatchedPages);
+            Assert.Equal((64UL << 20) / 4096, final.Report.Integrity.PagesChecked);
+            var vm = await cluster.Call(MigrationFabric.Host.Api.FabricContract.DescribeVm, new DescribeVmRequest { Name = "rb-move" });
+            Assert.Equal("host-c", vm.Host);
+            Assert.Null(cluster.Cluster.Agent("host-b").Hypervisor.Find("rb-move"));
+        }
+        finally
+        {
+            await cluster.Call(MigrationFabric.Host.Api.FabricContract.DeleteVm, new DeleteVmRequest { Name = "rb-move" });
+        }
+    }
 }
