@@ -45,7 +45,7 @@ public sealed class PooledPageStreamParser
         long payloadStart = -1;
         int payloadLength = 0;
         int restLength = 0;
-        var rest = ArrayPool<byte>.Shared.Rent((int)Math.Min(reader.Remaining, 64 * 1024));
+        var rest = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(reader.Remaining, 256, 64 * 1024));
         try
         {
             while (!reader.End)

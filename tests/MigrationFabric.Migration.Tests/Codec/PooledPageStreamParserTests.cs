@@ -135,6 +135,9 @@ public class PooledPageStreamParserTests
         var parsed = parser.Parse(new ReadOnlySequence<byte>(message.ToArray()));
         Assert.Equal(ByteString.CopyFrom(7, 8), parsed.Batch.Payload);
         parser.Release(parsed.Batch); // not rented: nothing to return, must not throw
+
+        var empty = new PageStreamMessage { Batch = new PageBatch() };
+        Assert.Equal(empty, parser.Parse(new ReadOnlySequence<byte>(empty.ToByteArray())));
     }
 
     [Theory]
