@@ -79,4 +79,39 @@ public sealed class SubHostFailureTests : IAsyncLifetime
         Assert.True(main.Run.IsFaulted);
         Assert.Contains("lost", main.Run.Exception!.ToString());
     }
+
+    [Fact]
+    public async Task The_split_vms_memory_map_outlives_its_main_host_agent_in_the_vm_grain()
+    {
+        await _cluster.CreateVm("sf-map", "host-a", 40 << 20, new Workload { Kind = WorkloadKind.MemoryBenchmark });
+        await _cluster.WarmUp("host-a", "sf-map", 40 << 20);
+        var m = await _cluster.Start("sf-map", "host-b", Strategy.Split, new MigrationLimits { MaxRounds = 3 }, "host-c", "host-d");
+        var final = (await _cluster.Watch(m.Id))[^1].Final;
+        Assert.True(final.Phase == MigrationPhase.Completed, final.Error);
+        var grains = _cluster.Cluster.Agent("host-a").Silo.GrainFactory;
+        var vmGrain = grains.GetGrain<MigrationFabric.Host.Grains.IVmGrain>("sf-map");
+        await ErrorStatusTests.WaitUntil(() => vmGrain.MemoryMap().GetAwaiter().GetResult().Length > 0);
+
+        // The main host's agent dies: the VM's grain (placed there) comes back elsewhere from grain storage, map included.
+        await _cluster.Cluster.Agent("host-b").KillAsync();
+
+        byte[] persisted = [];
+        await ErrorStatusTests.WaitUntil(() =>
+        {
+            try { persisted = vmGrain.MemoryMap().GetAwaiter().GetResult(); return persisted.Length > 0; }
+            catch (Exception) { return false; }
+        });
+        var map = MigrationFabric.Migration.MultiHost.MemoryMap.Deserialize(persisted);
+        Assert.Equal(40L << 20 >> 12, map.PageCount);
+        Assert.True(map.PagesOn(1) > 0 && map.PagesOn(2) > 0, "both sub-hosts hold pages by the persisted map");
+        Vm vm = null!;
+        await ErrorStatusTests.WaitUntil(() =>
+        {
+            try { vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-map" }).GetAwaiter().GetResult(); return true; }
+            catch (Exception) { return false; }
+        });
+        // The main cannot answer, so the shares come from the persisted map.
+        Assert.Equal(["host-c", "host-d"], vm.RemoteShares.Select(s => s.Host));
+        Assert.Equal((ulong)(map.PagesOn(1) * 4096), vm.RemoteShares[0].Bytes);
+    }
 }
