@@ -113,7 +113,8 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         catch (MigrationFailedException e)
         {
             phase = ApiPhase.Failed;
-            error = e.Message;
+            error = ReportMapper.FailureMessage(e);
+            apiReport = ReportMapper.FailedReport(e);
         }
         catch (MigrationIntegrityException e)
         {

@@ -10,6 +10,10 @@ using LibProgress = MigrationFabric.Migration.Reporting.MigrationProgress;
 using LibReport = MigrationFabric.Migration.Reporting.MigrationReport;
 using ThroughputPeriod = MigrationFabric.Migration.Reporting.ThroughputPeriod;
 using ThroughputReport = MigrationFabric.Migration.Reporting.ThroughputReport;
+using LibEnding = MigrationFabric.Migration.Planning.PreCopyEnding;
+using RoundDecision = MigrationFabric.Migration.Planning.RoundDecision;
+using DowntimeLimitExceededException = MigrationFabric.Migration.Planning.DowntimeLimitExceededException;
+using MigrationFailedException = MigrationFabric.Migration.DataPlane.MigrationFailedException;
 
 /// <summary>Turns the Migration library's progress and report into the public API's messages.</summary>
 public static class ReportMapper
@@ -67,6 +71,7 @@ public static class ReportMapper
             RemoteFaultP99Us = r.RemoteFaultP99.TotalMicroseconds,
             ZeroPages = (ulong)r.ZeroPagesSent,
             Integrity = new IntegrityCheck { PagesChecked = (ulong)r.PagesVerified, MismatchedPages = 0, VmDigest = vmDigest },
+            PreCopyEnding = r.PreCopyEnding is { } ending ? Ending(ending) : null,
         };
         foreach (var (host, bytes) in r.BytesSentPerDestination)
             report.PerDestination.Add(new DestinationProgress { Host = host, BytesSent = (ulong)bytes });
@@ -94,6 +99,34 @@ public static class ReportMapper
         SetRecovery(report, baseline, recovery, r.PausedAt);
         return report;
     }
+
+    /// <summary>The API form of how pre-copy's rounds ended (expected_downtime unset when no bandwidth was measured).</summary>
+    public static PreCopyEnding Ending(LibEnding e) => new()
+    {
+        Decision = e.Decision switch
+        {
+            RoundDecision.SwitchOver => PreCopyDecision.Converged,
+            RoundDecision.RoundsExhausted => PreCopyDecision.RoundsExhausted,
+            RoundDecision.ThrottleExhausted => PreCopyDecision.ThrottleExhausted,
+            _ => PreCopyDecision.Unspecified,
+        },
+        Rounds = (uint)Math.Max(0, e.Rounds),
+        RemainingPages = (ulong)Math.Max(0, e.RemainingPages),
+        ExpectedDowntime = e.ExpectedDowntime == TimeSpan.MaxValue ? null : Duration.FromTimeSpan(e.ExpectedDowntime),
+        ThrottlePercent = (uint)Math.Round(Math.Clamp(e.Throttle, 0, 1) * 100),
+        Reason = e.Reason,
+    };
+
+    /// <summary>The migration's error for a failure before switch-over; one caused by limits.downtime_limit names that limit and what was expected.</summary>
+    public static string FailureMessage(MigrationFailedException e) => e.InnerException is DowntimeLimitExceededException d
+        ? $"limits.downtime_limit of {d.Limit.TotalMilliseconds:0.###} ms would be exceeded: pre-copy ended after {d.Ending.Rounds} rounds with " +
+          $"{d.Ending.RemainingPages} pages left, expected to take {(d.Ending.ExpectedDowntime == TimeSpan.MaxValue ? "an unknown time (no bandwidth measured)" : $"{d.Ending.ExpectedDowntime.TotalMilliseconds:0.#} ms")} " +
+          $"({d.Ending.Reason}). Not switched over: the VM keeps running at the source (raise limits.downtime_limit or the bandwidth, or use hybrid)."
+        : e.Message;
+
+    /// <summary>The report of a migration that failed before switch-over: only how pre-copy ended, when limits.downtime_limit failed it; otherwise null.</summary>
+    public static MigrationReport? FailedReport(MigrationFailedException e) =>
+        e.InnerException is DowntimeLimitExceededException d ? new MigrationReport { PreCopyEnding = Ending(d.Ending) } : null;
 
     /// <summary>Sets recovery, recovery_time (from <paramref name="pausedAt"/>, the start of switch-over) and recovery_window from what the destination did after the resume.</summary>
     public static void SetRecovery(MigrationReport report, double baselinePerSecond, RecoveryObservation? recovery, DateTimeOffset pausedAt)

@@ -87,6 +87,41 @@ public static class StrategyCatalog
             if (limits.VmemPagingMethod == 0) limits.VmemPagingMethod = 1;
             if (limits.VmemPagingMethod > 2) throw FabricException.Invalid($"limits.vmem_paging_method must be 1 or 2, was {limits.VmemPagingMethod}.");
         }
+        ValidatePreCopyEnding(request.Strategy, limits);
+    }
+
+    /// <summary>Most rounds at the maximum throttle limits.auto_converge_max_throttle_rounds may ask for.</summary>
+    public const uint MaxAutoConvergeMaxThrottleRounds = 1000;
+
+    /// <summary>downtime_limit (pre-copy only, at least downtime_target; 0 = none) and the auto-converge ending (pre-copy and hybrid; rounds default 3).</summary>
+    private static void ValidatePreCopyEnding(Strategy strategy, MigrationLimits limits)
+    {
+        bool preCopy = strategy == Strategy.PreCopy, hybrid = strategy == Strategy.Hybrid;
+        if (limits.DowntimeLimit is { } set)
+        {
+            var limit = set.ToTimeSpan();
+            var target = limits.DowntimeTarget.ToTimeSpan();
+            if (limit < TimeSpan.Zero)
+                throw FabricException.Invalid($"limits.downtime_limit must not be negative (0 or unset: no limit), was {limit.TotalMilliseconds} ms.");
+            if (limit == TimeSpan.Zero) limits.DowntimeLimit = null;
+            else if (!preCopy)
+                throw FabricException.Invalid($"limits.downtime_limit is only for pre-copy, not {NameOf(strategy)}" +
+                    (hybrid ? " (hybrid hands what does not fit the downtime target to post-copy instead of failing)." : "."));
+            else if (limit < target)
+                throw FabricException.Invalid(
+                    $"limits.downtime_limit ({limit.TotalMilliseconds} ms) must be at least limits.downtime_target ({target.TotalMilliseconds} ms).");
+        }
+        if (!preCopy && !hybrid)
+        {
+            if (limits.AutoConvergeMaxThrottleRounds != 0 || limits.AutoConvergeTailSlow)
+                throw FabricException.Invalid(
+                    $"limits.auto_converge_max_throttle_rounds and limits.auto_converge_tail_slow are only for pre-copy and hybrid, not {NameOf(strategy)}.");
+            return;
+        }
+        if (limits.AutoConvergeMaxThrottleRounds == 0) limits.AutoConvergeMaxThrottleRounds = (uint)new PreCopyOptions().AutoConvergeMaxThrottleRounds;
+        if (limits.AutoConvergeMaxThrottleRounds > MaxAutoConvergeMaxThrottleRounds)
+            throw FabricException.Invalid(
+                $"limits.auto_converge_max_throttle_rounds must be within 1..{MaxAutoConvergeMaxThrottleRounds} (0: default 3), was {limits.AutoConvergeMaxThrottleRounds}.");
     }
 
     /// <summary>sub_hosts: required and well formed for split and scatter-gather, absent otherwise.</summary>
@@ -128,21 +163,29 @@ public static class StrategyCatalog
             if (limits.Deadline is { } d && d.ToTimeSpan() > TimeSpan.Zero) o.Deadline = d.ToTimeSpan();
             return o;
         }
+        // A request persisted before these limits existed has them unset: the options' defaults stand.
+        T Ending<T>(T o) where T : PreCopyOptions
+        {
+            if (limits.AutoConvergeMaxThrottleRounds > 0) o.AutoConvergeMaxThrottleRounds = (int)limits.AutoConvergeMaxThrottleRounds;
+            o.AutoConvergeTailSlow = limits.AutoConvergeTailSlow;
+            return o;
+        }
         return request.Strategy switch
         {
-            Strategy.PreCopy => new PreCopy(Common(new PreCopyOptions
+            Strategy.PreCopy => new PreCopy(Common(Ending(new PreCopyOptions
             {
                 DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
                 MaxRounds = (int)limits.MaxRounds,
                 AutoConverge = !limits.DisableAutoConverge,
-            })),
+                DowntimeLimit = limits.DowntimeLimit is { } cap && cap.ToTimeSpan() > TimeSpan.Zero ? cap.ToTimeSpan() : null,
+            }))),
             Strategy.PostCopy => new PostCopy(Common(new PostCopyOptions())),
-            Strategy.Hybrid => new Hybrid(Common(new HybridOptions
+            Strategy.Hybrid => new Hybrid(Common(Ending(new HybridOptions
             {
                 DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
                 PreCopyRounds = (int)limits.HybridPrecopyRounds,
                 AutoConverge = !limits.DisableAutoConverge,
-            })),
+            }))),
             Strategy.VmemDirect or Strategy.NaiveSwap or Strategy.VmemDevirtualize => new VMemDirect(Common(new VMemDirectOptions
             {
                 Kind = request.Strategy switch
