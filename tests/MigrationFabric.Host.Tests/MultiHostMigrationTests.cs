@@ -170,4 +170,29 @@ public sealed class MultiHostMigrationTests(MultiHostCluster cluster) : IClassFi
         await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "mh-naive" });
         Assert.Equal(MultiHostCluster.Small, cluster.Free("host-b"));
     }
+
+    [Fact]
+    public async Task Cancelling_a_split_leaves_the_vm_at_its_source_and_releases_the_main_and_every_sub_host()
+    {
+        await cluster.CreateVm("mh-cancel", "host-a", VmBytes, Sweeper);
+        await cluster.WarmUp("host-a", "mh-cancel", (long)VmBytes);
+        long freeB = cluster.Free("host-b"), freeC = cluster.Free("host-c"), freeD = cluster.Free("host-d");
+        // 8 MiB/s: its first round alone takes seconds, so it is still running when cancelled.
+        var m = await cluster.Start("mh-cancel", "host-b", Strategy.Split, new MigrationLimits { BandwidthBytesPerSecond = 8 << 20 }, "host-c", "host-d");
+        await cluster.WaitForPhase(m.Id, MigrationPhase.PreCopy);
+        Assert.True(cluster.Free("host-c") < freeC && cluster.Free("host-d") < freeD, "the sub-hosts reserved their parts");
+        Assert.NotEmpty(cluster.Cluster.Agent("host-c").Held.Parts);
+
+        await cluster.Call(FabricContract.CancelMigration, new CancelMigrationRequest { MigrationId = m.Id });
+
+        var final = (await cluster.Watch(m.Id))[^1].Final;
+        Assert.Equal(MigrationPhase.Cancelled, final.Phase);
+        var vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "mh-cancel" });
+        Assert.Equal(("host-a", VmState.Running, ""), (vm.Host, vm.State, vm.MigrationId));
+        Assert.Empty(vm.RemoteShares);
+        await ErrorStatusTests.WaitUntil(() => cluster.Free("host-b") == freeB && cluster.Free("host-c") == freeC && cluster.Free("host-d") == freeD);
+        Assert.Empty(cluster.Cluster.Agent("host-c").Held.Parts);
+        Assert.Empty(cluster.Cluster.Agent("host-d").Held.Parts);
+        await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "mh-cancel" });
+    }
 }

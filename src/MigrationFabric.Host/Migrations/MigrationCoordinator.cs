@@ -215,9 +215,8 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         }
     }
 
-    private static async Task ReleaseHoldsAsync(IGrainFactory factory, StartMigrationRequest request, MigrationPlan plan)
-    {
-        foreach (var part in plan.Others)
+    private static Task ReleaseHoldsAsync(IGrainFactory factory, StartMigrationRequest request, MigrationPlan plan) =>
+        Task.WhenAll(plan.Others.Select(async part =>
         {
             try
             {
@@ -227,8 +226,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             {
                 // A dead sub-host or intermediate holds nothing any more.
             }
-        }
-    }
+        }));
 
     /// <summary>Cancels every running migration and waits for them to end.</summary>
     public async ValueTask DisposeAsync()
