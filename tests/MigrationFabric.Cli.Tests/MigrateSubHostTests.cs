@@ -60,6 +60,11 @@ public sealed class MigrateSubHostTests(SubHostCluster fixture) : IClassFixture<
         var list = await Mf("vm", "list", "--host", "host-b");
         Assert.Equal(0, list.Exit);
         Assert.Matches(@"host-c [0-9.]+ MiB, host-d [0-9.]+ MiB", list.Out);
+        // The sub-hosts say what they hold for others.
+        var hosts = await Mf("hosts");
+        Assert.Equal(0, hosts.Exit);
+        Assert.Matches(@"host-c .* [0-9.]+ MiB .* [0-9.]+ MiB", hosts.Out);
+        Assert.Contains("held", hosts.Out);
         Assert.Equal(0, (await Mf("vm", "rm", "cs-split")).Exit);
     }
 

@@ -20,9 +20,10 @@ public static class ClientCommands
         {
             using var client = Connect(app, r);
             var hosts = await client.ListHostsAsync(ct);
-            var table = new Table().AddColumns("host", "endpoint", "budget", "used", "VMs", "status");
+            var table = new Table().AddColumns("host", "endpoint", "budget", "reserved", "used", "swap", "held", "VMs", "status");
             foreach (var h in hosts.Hosts)
-                table.AddRow(Esc(h.Name), Esc(h.Endpoint), Units.Bytes(h.MemoryBudgetBytes), Units.Bytes(h.MemoryUsedBytes),
+                table.AddRow(Esc(h.Name), Esc(h.Endpoint), Units.Bytes(h.MemoryBudgetBytes), Units.Bytes(h.MemoryReservedBytes), Units.Bytes(h.MemoryUsedBytes),
+                    h.SwapUsedBytes == 0 ? "-" : Units.Bytes(h.SwapUsedBytes), h.HeldBytes == 0 ? "-" : Units.Bytes(h.HeldBytes),
                     Esc(h.Vms.Count == 0 ? "-" : string.Join(", ", h.Vms)), Esc(Status(h.Status)));
             app.Output.Write(table);
             return 0;
