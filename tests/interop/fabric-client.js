@@ -89,8 +89,10 @@ const cases = {
     const notFound = await fails('describeVm', { name: 'no-such-vm' }, grpc.status.NOT_FOUND);
     await fails('startMigration', { vm, destination: 'host-z', strategy }, grpc.status.NOT_FOUND);
     await fails('startMigration', { vm, destination: source }, grpc.status.INVALID_ARGUMENT);
-    const unimplemented = await fails('startMigration', { vm, destination: source, strategy: 'STRATEGY_SPLIT' }, grpc.status.UNIMPLEMENTED);
-    return { not_found: notFound, unimplemented };
+    const unimplemented = await fails('startMigration', { vm, destination: source, strategy: 'STRATEGY_AGILE' }, grpc.status.UNIMPLEMENTED);
+    // Split without sub_hosts: a repeated string field left empty by a stock client is refused by name.
+    const noSubHosts = await fails('startMigration', { vm, destination, strategy: 'STRATEGY_SPLIT' }, grpc.status.INVALID_ARGUMENT);
+    return { not_found: notFound, unimplemented, no_sub_hosts: noSubHosts };
   },
   async delete_vm() {
     const res = await unary('deleteVm', { name: vm });
