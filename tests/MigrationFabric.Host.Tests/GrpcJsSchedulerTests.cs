@@ -27,7 +27,8 @@ public sealed class GrpcJsSchedulerTests(TestCluster cluster) : IClassFixture<Te
         var migrate = cases[2];
         var phases = migrate.GetProperty("phases").EnumerateArray().Select(p => p.GetString()).ToList();
         Assert.Contains("MIGRATION_PHASE_COMPLETED", phases);
-        Assert.Contains("STRATEGY_SPLIT", cases[3].GetProperty("unimplemented").GetString());
+        Assert.Contains("STRATEGY_AGILE", cases[3].GetProperty("unimplemented").GetString());
+        Assert.Contains("sub_hosts is required for split", cases[3].GetProperty("no_sub_hosts").GetString());
     }
 }
 
