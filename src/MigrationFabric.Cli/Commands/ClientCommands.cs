@@ -118,11 +118,12 @@ public static class ClientCommands
         };
         var pagingMethod = new Option<uint?>("--paging-method") { Description = "vmem-direct: the destination's asynchronous paging method, 1 or 2 (default 1)." };
         var downtime = new Option<uint?>("--downtime-ms") { Description = "Downtime target in ms (default 300)." };
+        var downtimeLimit = new Option<uint?>("--downtime-limit-ms") { Description = "Pre-copy: fail (VM stays at the source) rather than pause longer than this many ms when it does not converge (default none)." };
         var bandwidth = new Option<string?>("--bandwidth") { Description = "Bandwidth cap, e.g. 100MiB/s (default none)." };
         var deadline = new Option<uint?>("--deadline-s") { Description = "Fail (VM stays at the source) if not switched over within this many seconds." };
         var noAuto = new Option<bool>("--no-auto-converge") { Description = "Do not throttle the vCPUs when pre-copy does not converge." };
         var watch = new Option<bool>("--watch") { Description = "Show progress until the migration ends; exit non-zero unless it completed." };
-        var cmd = new Command("migrate", "Live-migrate a VM to another host (or to a main host and sub-hosts).") { vm, to, strategy, sub, downtime, bandwidth, deadline, noAuto, pagingMethod, watch };
+        var cmd = new Command("migrate", "Live-migrate a VM to another host (or to a main host and sub-hosts).") { vm, to, strategy, sub, downtime, downtimeLimit, bandwidth, deadline, noAuto, pagingMethod, watch };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
             var s = StrategyCatalog.Parse(r.GetValue(strategy)!) ?? throw new UsageException(
@@ -140,6 +141,7 @@ public static class ClientCommands
                 limits.VmemPagingMethod = method;
             }
             if (r.GetValue(downtime) is { } ms) limits.DowntimeTarget = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(ms));
+            if (r.GetValue(downtimeLimit) is { } limitMs) limits.DowntimeLimit = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(limitMs));
             if (r.GetValue(deadline) is { } sec) limits.Deadline = Duration.FromTimeSpan(TimeSpan.FromSeconds(sec));
             if (r.GetValue(bandwidth) is { } bw)
                 limits.BandwidthBytesPerSecond = Units.ParseBytes(bw) ?? throw new UsageException($"--bandwidth '{bw}' is not a rate (e.g. 100MiB/s).");
@@ -211,6 +213,7 @@ public static class ClientCommands
         }
         else
             app.Error.MarkupLine($"[red]{Esc(MigrationProgressView.Phase(m.Phase))}[/]: {Esc(m.Error)}");
+        if (PreCopyEndingText.Line(m.Report) is { } ending) (m.Phase == MigrationPhase.Completed ? app.Output : app.Error).MarkupLine($"  {Esc(ending)}");
     }
 
     internal static FabricClient Connect(MfApp app, ParseResult r)

@@ -145,7 +145,7 @@ public static class DemoCommand
                 rep is null ? "-" : Units.Duration(rep.TotalTime.ToTimeSpan()),
                 rep is null ? "-" : Units.Duration(rep.Downtime.ToTimeSpan()),
                 rep is null ? "-" : Units.Bytes(rep.BytesSent),
-                rep is null ? "-" : rep.PagesPerRound.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                rep is null ? "-" : Markup.Escape(PreCopyEndingText.Rounds(rep)),
                 rep is null ? "-" : rep.RemoteFaults.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 rep is null ? "-" : Markup.Escape(RecoveryText.Of(rep)),
                 integrity,
