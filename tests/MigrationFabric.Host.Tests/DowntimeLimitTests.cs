@@ -8,10 +8,11 @@ using MigrationFabric.Rpc;
 /// <summary>limits.downtime_limit and the report's pre_copy_ending through the public API: fail instead of a long pause, or say why it switched over.</summary>
 public sealed class DowntimeLimitTests(TestCluster cluster) : IClassFixture<TestCluster>
 {
-    // 20 000 random page writes per second over all 4096 pages: one round at 16 MiB/s takes about a second, long
-    // enough for the guest to re-dirty thousands of pages, so with one round allowed the rest cannot fit a 5 ms
-    // target (a single page takes 0.25 ms at that rate); the outcome depends on counts, not on timing.
-    private static readonly Workload Hot = new() { Kind = WorkloadKind.HotSet, WorkingSetPercent = 100, DirtyPagesPerSecond = 20_000 };
+    // Sequential writes over all memory as fast as the vCPU runs (not a paced hot set: a paced vCPU starved of a core
+    // by parallel test classes can dirty almost nothing in a round). One round at 16 MiB/s takes about a second, in
+    // which the sweep re-dirties every page, so with one round allowed the rest cannot fit a 5 ms target (a single
+    // page takes 0.25 ms at that rate); the outcome depends on counts, not on timing.
+    private static readonly Workload Sweeper = new() { Kind = WorkloadKind.MemoryBenchmark };
 
     private static MigrationLimits CannotConverge(TimeSpan? downtimeLimit) => new()
     {
@@ -23,8 +24,8 @@ public sealed class DowntimeLimitTests(TestCluster cluster) : IClassFixture<Test
     [Fact]
     public async Task Past_the_downtime_limit_pre_copy_fails_naming_the_limit_and_the_vm_keeps_running_at_its_source()
     {
-        await cluster.CreateVm("dl-fail", "host-a", 16 << 20, Hot);
-        await cluster.WarmUp("host-a", "dl-fail", 8192);
+        await cluster.CreateVm("dl-fail", "host-a", 16 << 20, Sweeper);
+        await cluster.WarmUp("host-a", "dl-fail", 2 * (16 << 20));
         var m = await cluster.Start("dl-fail", "host-b", Strategy.PreCopy, CannotConverge(TimeSpan.FromMilliseconds(10)));
         Assert.Equal(10, m.Request.Limits.DowntimeLimit.ToTimeSpan().TotalMilliseconds);
         var final = (await cluster.Watch(m.Id))[^1].Final;
@@ -51,8 +52,8 @@ public sealed class DowntimeLimitTests(TestCluster cluster) : IClassFixture<Test
     [Fact]
     public async Task Without_a_limit_it_switches_over_and_the_report_says_why()
     {
-        await cluster.CreateVm("dl-over", "host-a", 16 << 20, Hot);
-        await cluster.WarmUp("host-a", "dl-over", 8192);
+        await cluster.CreateVm("dl-over", "host-a", 16 << 20, Sweeper);
+        await cluster.WarmUp("host-a", "dl-over", 2 * (16 << 20));
         var m = await cluster.Start("dl-over", "host-c", Strategy.PreCopy, CannotConverge(null));
         // Defaults filled in and echoed: no limit, three rounds at the maximum throttle.
         Assert.Null(m.Request.Limits.DowntimeLimit);
