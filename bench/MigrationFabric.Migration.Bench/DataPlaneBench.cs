@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
@@ -107,28 +105,8 @@ internal static class DataPlaneBench
 
     private static async Task<Cost> RawTcpAsync(long bytes)
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(listener.LocalEndPoint!);
-        using var server = await listener.AcceptAsync();
-        var send = new byte[1 << 20];
-        var receive = new byte[1 << 20];
-        new Random(2).NextBytes(send);
-        var start = Snapshot.Take();
-        var reader = Task.Run(async () =>
-        {
-            long got = 0;
-            while (got < bytes)
-            {
-                int n = await server.ReceiveAsync(receive, SocketFlags.None);
-                if (n == 0) break;
-                got += n;
-            }
-        });
-        for (long sent = 0; sent < bytes; sent += send.Length) await client.SendAsync(send, SocketFlags.None);
-        await reader;
+        var start = default(Snapshot);
+        await RawLoopbackTcp.MoveAsync(bytes, () => start = Snapshot.Take());
         return Snapshot.Take().Since(start, bytes);
     }
 
