@@ -11,19 +11,7 @@ using Xunit;
 /// <summary>mf bench vmemdirect: its option errors, the report's ratios and the SVG it writes.</summary>
 public sealed class BenchCommandTests
 {
-    private static async Task<(int Exit, string Out, string Err)> Mf(params string[] args)
-    {
-        var outWriter = new StringWriter();
-        var errWriter = new StringWriter();
-        IAnsiConsole Console(TextWriter w) => AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        var app = new MfApp(Console(outWriter), Console(errWriter), _ => null);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        var exit = await app.RunAsync(args, cts.Token);
-        return (exit, outWriter.ToString(), errWriter.ToString());
-    }
+    private static Task<InProcessMf.Result> Mf(params string[] args) => InProcessMf.RunAsync(null, null, args);
 
     [Theory]
     [InlineData("--budget-mib", "1024", "--budget-mib")]

@@ -21,25 +21,8 @@ public sealed class DowntimeLimitCluster : IAsyncLifetime
 /// <summary>mf migrate --downtime-limit-ms: parsed, sent as limits.downtime_limit (the server's checks reach the user), and the pre-copy ending in the outcome.</summary>
 public sealed class DowntimeLimitFlagTests(DowntimeLimitCluster fixture) : IClassFixture<DowntimeLimitCluster>
 {
-    private sealed record Result(int Exit, string Out, string Err);
-
-    private async Task<Result> Mf(params string[] args)
-    {
-        var outWriter = new StringWriter();
-        var errWriter = new StringWriter();
-        IAnsiConsole Console(TextWriter w) => AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        var output = Console(outWriter);
-        var error = Console(errWriter);
-        // Wide enough that the messages asserted on are not wrapped.
-        output.Profile.Width = error.Profile.Width = 400;
-        var app = new MfApp(output, error, name => name == "MF_ENDPOINT" ? fixture.Cluster.Endpoint.ToString() : null);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        int exit = await app.RunAsync(args, cts.Token);
-        return new Result(exit, outWriter.ToString(), errWriter.ToString());
-    }
+    // Wide enough that the messages asserted on are not wrapped.
+    private Task<InProcessMf.Result> Mf(params string[] args) => InProcessMf.RunAsync(fixture.Cluster.Endpoint.ToString(), 400, args);
 
     [Fact]
     public async Task The_flag_is_parsed_and_sent_as_limits_downtime_limit()

@@ -21,23 +21,7 @@ public sealed class CliCluster : IAsyncLifetime
 /// <summary>The mf command line run in-process (its parser and commands) with output captured.</summary>
 public sealed class MfCommandTests(CliCluster fixture) : IClassFixture<CliCluster>
 {
-    private sealed record Result(int Exit, string Out, string Err);
-
-    private static async Task<Result> Mf(string? endpoint, params string[] args)
-    {
-        var outWriter = new StringWriter();
-        var errWriter = new StringWriter();
-        IAnsiConsole Console(TextWriter w) => AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        var output = Console(outWriter);
-        output.Profile.Width = 200;
-        var app = new MfApp(output, Console(errWriter), name => name == "MF_ENDPOINT" ? endpoint : null);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        int exit = await app.RunAsync(args, cts.Token);
-        return new Result(exit, outWriter.ToString(), errWriter.ToString());
-    }
+    private static Task<InProcessMf.Result> Mf(string? endpoint, params string[] args) => InProcessMf.RunAsync(endpoint, 200, args);
 
     private string Endpoint => fixture.Cluster.Endpoint.ToString();
 

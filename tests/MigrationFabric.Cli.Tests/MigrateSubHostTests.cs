@@ -24,23 +24,7 @@ public sealed class SubHostCluster : IAsyncLifetime
 /// <summary>mf migrate with --sub (split, scatter-gather) and vmem-direct: parsing, usage errors, server errors, and one progress bar per destination.</summary>
 public sealed class MigrateSubHostTests(SubHostCluster fixture) : IClassFixture<SubHostCluster>
 {
-    private sealed record Result(int Exit, string Out, string Err);
-
-    private async Task<Result> Mf(params string[] args)
-    {
-        var outWriter = new StringWriter();
-        var errWriter = new StringWriter();
-        IAnsiConsole Console(TextWriter w) => AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        var output = Console(outWriter);
-        output.Profile.Width = 200;
-        var app = new MfApp(output, Console(errWriter), name => name == "MF_ENDPOINT" ? fixture.Cluster.Endpoint.ToString() : null);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        int exit = await app.RunAsync(args, cts.Token);
-        return new Result(exit, outWriter.ToString(), errWriter.ToString());
-    }
+    private Task<InProcessMf.Result> Mf(params string[] args) => InProcessMf.RunAsync(fixture.Cluster.Endpoint.ToString(), 200, args);
 
     [Fact]
     public async Task Split_with_two_sub_hosts_shows_a_bar_per_destination_and_the_verified_outcome()
