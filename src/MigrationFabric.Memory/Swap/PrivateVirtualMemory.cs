@@ -57,6 +57,10 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private long _share;
     private long _reserve;
     private readonly Lock _scanLock = new();
+    // Placements into different chunks hold different chunk locks, so the share's room check and the install it allows
+    // must be one step under a lock of their own: else concurrent page streams overshoot the share and the page-out
+    // thread pages out during migration. Taken inside a chunk lock, before the LRU's.
+    private readonly Lock _placeRoomLock = new();
     private Exception? _lastBackgroundError;
     private long _pendingPageIns;
     private long _pagesBeingEvicted;
@@ -253,11 +257,20 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         return PlacementTarget.Swap;
                     case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
                         // The free reserve stays free so the page-out thread never evicts placed pages (no paging during migration).
-                        if (_options.Mode == PagingMode.Naive || _memory.ResidentPages < SharePages - FreeReservePages)
+                        if (_options.Mode == PagingMode.Naive)
                         {
                             if (!_memory.TryInstall(page, r, contents)) continue;
                             Statistics.Placed(PlacementTarget.Memory, update: false);
                             return PlacementTarget.Memory;
+                        }
+                        lock (_placeRoomLock)
+                        {
+                            if (_memory.ResidentPages < SharePages - FreeReservePages)
+                            {
+                                if (!_memory.TryInstall(page, r, contents)) continue;
+                                Statistics.Placed(PlacementTarget.Memory, update: false);
+                                return PlacementTarget.Memory;
+                            }
                         }
                         var index = (int)(page - FirstPage(chunk));
                         var slot = EnsureRun(chunk) + index;
