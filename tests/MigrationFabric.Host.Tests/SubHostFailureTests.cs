@@ -4,6 +4,7 @@ using MigrationFabric.Contracts.V1;
 using MigrationFabric.Grains.Membership;
 using MigrationFabric.Host.Agent;
 using MigrationFabric.Host.Api;
+using MigrationFabric.Rpc;
 
 /// <summary>A split sub-host killed mid-migration: reported by name, the VM intact at its source, nothing left reserved.</summary>
 public sealed class SubHostFailureTests : IAsyncLifetime
@@ -66,9 +67,18 @@ public sealed class SubHostFailureTests : IAsyncLifetime
 
         // The sweeping guest soon faults on a page only host-d had: the main's pager reports the loss to the VM's grain.
         Vm vm = before;
+        // The VM's grain may have been placed on host-d: until membership declares host-d dead, calls to it answer
+        // UNAVAILABLE (retryable, as the API documents), then it reactivates elsewhere from storage.
         await ErrorStatusTests.WaitUntil(() =>
         {
-            vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" }).GetAwaiter().GetResult();
+            try
+            {
+                vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" }).GetAwaiter().GetResult();
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                return false;
+            }
             return vm.MemoryError.Length > 0;
         });
         Assert.Contains("sub-host 'host-d' is lost", vm.MemoryError);
