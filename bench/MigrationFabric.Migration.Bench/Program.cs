@@ -91,12 +91,13 @@ static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? bat
     var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null };
     if (batchPages is { } b) options.BatchPages = b;
     var hold = holdMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
-    var (report, faults, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold);
+    var (report, mmu, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold);
+    var faults = mmu.FaultLatency;
     string cap = (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches";
     Console.WriteLine($"post-copy hotset ({cap}): total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
         $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
         $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
-        $"(destination MMU view incl. coalesced waiters: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages");
+        $"(destination MMU view incl. coalesced waiters and the vCPU's wake-up: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages");
     var steps = incoming.RemoteFaultSteps;
     Console.WriteLine("    fault steps (us)             count      p50      p99      max");
     Step("destination: enter -> sent", steps.Issue);
@@ -106,12 +107,14 @@ static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? bat
     Step("source read -> dest got reply", steps.Reply);
     Step("dest got reply -> installed", steps.Install);
     Step("handler total", steps.Total);
+    Step("vCPU: handler call -> runs", mmu.HandlerCallLatency);
+    Step("vCPU: fault -> runs (MMU)", mmu.FaultLatency);
 
     static void Step(string name, MigrationFabric.Memory.Metrics.LatencyHistogram h) =>
         Console.WriteLine($"    {name,-30} {h.Count,6} {h.PercentileNanoseconds(0.5) / 1e3,8:0} {h.PercentileNanoseconds(0.99) / 1e3,8:0} {h.MaxNanoseconds / 1e3,8:0}");
 }
 
-static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.LatencyHistogram Faults, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null)
+static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null)
 {
     var sourcePages = new PagesService();
     var destinationPages = new PagesService();
@@ -149,7 +152,7 @@ static async Task<(MigrationReport Report, MigrationFabric.Memory.Metrics.Latenc
     stop.Cancel();
     await running;
     if (targetRunning is not null) await targetRunning;
-    return (report, targetMmu.FaultLatency, incoming, sourcePages.RemotePagesServed);
+    return (report, targetMmu, incoming, sourcePages.RemotePagesServed);
 }
 
 // Encode (copy + zero check + XXH64) and decode (copy + XXH64) of random pages, one thread, no network.

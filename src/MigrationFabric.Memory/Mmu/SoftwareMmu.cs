@@ -45,6 +45,11 @@ public sealed class SoftwareMmu : IDisposable
     /// <summary>Time from a vCPU's fault to its page being present, per faulting vCPU (coalesced waiters included).</summary>
     public LatencyHistogram FaultLatency { get; } = new();
 
+    /// <summary>Per fault handler call, from this MMU calling the handler to the faulting vCPU running again: the handler's own time plus the vCPU thread's wake-up after it.</summary>
+    /// <remarks>Set against the handler's own timing, this shows what the vCPU thread's scheduling adds: on oversubscribed cores a
+    /// vCPU that spins between faults is the thread the OS scheduler wakes last.</remarks>
+    public LatencyHistogram HandlerCallLatency { get; } = new();
+
     /// <summary>Faults that called the handler.</summary>
     public long FaultsResolved => Volatile.Read(ref _faults);
 
@@ -193,6 +198,7 @@ public sealed class SoftwareMmu : IDisposable
                     ?? throw new PageFaultException(page, $"the page is {now} and no fault handler is installed.");
                 Interlocked.Increment(ref _faults);
                 ValueTask vt;
+                long called = Stopwatch.GetTimestamp();
                 try { vt = handler.ResolveAsync(new PageFault(Memory, page, now, access, vcpu.Id), _lifetime.Token); }
                 catch (Exception e) when (e is not PageFaultException) { throw new PageFaultException(page, "the fault handler failed.", e); }
                 if (vt.IsCompletedSuccessfully) vt.GetAwaiter().GetResult();
@@ -201,6 +207,7 @@ public sealed class SoftwareMmu : IDisposable
                     inFlight = vt.AsTask();
                     WaitForHandler(inFlight, page, vcpu.CancellationToken);
                 }
+                HandlerCallLatency.RecordSince(called);
             }
             Finish(page, mine, null);
         }

@@ -90,6 +90,7 @@ public class SoftwareMmuTests
         Assert.Equal(1, mmu.FaultsResolved);
         Assert.Equal(1, mmu.FaultLatency.Count);
         Assert.True(mmu.FaultLatency.PercentileNanoseconds(0.5) > 0);
+        Assert.Equal(1, mmu.HandlerCallLatency.Count);
     }
 
     [Fact]
@@ -134,6 +135,8 @@ public class SoftwareMmuTests
         Assert.Equal(faulters - 1, mmu.FaultsCoalesced);
         Assert.All(results, r => Assert.Equal(0x0101010101010101UL * GatedFaultHandler.ContentOf(7), r));
         Assert.Equal(faulters, mmu.FaultLatency.Count);
+        // one handler call, timed once, however many vCPUs waited on it
+        Assert.Equal(1, mmu.HandlerCallLatency.Count);
     }
 
     [Fact]
