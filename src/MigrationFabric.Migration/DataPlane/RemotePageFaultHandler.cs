@@ -52,7 +52,9 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
             long gotNs = RemoteFaultSteps.NowNanoseconds();
             try
             {
-                var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _incoming.Memory.PageCount);
+                var batch = response.Batch ?? new PageBatch();
+                var reader = new PageBatchReader(batch, _incoming.Memory.PageCount);
+                if (_incoming.Options.Placement is null) _incoming.PrefaultFreshPages(batch, PageResidency.Remote);
                 bool got = false;
                 while (reader.TryRead(out var entry))
                 {
