@@ -59,6 +59,29 @@ public class FaultPriorityTests
     }
 
     [Fact]
+    public async Task A_page_the_guest_wrote_after_its_fault_keeps_the_guests_bytes_when_the_push_brings_the_source_copy()
+    {
+        await using var rig = await Rig.StartAsync(new IncomingMigrationOptions { FaultPriorityHold = TimeSpan.Zero });
+        rig.ReleaseSource.SetResult();
+        const ulong GuestValue = 0xBEEF_0000_0000_0005UL;
+        await Task.Factory.StartNew(() =>
+        {
+            using var cpu = rig.Mmu.CreateVcpu();
+            cpu.WriteUInt64(5L << Page.Shift, GuestValue); // a remote fault installs page 5, then the guest overwrites it
+        }, TaskCreationOptions.LongRunning).WaitAsync(Long);
+
+        // The push's batches are populated before install (one madvise per run of still-Remote pages): page 5 is resident
+        // and must be neither populated nor installed over; page 6, still remote, is installed from the push.
+        await rig.PushAsync(page: 5).WaitAsync(Long);
+        await rig.PushAsync(page: 6).WaitAsync(Long);
+
+        Assert.Equal(GuestValue, ReadStamp(rig.Memory, 5));
+        Assert.Equal(Rig.Stamp(6), ReadStamp(rig.Memory, 6));
+        Assert.Equal(PageResidency.Resident, rig.Memory.GetResidency(6));
+        Assert.Equal(PageResidency.Remote, rig.Memory.GetResidency(7));
+    }
+
+    [Fact]
     public void A_negative_fault_priority_hold_is_refused_by_name()
     {
         using var memory = new GuestMemory(Mib);
