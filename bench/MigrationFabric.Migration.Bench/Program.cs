@@ -53,12 +53,18 @@ if (args.Contains("--postcopy"))
     string batches = "";
     for (int i = 0; i < args.Length - 1; i++)
         if (args[i] == "--batch-pages") batches = args[i + 1];
+    // Batches in flight per push stream that the destination grants (IncomingMigrationOptions.Window; default 8).
+    string windows = "";
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--window") windows = args[i + 1];
     // Warm-up (not reported): the first migration in a process runs cold (tier-0) code on every path.
     await MigrateAsync(64L << 20, "hotset", new PostCopy(), postCopyWorkload: true);
     foreach (var cap in caps.Split(','))
         foreach (var hold in holds.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
             foreach (var batch in batches.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
-                await PostCopyAsync(size, long.Parse(cap), hold == "" ? null : double.Parse(hold, System.Globalization.CultureInfo.InvariantCulture), batch == "" ? null : int.Parse(batch));
+                foreach (var window in windows.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
+                    await PostCopyAsync(size, long.Parse(cap), hold == "" ? null : double.Parse(hold, System.Globalization.CultureInfo.InvariantCulture), batch == "" ? null : int.Parse(batch),
+                        window == "" ? null : uint.Parse(window));
     return;
 }
 
@@ -86,14 +92,14 @@ foreach (var scenario in new[] { "idle", "hotset" })
 
 await PostCopyAsync(size, 256, null, null);
 
-static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages)
+static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages, uint? window = null)
 {
     var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null };
     if (batchPages is { } b) options.BatchPages = b;
     var hold = holdMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
-    var (report, mmu, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold);
+    var (report, mmu, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold, window);
     var faults = mmu.FaultLatency;
-    string cap = (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches";
+    string cap = (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches" + (window is { } w ? $", window {w} batches per stream" : "");
     Console.WriteLine($"post-copy hotset ({cap}): total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
         $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
         $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
@@ -114,7 +120,7 @@ static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? bat
         Console.WriteLine($"    {name,-30} {h.Count,6} {h.PercentileNanoseconds(0.5) / 1e3,8:0} {h.PercentileNanoseconds(0.99) / 1e3,8:0} {h.MaxNanoseconds / 1e3,8:0}");
 }
 
-static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null)
+static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null, uint? window = null)
 {
     var sourcePages = new PagesService();
     var destinationPages = new PagesService();
@@ -138,6 +144,7 @@ static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigrat
     var incoming = destinationPages.Accept(new IncomingMigration(id, "vm", target, targetMmu, new IncomingMigrationOptions
     {
         FaultPriorityHold = faultHold ?? new IncomingMigrationOptions().FaultPriorityHold,
+        Window = window ?? new IncomingMigrationOptions().Window,
         Resume = (_, _) =>
         {
             if (postCopyWorkload) targetRunning = new HotSetWorkload(new HotSetOptions { TargetDirtyPagesPerSecond = 0 }).RunAsync(targetMmu, stop.Token);

@@ -8,6 +8,10 @@ public sealed class IncomingMigrationOptions
     /// <summary>Batches a sender may have in flight per stream beyond the last acknowledged one. Default 8.</summary>
     public uint Window { get; set; } = 8;
 
+    /// <summary>Batches a sender may have in flight per stream once post-copy has begun (at most <see cref="Window"/>): the push's
+    /// bytes already in flight are what a remote fault waits behind on shared cores. Default 2.</summary>
+    public uint PostCopyWindow { get; set; } = 2;
+
     /// <summary>Called at switch-over with the VM's device state once every page is in place or marked remote: start the vCPUs here. Default null (nothing to start).</summary>
     public Func<ReadOnlyMemory<byte>, CancellationToken, Task>? Resume { get; set; }
 
@@ -32,6 +36,7 @@ public sealed class IncomingMigrationOptions
     internal void Validate()
     {
         if (Window < 1) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(Window)} must be at least 1, was {Window}.");
+        if (PostCopyWindow < 1) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(PostCopyWindow)} must be at least 1, was {PostCopyWindow}.");
         if (RemoteFaultTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(RemoteFaultTimeout)} must be positive, was {RemoteFaultTimeout}.");
         if (FaultPriorityHold < TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(FaultPriorityHold)} must not be negative, was {FaultPriorityHold}.");
         if (ArrivalTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(ArrivalTimeout)} must be positive, was {ArrivalTimeout}.");

@@ -141,7 +141,9 @@ public sealed class PagesService
                 {
                     _pageStreamParser.Release(batch);
                 }
-                await responses.WriteAsync(new PageAck { AckedThrough = expected, Window = window, PagesApplied = applied }, ct).ConfigureAwait(false);
+                // Post-copy narrows the window (each ack carries it): fewer push bytes in flight for a remote fault to wait behind.
+                uint granted = migration.Phase == IncomingPhase.PostCopy ? Math.Min(window, migration.Options.PostCopyWindow) : window;
+                await responses.WriteAsync(new PageAck { AckedThrough = expected, Window = granted, PagesApplied = applied }, ct).ConfigureAwait(false);
                 expected++;
             }
             // The sender's end of stream without a close message: it went away mid-migration.

@@ -113,6 +113,43 @@ public class PagesServiceTests
     }
 
     [Fact]
+    public async Task Acks_grant_the_post_copy_window_once_post_copy_has_begun()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 << 20);
+        agent.Pages.Accept(new IncomingMigration("w1", "vm-1", target.Memory, target.Mmu, new IncomingMigrationOptions { Window = 8, PostCopyWindow = 2 }));
+        using var channel = new RpcChannel(agent.Address);
+        using var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream);
+        await call.RequestStream.WriteAsync(new PageStreamMessage { Open = Open("w1") });
+        Assert.True(await call.ResponseStream.MoveNext().WaitAsync(Long));
+        Assert.Equal(8u, call.ResponseStream.Current.Window);
+        await call.RequestStream.WriteAsync(new PageStreamMessage { Batch = GoodBatch(10, sequence: 1) });
+        Assert.True(await call.ResponseStream.MoveNext().WaitAsync(Long));
+        Assert.Equal(8u, call.ResponseStream.Current.Window); // before switch-over: the full window
+
+        var bits = new byte[(target.Memory.PageCount + 7) / 8];
+        Array.Fill(bits, (byte)0xFF);
+        bits[10 / 8] &= unchecked((byte)~(1 << (10 % 8)));
+        await channel.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest
+        {
+            MigrationId = "w1", PendingPages = ByteString.CopyFrom(bits), PendingCount = (ulong)target.Memory.PageCount - 1, SourceAddress = agent.Address.ToString(),
+        }).ResponseAsync.WaitAsync(Long);
+        await call.RequestStream.WriteAsync(new PageStreamMessage { Batch = GoodBatch(11, sequence: 2) });
+        Assert.True(await call.ResponseStream.MoveNext().WaitAsync(Long));
+
+        Assert.Equal(2u, call.ResponseStream.Current.Window);
+        Assert.Equal(PageResidency.Resident, target.Memory.GetResidency(11));
+    }
+
+    [Fact]
+    public void A_post_copy_window_of_zero_is_refused_by_name()
+    {
+        using var target = new TestVm(1 << 20);
+        var e = Assert.Throws<ArgumentException>(() => new IncomingMigration("w0", "vm-1", target.Memory, target.Mmu, new IncomingMigrationOptions { PostCopyWindow = 0 }));
+        Assert.Contains("PostCopyWindow", e.Message);
+    }
+
+    [Fact]
     public async Task Switch_over_with_a_pending_bitmap_of_the_wrong_size_is_invalid_argument()
     {
         await using var agent = await Agent.StartAsync();
