@@ -140,7 +140,11 @@ public class PreCopyTests
         var incoming = pair.Accept();
         var options = new PreCopyOptions
         {
-            BandwidthCap = 128 * Mib, DowntimeTarget = TimeSpan.FromMilliseconds(20), AutoConverge = false, Deadline = TimeSpan.FromSeconds(2),
+            // A round of 4096 pages takes 0.5 s at 32 MiB/s, in which the sweep re-dirties every page unless starved of a core
+            // for all of it, and 1 ms leaves room for 8 pages (with 128 MiB/s and 20 ms a starved sweep once let the
+            // remainder fit before the deadline).
+            BandwidthCap = 32 * Mib, DowntimeTarget = TimeSpan.FromMilliseconds(1), AutoConverge = false,
+            Deadline = TimeSpan.FromSeconds(2),
         };
 
         var e = await Assert.ThrowsAsync<MigrationDeadlineExceededException>(() => new PreCopy(options).RunAsync(pair.Job()).WaitAsync(Long));
