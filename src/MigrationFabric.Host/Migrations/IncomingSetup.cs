@@ -77,7 +77,8 @@ public static class IncomingSetup
                             var pager = splitVm!.Main.Pager;
                             keeper?.Changed(pager.Map);
                             if (split is not null)
-                                _ = pager.Lost.ContinueWith(t => split.SubHostLost(splitVm.NameOf(t.Result), t.Result.PagesLost, t.Result.Message),
+                                // Retried: the VM's grain may have lived on the very sub-host that died, and the loss must not go unrecorded.
+                                _ = pager.Lost.ContinueWith(t => MigrationCoordinator.Retry(() => split.SubHostLost(splitVm.NameOf(t.Result), t.Result.PagesLost, t.Result.Message)),
                                     CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default).Unwrap();
                             return resume(local)(state, ct);
                         },
