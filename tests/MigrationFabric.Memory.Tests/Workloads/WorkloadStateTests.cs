@@ -76,7 +76,8 @@ public class WorkloadStateTests
     {
         var source = Kv();
         var vm = new Vm(source).Start();
-        vm.WaitFor(() => source.Sets > 5000, "SETs after the preload");
+        // Both vCPUs past their preload: one starved of a core can still be preloading after the other did 5000 SETs.
+        vm.WaitFor(() => source.Preloaded == 2 * 1000 && source.Sets > 5000, "SETs after the preload");
         long setsBefore = 0;
         // Four hops: each pause lands wherever the vCPUs are, often inside an operation that the next host redoes.
         for (int hop = 0; hop < 4; hop++)
