@@ -181,19 +181,13 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
     private protected override async Task VerifyAsync(MigrationSession session, CancellationToken cancellationToken)
     {
         if (!_parts.TryGetValue(session, out var parts)) throw new InvalidOperationException("scatter-gather: no intermediates for this migration.");
-        var memory = session.Job.Memory;
         long mismatched = 0;
         for (int k = 0; k < parts.Length; k++)
-            for (long first = 0; first < memory.PageCount; first += IntegrityCheck.ChunkPages)
-            {
-                int count = (int)Math.Min(IntegrityCheck.ChunkPages, memory.PageCount - first);
-                var request = new VerifyPagesRequest { MigrationId = parts[k].MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
-                request.Digests.Capacity = count;
-                for (int i = 0; i < count; i++)
-                    request.Digests.Add(ScatterPlan.IntermediateOf(first + i, parts.Length) == k ? IntegrityCheck.SourceDigest(session.Job, first + i) : 0);
-                var response = await parts[k].Control.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
-                mismatched += (long)response.MismatchedCount;
-            }
+        {
+            int holder = k;
+            mismatched += await IntegrityCheck.MismatchedAtHolderAsync(session.Job, parts[k].Control, parts[k].MigrationId,
+                page => ScatterPlan.IntermediateOf(page, parts.Length) == holder, cancellationToken).ConfigureAwait(false);
+        }
         if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);
         // The destination: every page, once gathered.
         await IntegrityCheck.RunAsync(session, cancellationToken).ConfigureAwait(false);

@@ -224,11 +224,14 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         if (!_parts.TryGetValue(session, out var part)) throw new InvalidOperationException("split: no sub-host parts for this migration.");
         try
         {
-            // Each host is checked for the pages it was given; 0 stands for "not given to this host" (never a real digest's place: its table holds 0 there too).
+            // Each host is checked for the pages it was given.
             var checks = new Task<long>[part.Links.Length + 1];
-            checks[0] = VerifyHostAsync(session, session.Channel, session.Job.MigrationId, part.Plan, MemoryMap.Main, cancellationToken);
+            checks[0] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, session.Channel, session.Job.MigrationId, page => part.Plan.HostOf(page) == MemoryMap.Main, cancellationToken);
             for (int k = 0; k < part.Links.Length; k++)
-                checks[k + 1] = VerifyHostAsync(session, part.Links[k].Control, part.Links[k].MigrationId, part.Plan, k + 1, cancellationToken);
+            {
+                int host = k + 1;
+                checks[host] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, part.Links[k].Control, part.Links[k].MigrationId, page => part.Plan.HostOf(page) == host, cancellationToken);
+            }
             long mismatched = 0;
             foreach (long m in await Task.WhenAll(checks).ConfigureAwait(false)) mismatched += m;
             if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);
@@ -242,22 +245,6 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         }
     }
 
-    private static async Task<long> VerifyHostAsync(MigrationSession session, RpcChannel channel, string migrationId, SplitPlan plan, int host, CancellationToken cancellationToken)
-    {
-        var memory = session.Job.Memory;
-        long mismatched = 0;
-        for (long first = 0; first < memory.PageCount; first += IntegrityCheck.ChunkPages)
-        {
-            int count = (int)Math.Min(IntegrityCheck.ChunkPages, memory.PageCount - first);
-            var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
-            request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++)
-                request.Digests.Add(plan.HostOf(first + i) == host ? IntegrityCheck.SourceDigest(session.Job, first + i) : 0);
-            var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
-            mismatched += (long)response.MismatchedCount;
-        }
-        return mismatched;
-    }
 
     private protected override MigrationReport CompleteReport(MigrationSession session, MigrationReport report)
     {

@@ -6,6 +6,7 @@ using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Migration.Telemetry;
 using MigrationFabric.Rpc;
+using MigrationFabric.Rpc.Client;
 
 namespace MigrationFabric.Migration.Verification;
 
@@ -25,6 +26,26 @@ internal static class IntegrityCheck
         Span<byte> contents = stackalloc byte[Page.Size];
         reader.ReadPage(page, residency, contents);
         return Xxh64.Hash(contents);
+    }
+
+    /// <summary>Mismatches at one holder of part of the VM (a split sub-host, a scatter intermediate), checked for the pages <paramref name="holds"/> names.</summary>
+    /// <remarks>0 stands for "not given to this holder": never a real digest's place, as its table holds 0 there too.</remarks>
+    internal static async Task<long> MismatchedAtHolderAsync(MigrationJob job, RpcChannel channel, string migrationId, Func<long, bool> holds,
+        CancellationToken cancellationToken)
+    {
+        var memory = job.Memory;
+        long mismatched = 0;
+        for (long first = 0; first < memory.PageCount; first += ChunkPages)
+        {
+            int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
+            var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
+            request.Digests.Capacity = count;
+            for (int i = 0; i < count; i++) request.Digests.Add(holds(first + i) ? SourceDigest(job, first + i) : 0);
+            var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken))
+                .ResponseAsync.ConfigureAwait(false);
+            mismatched += (long)response.MismatchedCount;
+        }
+        return mismatched;
     }
 
     public static async Task RunAsync(MigrationSession session, CancellationToken cancellationToken)
