@@ -69,18 +69,27 @@ public sealed class SubHostFailureTests : IAsyncLifetime
         Vm vm = before;
         // The VM's grain may have been placed on host-d: until membership declares host-d dead, calls to it answer
         // UNAVAILABLE (retryable, as the API documents), then it reactivates elsewhere from storage.
-        await ErrorStatusTests.WaitUntil(() =>
+        try
         {
-            try
+            await ErrorStatusTests.WaitUntil(() =>
             {
-                vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" }).GetAwaiter().GetResult();
-            }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
-            {
-                return false;
-            }
-            return vm.MemoryError.Length > 0;
-        });
+                try
+                {
+                    vm = _cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "sf-after" }).GetAwaiter().GetResult();
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+                {
+                    return false;
+                }
+                return vm.MemoryError.Length > 0;
+            });
+        }
+        catch (Xunit.Sdk.XunitException)
+        {
+            // An open bug (about 1 run in 8 under load): the vCPU stops but the loss never reaches the grain. Say what the VM saw.
+            var stopped = _cluster.Cluster.Agent("host-b").Hypervisor.Find("sf-after");
+            Assert.Fail($"memory_error never set; the main's vCPU run is {stopped?.Run.Status}: {stopped?.Run.Exception?.InnerException}");
+        }
         Assert.Contains("sub-host 'host-d' is lost", vm.MemoryError);
         Assert.True(vm.LostBytes > 0 && vm.LostBytes <= heldByD + (64UL << 20), $"lost {vm.LostBytes}, host-d held {heldByD}");
         var main = _cluster.Cluster.Agent("host-b").Hypervisor.Find("sf-after")!;
