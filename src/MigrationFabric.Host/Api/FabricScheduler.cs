@@ -181,7 +181,8 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
         var facts = new VmFacts(vm.Name, vm.Host, (long)vm.MemoryBytes, 
             vm.ShareBytes > 0 && vm.ShareBytes < vm.MemoryBytes && vm.RemoteShares.Count == 0,
             [.. vm.RemoteShares.Select(r => r.Host)]);
-        return MigrationPlanner.Plan(request, facts, rooms.ToDictionary(r => r.Host, StringComparer.Ordinal));
+        // The destination admits the VM anew: its VMMB terms travel in the plan, or it would arrive with none and weight 1.
+        return MigrationPlanner.Plan(request, facts, rooms.ToDictionary(r => r.Host, StringComparer.Ordinal)) with { ReservationBytes = (long)vm.ReservationBytes, Weight = vm.Weight };
     }
 
     /// <summary>WatchMigration: events every interval until the migration ends; the last carries the final migration.</summary>

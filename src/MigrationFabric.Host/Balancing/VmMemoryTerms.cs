@@ -41,9 +41,12 @@ public static class VmMemoryTerms
     }
 
     /// <summary>Gives <paramref name="vm"/> the request's reservation and weight.</summary>
-    public static void Apply(CreateVmRequest request, LocalVm vm)
+    public static void Apply(CreateVmRequest request, LocalVm vm) => Apply((long)request.ReservationBytes, request.Weight, vm);
+
+    /// <summary>Gives <paramref name="vm"/> a reservation and weight (0 = the default 1): at creation, and at a migration's destination, which must keep them.</summary>
+    public static void Apply(long reservationBytes, uint weight, LocalVm vm)
     {
-        vm.ReservationBytes = (long)request.ReservationBytes;
-        vm.Weight = request.Weight == 0 ? 1 : request.Weight;
+        vm.ReservationBytes = Math.Clamp(reservationBytes, 0, vm.MemoryBytes);
+        vm.Weight = weight == 0 ? 1 : Math.Min(weight, MaxWeight);
     }
 }

@@ -93,6 +93,7 @@ public sealed class HostGrain : Grain, IHostGrain
             split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(host, pages, message));
         }
         IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split);
+        if (Agent.Hypervisor.Find(request.Vm) is { } local) VmMemoryTerms.Apply(plan.ReservationBytes, plan.Weight, local);
         return Task.CompletedTask;
     }
 
@@ -154,6 +155,8 @@ public sealed class HostGrain : Grain, IHostGrain
             ShareBytes = (ulong)(local.Pager is not null ? local.ShareBytes : Agent.Hypervisor.ReservedFor(local.Name)),
             Workload = local.WorkloadSpec,
             State = local.IsPaused ? VmState.Paused : VmState.Running,
+            ReservationBytes = (ulong)local.ReservationBytes,
+            Weight = local.Weight,
         };
         if (Agent.Attachments.Find<SplitVm>(local) is { } split)
         {

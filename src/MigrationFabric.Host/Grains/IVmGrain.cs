@@ -72,4 +72,13 @@ public sealed class VmRecord
 
     /// <summary>Pages lost with that host.</summary>
     public long LostPages { get; set; }
+
+    /// <summary>The migration that split it (whose main writes its map); empty when whole.</summary>
+    public string SplitMigrationId { get; set; } = "";
+
+    /// <summary>VMMB reservation it was created with, bytes (answered when its host cannot be reached).</summary>
+    public ulong ReservationBytes { get; set; }
+
+    /// <summary>VMMB weight it was created with (answered when its host cannot be reached).</summary>
+    public uint Weight { get; set; } = 1;
 }

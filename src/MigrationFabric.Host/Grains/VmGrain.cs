@@ -21,7 +21,11 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     {
         if (Record.Exists) throw new FabricException(Rpc.StatusCode.AlreadyExists, $"VM '{request.Name}' already exists (on host '{Record.Host}').");
         var vm = await GrainFactory.GetGrain<IHostGrain>(request.Host).StartVm(request);
-        state.State = new VmRecord { Exists = true, Host = request.Host, MemoryBytes = request.MemoryBytes, Workload = request.Workload.ToByteArray() };
+        state.State = new VmRecord
+        {
+            Exists = true, Host = request.Host, MemoryBytes = request.MemoryBytes, Workload = request.Workload.ToByteArray(),
+            ReservationBytes = vm.ReservationBytes, Weight = vm.Weight,
+        };
         await state.WriteStateAsync();
         return vm;
     }
@@ -38,7 +42,11 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
         catch (Exception e) when (FabricException.From(e) is null)
         {
             // The host is unreachable: answer from the record rather than fail a read.
-            vm = new Vm { Name = GetPrimaryKeyString(), Host = Record.Host, MemoryBytes = Record.MemoryBytes, Workload = Workload.Parser.ParseFrom(Record.Workload) };
+            vm = new Vm
+            {
+                Name = GetPrimaryKeyString(), Host = Record.Host, MemoryBytes = Record.MemoryBytes, Workload = Workload.Parser.ParseFrom(Record.Workload),
+                ReservationBytes = Record.ReservationBytes, Weight = Record.Weight,
+            };
         }
         if (Record.MigrationId.Length > 0)
         {
@@ -110,12 +118,20 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     }
 
     /// <inheritdoc />
-    public async Task EndMigration(string migrationId, string newHost)
+    public Task EndMigration(string migrationId, string newHost) => EndAsync(migrationId, newHost, null);
+
+    private async Task EndAsync(string migrationId, string newHost, string[]? remoteHosts)
     {
         if (!Record.Exists || Record.MigrationId != migrationId) return;
         Record.MigrationId = "";
         if (newHost.Length > 0 && newHost != Record.Host)
         {
+            // A move leaves the VM whole at its new host unless it was split; a split VM's old map and loss stay behind with its old main.
+            Record.RemoteHosts = [.. remoteHosts ?? []];
+            Record.SplitMigrationId = remoteHosts is null ? "" : migrationId;
+            if (remoteHosts is null) Record.MemoryMap = [];
+            Record.MemoryError = "";
+            Record.LostPages = 0;
             Record.Host = newHost;
             await GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).Move(GetPrimaryKeyString(), newHost);
             // The next call activates this grain on the new host's silo.
@@ -128,16 +144,22 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     public async Task EndSplitMigration(string migrationId, string newHost, string[] remoteHosts)
     {
         if (!Record.Exists || Record.MigrationId != migrationId) return;
-        Record.RemoteHosts = [.. remoteHosts];
-        Record.MemoryError = "";
-        Record.LostPages = 0;
-        await EndMigration(migrationId, newHost);
+        if (newHost.Length == 0 || newHost == Record.Host)
+        {
+            await EndAsync(migrationId, newHost, null);
+            return;
+        }
+        await EndAsync(migrationId, newHost, remoteHosts);
     }
 
     /// <inheritdoc />
     public async Task SaveMemoryMap(string migrationId, byte[] map)
     {
         if (!Record.Exists) return;
+        // From the running split, or from the main of the split the VM is now: a late write from an old main (the VM moved since) must not bring its map back.
+        bool current = migrationId == Record.MigrationId ||
+            (Record.RemoteHosts.Count > 0 && (Record.SplitMigrationId.Length == 0 || Record.SplitMigrationId == migrationId));
+        if (!current) return;
         // A stale write (an older version arriving late) never replaces a newer map.
         if (Record.MemoryMap.Length > 0 && map.Length > 0)
         {

@@ -10,6 +10,7 @@ using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Memory.Integrity;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.MultiHost;
 using MigrationFabric.Migration.PrivateMemory;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
@@ -67,6 +68,9 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         var session = factory.GetGrain<IMigrationSessionGrain>(request.MigrationId);
         var feed = new ProgressFeed();
         var pump = PumpProgressAsync(feed, session, plan);
+        // A split VM moving again: its pages are read at this main wherever they live (here or on its sub-hosts).
+        var split = agent.Attachments.Find<SplitVm>(vm);
+        using var splitReader = split is { Main.IsResumed: true } ? new SplitSourceReader(request.Vm, vm.Memory, split.Main.Pager) : null;
         var job = new MigrationJob
         {
             MigrationId = request.MigrationId,
@@ -76,7 +80,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             CaptureDeviceState = vm.CaptureDeviceState,
             Destination = new Uri(plan.Destination.Endpoint),
             // A VM in private memory is read wherever each page lives (share or swap), never paged in to be sent.
-            PageReader = vm.Pager is { } pager ? new PrivateMemoryReader(pager) : null,
+            PageReader = vm.Pager is { } pager ? new PrivateMemoryReader(pager) : splitReader,
             LocalPages = agent.Pages,
             LocalAddress = new Uri(agent.Endpoint),
             Progress = feed,
@@ -90,7 +94,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         {
             var report = await strategy.RunAsync(job, running.Cancel.Token).ConfigureAwait(false);
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
-            ulong digest = vm.Pager is { } paged ? PageDigest.OfMemory(vm.Memory, new PrivateMemoryReader(paged)) : PageDigest.OfMemory(vm.Memory);
+            ulong digest = PageDigest.OfMemory(vm.Memory, job.PageReader);
             phase = ApiPhase.Completed;
             // The report's recovery time needs the destination's workload back at 90% (or the window passed): wait for it, bounded.
             var destinationHost = factory.GetGrain<IHostGrain>(request.Destination);
@@ -146,6 +150,9 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
                 await Retry(() => vmGrain.EndSplitMigration(request.MigrationId, newHost, [.. plan.Others.Select(o => o.Host)])).ConfigureAwait(false);
             else await Retry(() => vmGrain.EndMigration(request.MigrationId, newHost)).ConfigureAwait(false);
             if (newHost.Length > 0) await agent.RemoveVmAsync(request.Vm).ConfigureAwait(false);
+            // A split VM that moved whole: its old sub-hosts' parts are not needed any more.
+            if (split is not null && newHost.Length > 0 && request.Strategy != Strategy.Split)
+                await ReleaseOldPartsAsync(factory, request.Vm, split).ConfigureAwait(false);
             // Intermediates are done once the destination gathered everything (or the migration ended badly); sub-hosts
             // keep the split VM's pages unless it did not switch over.
             if (request.Strategy == Strategy.ScatterGather || newHost.Length == 0)
@@ -216,6 +223,19 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
             // Progress is advisory; the ending is recorded by Finish regardless.
         }
     }
+
+    private static Task ReleaseOldPartsAsync(IGrainFactory factory, string vm, SplitVm split) =>
+        Task.WhenAll(split.SubHosts.Select(async part =>
+        {
+            try
+            {
+                await factory.GetGrain<IHostGrain>(part.Host).ReleaseHold(vm, "").ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // A dead sub-host holds nothing any more.
+            }
+        }));
 
     private static Task ReleaseHoldsAsync(IGrainFactory factory, StartMigrationRequest request, MigrationPlan plan) =>
         Task.WhenAll(plan.Others.Select(async part =>

@@ -28,4 +28,6 @@ public sealed record PlannedHost(string Host, string Endpoint, string Role, long
 /// <param name="Others">Split sub-hosts or scatter-gather intermediates, in the request's order (empty otherwise).</param>
 /// <param name="SharePages">Destination pages held in RAM: the private share (VMemDirect, naive swap) or the main's budget (split); 0 for the whole VM.</param>
 /// <param name="SourceInPrivateMemory">The source reads the VM through its private virtual memory (devirtualizing, or VMemDirect from a small host).</param>
-public sealed record MigrationPlan(PlannedHost Destination, PlannedHost[] Others, long SharePages, bool SourceInPrivateMemory);
+/// <param name="ReservationBytes">The VM's VMMB reservation, which the destination gives it again (CreateVmRequest.reservation_bytes).</param>
+/// <param name="Weight">The VM's VMMB weight, which the destination gives it again (CreateVmRequest.weight; 1 when unset).</param>
+public sealed record MigrationPlan(PlannedHost Destination, PlannedHost[] Others, long SharePages, bool SourceInPrivateMemory, long ReservationBytes = 0, uint Weight = 1);

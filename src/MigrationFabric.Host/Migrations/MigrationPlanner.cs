@@ -11,6 +11,7 @@ using MigrationFabric.Migration.MultiHost;
 /// than the VM and gives all it has as the VM's private share. Devirtualizing: a VM in private memory moves to a host
 /// with room for all of it. Split: the main gives all it has (its share, the hottest pages), the sub-hosts share
 /// the rest evenly. Scatter-gather: the destination reserves the whole VM, each intermediate the 1 MiB blocks dealt to it.
+/// A split VM moves again only by pre-copy, to a host that is none of its sub-hosts (its main reads every page wherever it lives).
 /// </remarks>
 public static class MigrationPlanner
 {
@@ -27,10 +28,19 @@ public static class MigrationPlanner
         foreach (var sub in request.SubHosts)
             if (sub == vm.Host)
                 throw FabricException.Invalid($"sub_hosts names '{sub}', the source host of VM '{name}'; a {StrategyCatalog.NameOf(request.Strategy)} migration needs hosts other than the source.");
-        if (vm.RemoteHosts.Length > 0)
-            throw FabricException.Precondition(
-                $"VM '{name}' is split: part of its memory is held by {string.Join(", ", vm.RemoteHosts)}; moving a split VM again is not supported (delete it or leave it where it is).");
         var strategy = request.Strategy;
+        if (vm.RemoteHosts.Length > 0)
+        {
+            // Its pages are read at the main wherever they live; only pre-copy reads the source that way.
+            string held = string.Join(", ", vm.RemoteHosts.Select(h => $"'{h}'"));
+            if (strategy != Strategy.PreCopy)
+                throw FabricException.Precondition(
+                    $"VM '{name}' is split (part of its memory is held by {held}); {StrategyCatalog.NameOf(strategy)} cannot move a split VM: " +
+                    "use pre-copy to a host with room for all of it, which gathers every page there and frees the sub-hosts.");
+            if (vm.RemoteHosts.Contains(request.Destination))
+                throw FabricException.Precondition(
+                    $"VM '{name}' is split and host '{request.Destination}' holds part of it; move it with pre-copy to a host other than its main and sub-hosts ({held}).");
+        }
         if (vm.InPrivateMemory && strategy is not (Strategy.VmemDevirtualize or Strategy.VmemDirect or Strategy.NaiveSwap))
             throw FabricException.Precondition(
                 $"VM '{name}' lives in private virtual memory on host '{vm.Host}' (part of it is in its swap file); move it with vmem-devirtualize (to a host with room for all of it) or vmem-direct.");

@@ -417,6 +417,24 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         return n;
     }
 
+    /// <summary>Holds paging off until the result is disposed (a fault waits meanwhile), so every page's residency and the <see cref="Map"/> stay as read: how a split VM's pages are read to move it again (MultiHost/SplitSourceReader).</summary>
+    public PagingHold HoldPaging()
+    {
+        _gate.Wait();
+        return new PagingHold(_gate);
+    }
+
+    /// <summary>Paging held off by <see cref="HoldPaging"/>; dispose to let it run again.</summary>
+    public readonly struct PagingHold : IDisposable
+    {
+        private readonly SemaphoreSlim _gate;
+
+        internal PagingHold(SemaphoreSlim gate) => _gate = gate;
+
+        /// <inheritdoc/>
+        public void Dispose() => _gate?.Release();
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -16,6 +16,8 @@ public sealed class PreCopy(PreCopyOptions? options = null) : MigrationStrategy(
 
     private protected override async Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
     {
+        // A job with a page reader has pages not in its RAM (a split VM's main, whose pages live partly on sub-hosts).
+        session.Streams.PageReader ??= session.Job.PageReader;
         var ending = await RoundLoop.RunAsync(session, Options, Options.MaxRounds, cancellationToken).ConfigureAwait(false);
         if (ending.Decision != RoundDecision.SwitchOver && Options.DowntimeLimit is { } limit && ending.ExpectedDowntime > limit)
             throw new DowntimeLimitExceededException(ending, limit);
