@@ -10,7 +10,7 @@ using MigrationFabric.Rpc.Server;
 
 namespace MigrationFabric.Migration.Bench;
 
-/// <summary>The data plane alone: an idle VM's pre-copy between two agents on loopback, repeated, alternating with raw TCP moving as many bytes.</summary>
+/// <summary>The data plane alone: an idle VM's pre-copy between two agents on loopback over gRPC PageStream calls and over TCP data channels, repeated, alternating with raw TCP moving as many bytes.</summary>
 /// <remarks>
 /// Besides wall-clock GB/s (which the neighbours' load moves a lot) it reports the process's CPU seconds per GB,
 /// bytes allocated per GB and GC counts over the transfer, which move much less with load.
@@ -20,7 +20,7 @@ internal static class DataPlaneBench
     public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window)
     {
         long size = sizeMib << 20;
-        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions alternating with raw TCP; " +
+        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn; " +
             $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}, server GC {System.Runtime.GCSettings.IsServerGC}");
         using var source = new GuestMemory(size);
         using var sourceMmu = new SoftwareMmu(source);
@@ -31,32 +31,45 @@ internal static class DataPlaneBench
             using var warmMmu = new SoftwareMmu(warm);
             Fill(warmMmu);
             await RawTcpAsync(warm.SizeBytes);
-            await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true);
+            await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true, DataChannel.Grpc);
+            await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up-tcp", verify: true, DataChannel.Tcp);
         }
         var raw = new List<Cost>();
         var moved = new List<Cost>();
+        var tcpMoved = new List<Cost>();
         for (int r = 0; r < reps; r++)
         {
             GC.Collect();
             var tcp = await RawTcpAsync(size);
             raw.Add(tcp);
             GC.Collect();
-            var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0);
+            var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0, DataChannel.Grpc);
             moved.Add(run);
-            Console.WriteLine($"  rep {r}: raw TCP {tcp.GBps(size):0.000} GB/s ({tcp.CpuPerGB(size):0.00} CPU s/GB) | migration wire {run.GBps(run.Bytes):0.000} GB/s = {run.GBps(run.Bytes) / tcp.GBps(size):0.00} x raw TCP, " +
-                $"{run.CpuPerGB(run.Bytes):0.00} CPU s/GB, {run.Allocated / (run.Bytes / 1e9) / 1e6:0} MB allocated/GB, GCs {run.Gen0}/{run.Gen1}/{run.Gen2}");
+            GC.Collect();
+            var channel = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-tcp-{r}", verify: r == 0, DataChannel.Tcp);
+            tcpMoved.Add(channel);
+            Console.WriteLine($"  rep {r}: raw TCP {tcp.GBps(size):0.000} GB/s ({tcp.CpuPerGB(size):0.00} CPU s/GB)");
+            Console.WriteLine($"         gRPC        {Line(run, tcp)}");
+            Console.WriteLine($"         TCP channel {Line(channel, tcp)}");
         }
+        string Line(Cost run, Cost tcp) => $"migration wire {run.GBps(run.Bytes):0.000} GB/s = {run.GBps(run.Bytes) / tcp.GBps(size):0.00} x raw TCP, " +
+            $"{run.CpuPerGB(run.Bytes):0.00} CPU s/GB, {run.Allocated / (run.Bytes / 1e9) / 1e6:0} MB allocated/GB, GCs {run.Gen0}/{run.Gen1}/{run.Gen2}";
         double Median(IEnumerable<double> xs) { var s = xs.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
-        double rawMedian = Median(raw.Select(c => c.GBps(size))), runMedian = Median(moved.Select(c => c.GBps(c.Bytes)));
-        Console.WriteLine($"  median: raw TCP {rawMedian:0.000} GB/s, migration wire {runMedian:0.000} GB/s, ratio {runMedian / rawMedian:0.00} (per-rep ratios median {Median(raw.Zip(moved, (t, m) => m.GBps(m.Bytes) / t.GBps(size))):0.00}); " +
-            $"CPU s/GB raw {Median(raw.Select(c => c.CpuPerGB(size))):0.00}, migration {Median(moved.Select(c => c.CpuPerGB(c.Bytes))):0.00}");
+        double rawMedian = Median(raw.Select(c => c.GBps(size)));
+        foreach (var (name, runs) in new[] { ("gRPC", moved), ("TCP channel", tcpMoved) })
+        {
+            double runMedian = Median(runs.Select(c => c.GBps(c.Bytes)));
+            Console.WriteLine($"  median {name}: raw TCP {rawMedian:0.000} GB/s, migration wire {runMedian:0.000} GB/s, ratio {runMedian / rawMedian:0.00} (per-rep ratios median {Median(raw.Zip(runs, (t, m) => m.GBps(m.Bytes) / t.GBps(size))):0.00}); " +
+                $"CPU s/GB raw {Median(raw.Select(c => c.CpuPerGB(size))):0.00}, migration {Median(runs.Select(c => c.CpuPerGB(c.Bytes))):0.00}");
+        }
     }
 
     // The data plane without a strategy around it: every page once through PageStreamGroup into an IncomingMigration,
     // timed from the first page added to the last batch acknowledged (applied and checksum-verified at the destination).
-    private static async Task<Cost> MigrateAsync(GuestMemory source, SoftwareMmu sourceMmu, int streams, int batchPages, uint window, string id, bool verify)
+    private static async Task<Cost> MigrateAsync(GuestMemory source, SoftwareMmu sourceMmu, int streams, int batchPages, uint window, string id, bool verify, DataChannel dataChannel)
     {
         var destinationPages = new PagesService();
+        await using var listener = destinationPages.StartDataChannels(new MigrationFabric.Migration.DataPlane.Tcp.DataChannelListenerOptions());
         // As a host agent configures it (HostAgentOptions.MaxReceiveMessageSize): 1024-page batches exceed gRPC's default 4 MiB.
         await using var destinationServer = new RpcServer(new RpcServerOptions { Port = 0, MaxReceiveMessageSize = 64 << 20 });
         destinationServer.AddService(destinationPages.Definition);
@@ -73,7 +86,7 @@ internal static class DataPlaneBench
                 MigrationId = id, Vm = "vm", TotalPages = (ulong)source.PageCount, PageSize = Page.Size,
                 Codec = new CodecOptions { Compression = Compression.None, Checksum = ChecksumKind.Xxh64 },
             };
-            await using var group = await PageStreamGroup.OpenAsync(channels, open, batchPages, PageCompression.None, bucket: null, CancellationToken.None);
+            await using var group = await PageStreamGroup.OpenAsync(channels, open, batchPages, PageCompression.None, bucket: null, CancellationToken.None, dataChannel);
             var start = Snapshot.Take();
             for (long p = 0; p < source.PageCount; p++) await group.AddAsync(source, p, 1);
             await group.FlushAsync(1, CancellationToken.None);

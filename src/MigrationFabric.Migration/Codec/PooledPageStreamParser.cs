@@ -26,6 +26,24 @@ public sealed class PooledPageStreamParser
         return fast ?? PageStreamMessage.Parser.ParseFrom(message);
     }
 
+    /// <summary>Parses a message that was received whole into <paramref name="buffer"/>[0..<paramref name="length"/>), a rented array this parser now owns:
+    /// a batch's payload stays where it landed (no second copy) and the array goes back to the pool at <see cref="Release"/>.</summary>
+    public PageStreamMessage ParseRented(byte[] buffer, int length)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        bool kept = false;
+        try
+        {
+            var fast = TryParseBatch(new ReadOnlySequence<byte>(buffer, 0, length), buffer);
+            kept = fast is not null && _rented.TryGetValue(fast.Batch, out var owned) && ReferenceEquals(owned, buffer);
+            return fast ?? PageStreamMessage.Parser.ParseFrom(buffer.AsSpan(0, length));
+        }
+        finally
+        {
+            if (!kept) ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     /// <summary>Returns <paramref name="batch"/>'s payload to the pool if this parser rented it; the batch must not be read afterwards.</summary>
     public void Release(PageBatch? batch)
     {
@@ -36,7 +54,7 @@ public sealed class PooledPageStreamParser
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private PageStreamMessage? TryParseBatch(ReadOnlySequence<byte> message)
+    private PageStreamMessage? TryParseBatch(ReadOnlySequence<byte> message, byte[]? owned = null)
     {
         var reader = new SequenceReader<byte>(message);
         if (!TryReadVarint(ref reader, out ulong tag) || tag != (BatchField << 3 | LengthDelimited)) return null;
@@ -74,7 +92,12 @@ public sealed class PooledPageStreamParser
                 restLength += fieldLength;
             }
             var batch = PageBatch.Parser.ParseFrom(rest.AsSpan(0, restLength));
-            if (payloadLength > 0)
+            if (payloadLength > 0 && owned is not null)
+            {
+                batch.Payload = UnsafeByteOperations.UnsafeWrap(owned.AsMemory((int)payloadStart, payloadLength));
+                _rented.AddOrUpdate(batch, owned);
+            }
+            else if (payloadLength > 0)
             {
                 var payload = ArrayPool<byte>.Shared.Rent(payloadLength);
                 message.Slice(payloadStart, payloadLength).CopyTo(payload);

@@ -48,9 +48,13 @@ public sealed class PageStreamGroup : IAsyncDisposable
     /// <summary>Parallel streams.</summary>
     public int Streams => _senders.Length;
 
-    /// <summary>Opens one PageStream call per channel of <paramref name="channels"/> (a channel each, so each stream has its own connection and read loop) for the migration described by <paramref name="open"/>.</summary>
+    /// <summary>The transport carrying the streams.</summary>
+    public DataChannel DataChannel { get; private set; }
+
+    /// <summary>Opens one page stream per channel of <paramref name="channels"/> (a channel each, so each stream has its own connection and read loop) for the migration described by <paramref name="open"/>:
+    /// a PageStream call on it, or with <paramref name="dataChannel"/> Tcp a data channel negotiated on it (OpenDataChannel) to the same host.</summary>
     public static async Task<PageStreamGroup> OpenAsync(IReadOnlyList<RpcChannel> channels, StreamOpen open, int batchPages,
-        PageCompression compression, TokenBucket? bucket, CancellationToken cancellationToken)
+        PageCompression compression, TokenBucket? bucket, CancellationToken cancellationToken, DataChannel dataChannel = DataChannel.Grpc)
     {
         var counters = new DataPlaneCounters();
         int streams = channels.Count;
@@ -59,7 +63,9 @@ public sealed class PageStreamGroup : IAsyncDisposable
         {
             var o = open.Clone();
             o.StreamIndex = (uint)i;
-            opening[i] = PageStreamSender.OpenAsync(channels[i], o, counters, bucket, cancellationToken);
+            opening[i] = dataChannel == DataChannel.Tcp
+                ? OpenTcpAsync(channels[i], o, counters, bucket, cancellationToken)
+                : PageStreamSender.OpenAsync(channels[i], o, counters, bucket, cancellationToken);
         }
         try
         {
@@ -73,7 +79,14 @@ public sealed class PageStreamGroup : IAsyncDisposable
         }
         var group = new PageStreamGroup([.. opening.Select(t => t.Result)], batchPages, compression);
         group.Counters = counters;
+        group.DataChannel = dataChannel;
         return group;
+    }
+
+    private static async Task<PageStreamSender> OpenTcpAsync(RpcChannel control, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken)
+    {
+        var transport = await Tcp.TcpPageStreamTransport.ConnectAsync(control, open.MigrationId, open.StreamIndex, cancellationToken).ConfigureAwait(false);
+        return await PageStreamSender.OpenAsync(transport, open, counters, bucket, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Adds page <paramref name="page"/> of <paramref name="memory"/> (read now; zero and untouched pages go as a flag).</summary>

@@ -5,11 +5,10 @@ using MigrationFabric.Rpc.Client;
 
 namespace MigrationFabric.Migration.DataPlane;
 
-/// <summary>One PageStream call: writes batches in sequence, keeps at most the receiver's window in flight, reads acknowledgements.</summary>
+/// <summary>One page stream (a PageStream call or a TCP data channel): writes batches in sequence, keeps at most the receiver's window in flight, reads acknowledgements.</summary>
 internal sealed class PageStreamSender : IAsyncDisposable
 {
-    private readonly AsyncDuplexStreamingCall<PageStreamMessage, PageAck> _call;
-    private readonly FrameSlot _slot;
+    private readonly IPageStreamTransport _transport;
     private readonly DataPlaneCounters _counters;
     private readonly TokenBucket? _bucket;
     private readonly AsyncSignal _acks = new();
@@ -20,26 +19,29 @@ internal sealed class PageStreamSender : IAsyncDisposable
     private bool _opened;
     private Exception? _fault;
 
-    private PageStreamSender(AsyncDuplexStreamingCall<PageStreamMessage, PageAck> call, FrameSlot slot, DataPlaneCounters counters, TokenBucket? bucket)
+    private PageStreamSender(IPageStreamTransport transport, DataPlaneCounters counters, TokenBucket? bucket)
     {
-        _call = call;
-        _slot = slot;
+        _transport = transport;
         _counters = counters;
         _bucket = bucket;
     }
 
     public int Index { get; private init; }
 
-    /// <summary>Opens the call and waits for the receiver's first acknowledgement (it grants the window or rejects the stream).</summary>
-    public static async Task<PageStreamSender> OpenAsync(RpcChannel channel, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken)
+    /// <summary>The transport carrying this stream.</summary>
+    public DataChannel Kind => _transport.Kind;
+
+    /// <summary>Opens a PageStream call on <paramref name="channel"/> and waits for the receiver's first acknowledgement.</summary>
+    public static Task<PageStreamSender> OpenAsync(RpcChannel channel, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken) =>
+        OpenAsync(new GrpcPageStreamTransport(channel), open, counters, bucket, cancellationToken);
+
+    /// <summary>Writes the open message on <paramref name="transport"/> (owned from now on) and waits for the receiver's first acknowledgement (it grants the window or rejects the stream).</summary>
+    public static async Task<PageStreamSender> OpenAsync(IPageStreamTransport transport, StreamOpen open, DataPlaneCounters counters, TokenBucket? bucket, CancellationToken cancellationToken)
     {
-        // The call lives until the group is disposed: cancelling the migration after switch-over must not cut it.
-        var slot = new FrameSlot();
-        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream.WithRequestFrameEncoder(slot.Encode), new CallOptions());
-        var sender = new PageStreamSender(call, slot, counters, bucket) { Index = (int)open.StreamIndex };
+        var sender = new PageStreamSender(transport, counters, bucket) { Index = (int)open.StreamIndex };
         try
         {
-            await call.RequestStream.WriteAsync(new PageStreamMessage { Open = open }, cancellationToken).ConfigureAwait(false);
+            await transport.WriteMessageAsync(new PageStreamMessage { Open = open }, cancellationToken).ConfigureAwait(false);
             sender._ackLoop = sender.ReadAcksAsync();
             await sender.WaitAsync(() => sender._opened, cancellationToken).ConfigureAwait(false);
             return sender;
@@ -68,15 +70,19 @@ internal sealed class PageStreamSender : IAsyncDisposable
             if (_bucket is not null) await _bucket.TakeAsync(size, cancellationToken).ConfigureAwait(false);
             // Counted as sent before the write: its acknowledgement may arrive before WriteAsync returns.
             Volatile.Write(ref _sent, _sent + 1);
-            _slot.Set(message, frame);
-            try { await _call.RequestStream.WriteAsync(message, cancellationToken).ConfigureAwait(false); }
-            finally { _slot.Clear(); }
+            await _transport.WriteFrameAsync(message, frame, cancellationToken).ConfigureAwait(false);
             int zero = 0;
             var flags = batch.Batch.Flags.Span;
             for (int i = 0; i < flags.Length; i++) zero += flags[i] & PageFlags.Zero;
             _counters.AddBatch(size, batch.Pages, zero);
         }
-        catch (RpcException) when (Volatile.Read(ref _fault) is { } fault) { throw Failure(fault); }
+        catch (Exception e) when (e is RpcException or IOException or System.Net.Sockets.SocketException)
+        {
+            // A receiver that ends the stream with an error closes it: the write may fail before the ack loop has read why.
+            try { await _ackLoop.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false); } catch (TimeoutException) { }
+            if (Volatile.Read(ref _fault) is { } fault) throw Failure(fault);
+            throw;
+        }
         finally
         {
             batch.Dispose();
@@ -90,8 +96,8 @@ internal sealed class PageStreamSender : IAsyncDisposable
     public async Task CloseAsync(CancellationToken cancellationToken)
     {
         await FlushAsync(cancellationToken).ConfigureAwait(false);
-        await _call.RequestStream.WriteAsync(new PageStreamMessage { Close = new StreamClose { Batches = _sent, Pages = (ulong)_counters.PagesSent } }, cancellationToken).ConfigureAwait(false);
-        await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        await _transport.WriteMessageAsync(new PageStreamMessage { Close = new StreamClose { Batches = _sent, Pages = (ulong)_counters.PagesSent } }, cancellationToken).ConfigureAwait(false);
+        await _transport.CompleteAsync().ConfigureAwait(false);
         await _ackLoop.WaitAsync(cancellationToken).ConfigureAwait(false);
         if (Volatile.Read(ref _fault) is { } fault) throw Failure(fault);
     }
@@ -115,9 +121,8 @@ internal sealed class PageStreamSender : IAsyncDisposable
     {
         try
         {
-            while (await _call.ResponseStream.MoveNext(_stop.Token).ConfigureAwait(false))
+            while (await _transport.ReadAckAsync(_stop.Token).ConfigureAwait(false) is { } ack)
             {
-                var ack = _call.ResponseStream.Current;
                 ulong before = Volatile.Read(ref _acked);
                 if (ack.AckedThrough > before)
                 {
@@ -141,24 +146,10 @@ internal sealed class PageStreamSender : IAsyncDisposable
         }
     }
 
-    /// <summary>The one batch frame being written on this call (one write at a time), handed to the channel by identity of its message.</summary>
-    private sealed class FrameSlot
-    {
-        private PageStreamMessage? _message;
-        private Memory<byte> _frame;
-
-        public void Set(PageStreamMessage message, Memory<byte> frame) => (_message, _frame) = (message, frame);
-
-        public void Clear() => (_message, _frame) = (null, default);
-
-        // Open and close messages (and anything not set here) are serialized by protobuf as usual.
-        public Memory<byte>? Encode(PageStreamMessage message) => ReferenceEquals(message, _message) ? _frame : (Memory<byte>?)null;
-    }
-
     public async ValueTask DisposeAsync()
     {
         _stop.Cancel();
-        _call.Dispose();
+        await _transport.DisposeAsync().ConfigureAwait(false);
         try { await _ackLoop.ConfigureAwait(false); } catch { /* the fault was recorded; disposal must not throw */ }
         _stop.Dispose();
     }

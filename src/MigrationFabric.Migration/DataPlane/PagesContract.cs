@@ -27,4 +27,7 @@ public static class PagesContract
 
     /// <summary>Abandons a migration at the destination.</summary>
     public static Method<AbortMigrationRequest, AbortMigrationResponse> AbortMigration { get; } = Method<AbortMigrationRequest, AbortMigrationResponse>.Create(Service, "AbortMigration");
+
+    /// <summary>Negotiates a raw TCP data channel (port and single-use token).</summary>
+    public static Method<OpenDataChannelRequest, OpenDataChannelResponse> OpenDataChannel { get; } = Method<OpenDataChannelRequest, OpenDataChannelResponse>.Create(Service, "OpenDataChannel");
 }

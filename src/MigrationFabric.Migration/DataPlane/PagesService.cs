@@ -26,11 +26,69 @@ public sealed class PagesService
             .AddUnary<SwitchOverRequest, SwitchOverResponse>("SwitchOver", SwitchOverAsync)
             .AddUnary<VerifyPagesRequest, VerifyPagesResponse>("VerifyPages", VerifyAsync)
             .AddUnary<AbortMigrationRequest, AbortMigrationResponse>("AbortMigration", (r, c) => Task.FromResult(Abort(r)))
+            .AddUnary<OpenDataChannelRequest, OpenDataChannelResponse>("OpenDataChannel", (r, c) => Task.FromResult(OpenDataChannel(r)))
             .Build();
     }
 
     /// <summary>The service to add to the agent's RpcServer.</summary>
     public RpcServiceDefinition Definition { get; }
+
+    /// <summary>The data-channel listener, once <see cref="StartDataChannels"/> ran; without it OpenDataChannel fails with FAILED_PRECONDITION.</summary>
+    public Tcp.DataChannelListener? DataChannels => _dataChannels;
+
+    private Tcp.DataChannelListener? _dataChannels;
+
+    /// <summary>Starts this agent's one TCP listener for data channels (bind it to the address of the agent's gRPC endpoint); returns it.</summary>
+    public Tcp.DataChannelListener StartDataChannels(Tcp.DataChannelListenerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (_dataChannels is not null) throw new InvalidOperationException("this agent's data-channel listener is already started.");
+        var listener = Tcp.DataChannelListener.Start(options, ServeDataChannelAsync);
+        if (Interlocked.CompareExchange(ref _dataChannels, listener, null) is not null)
+        {
+            _ = listener.DisposeAsync().AsTask();
+            throw new InvalidOperationException("this agent's data-channel listener is already started.");
+        }
+        return listener;
+    }
+
+    /// <summary>Stops the data-channel listener and closes its connections (their migrations see the source lost).</summary>
+    public async ValueTask StopDataChannelsAsync()
+    {
+        if (Interlocked.Exchange(ref _dataChannels, null) is { } listener) await listener.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private OpenDataChannelResponse OpenDataChannel(OpenDataChannelRequest request)
+    {
+        if (request.Purpose != DataChannelPurpose.PageStream)
+            throw new RpcException(StatusCode.InvalidArgument, $"OpenDataChannel: purpose {request.Purpose} is not served here (only {DataChannelPurpose.PageStream}).");
+        Expected(request.MigrationId, "OpenDataChannel");
+        if (_dataChannels is not { } listener)
+            throw new RpcException(StatusCode.FailedPrecondition, "OpenDataChannel: this agent runs no data-channel listener (PagesService.StartDataChannels); use the gRPC data channel (MigrationOptions.DataChannel = Grpc).");
+        byte[] token;
+        try { token = listener.Issue(request.MigrationId, request.StreamIndex, request.Purpose); }
+        catch (ObjectDisposedException) { throw new RpcException(StatusCode.Unavailable, "OpenDataChannel: this agent's data-channel listener is stopping."); }
+        return new OpenDataChannelResponse { Port = (uint)listener.Port, Token = Google.Protobuf.ByteString.CopyFrom(token) };
+    }
+
+    private async Task ServeDataChannelAsync(Tcp.DataChannelGrant grant, Tcp.DataChannelSocket socket, CancellationToken cancellationToken)
+    {
+        var reader = new Tcp.DataChannelRequestReader(socket, _pageStreamParser, _dataChannels?.Options.MaxMessageSize ?? 64 << 20);
+        RpcException? error = null;
+        try
+        {
+            await ReceivePageStreamAsync(reader, (ack, ct) => socket.WriteMessageAsync(ack, ct).AsTask(), grant, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e) { error = e; }
+        catch (Tcp.DataChannelFrameException e)
+        {
+            // Past the open message ReceivePageStreamAsync has already aborted the migration here (source lost); the source hears why.
+            error = new RpcException(StatusCode.InvalidArgument, $"PageStream {grant.StreamIndex} (data channel): garbled frame: {e.Message}");
+        }
+        if (error is not null)
+            await socket.WriteMessageAsync(Tcp.DataChannelErrors.Ack(error.StatusCode, error.Status.Detail), cancellationToken).ConfigureAwait(false);
+        await socket.LingerCloseAsync().ConfigureAwait(false);
+    }
 
     /// <summary>Expects <paramref name="migration"/>: its streams, switch-over and check are accepted from now on, until it completes or fails.</summary>
     public IncomingMigration Accept(IncomingMigration migration)
@@ -86,15 +144,22 @@ public sealed class PagesService
             : throw new RpcException(StatusCode.FailedPrecondition, $"{what}: no migration '{migrationId}' is expected on this host.");
     }
 
-    private async Task PageStreamAsync(IAsyncStreamReader<PageStreamMessage> requests, IServerStreamWriter<PageAck> responses, ServerCallContext context)
+    private Task PageStreamAsync(IAsyncStreamReader<PageStreamMessage> requests, IServerStreamWriter<PageAck> responses, ServerCallContext context) =>
+        ReceivePageStreamAsync(requests, responses.WriteAsync, grant: null, context.CancellationToken);
+
+    // One page stream at the destination, whichever transport carries it: a PageStream call, or a data channel opened with grant.
+    private async Task ReceivePageStreamAsync(IAsyncStreamReader<PageStreamMessage> requests, Func<PageAck, CancellationToken, Task> writeAck,
+        Tcp.DataChannelGrant? grant, CancellationToken ct)
     {
-        var ct = context.CancellationToken;
         if (!await requests.MoveNext(ct).ConfigureAwait(false))
             throw new RpcException(StatusCode.InvalidArgument, "PageStream: the stream ended before its open message.");
         var first = requests.Current;
         if (first.KindCase != PageStreamMessage.KindOneofCase.Open)
             throw new RpcException(StatusCode.InvalidArgument, $"PageStream: the first message must be open, was {first.KindCase}.");
         var open = first.Open;
+        if (grant is not null && (open.MigrationId != grant.MigrationId || open.StreamIndex != grant.StreamIndex))
+            throw new RpcException(StatusCode.InvalidArgument,
+                $"PageStream: the data channel was opened for migration {grant.MigrationId} stream {grant.StreamIndex}, but its open message names migration {open.MigrationId} stream {open.StreamIndex}.");
         var migration = Expected(open.MigrationId, "PageStream");
         if (open.Vm != migration.Vm)
             throw new RpcException(StatusCode.InvalidArgument, $"PageStream: migration {open.MigrationId} moves VM '{migration.Vm}', not '{open.Vm}'.");
@@ -103,7 +168,7 @@ public sealed class PagesService
         if (open.TotalPages != (ulong)migration.Memory.PageCount)
             throw new RpcException(StatusCode.InvalidArgument, $"PageStream: total_pages {open.TotalPages} differs from the destination memory's {migration.Memory.PageCount} pages.");
         uint window = migration.Options.Window;
-        await responses.WriteAsync(new PageAck { AckedThrough = 0, Window = window }, ct).ConfigureAwait(false);
+        await writeAck(new PageAck { AckedThrough = 0, Window = window }, ct).ConfigureAwait(false);
         ulong expected = 1, applied = 0;
         try
         {
@@ -143,7 +208,7 @@ public sealed class PagesService
                 }
                 // Post-copy narrows the window (each ack carries it): fewer push bytes in flight for a remote fault to wait behind.
                 uint granted = migration.Phase == IncomingPhase.PostCopy ? Math.Min(window, migration.Options.PostCopyWindow) : window;
-                await responses.WriteAsync(new PageAck { AckedThrough = expected, Window = granted, PagesApplied = applied }, ct).ConfigureAwait(false);
+                await writeAck(new PageAck { AckedThrough = expected, Window = granted, PagesApplied = applied }, ct).ConfigureAwait(false);
                 expected++;
             }
             // The sender's end of stream without a close message: it went away mid-migration.

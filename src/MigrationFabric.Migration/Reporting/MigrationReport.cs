@@ -33,6 +33,9 @@ public sealed record MigrationReport
     /// <summary>How pre-copy's rounds ended (converged, MaxRounds, or auto-converge exhausted), with the downtime expected then and the reason in words; null for post-copy.</summary>
     public Planning.PreCopyEnding? PreCopyEnding { get; init; }
 
+    /// <summary>Which data channel carried the pages to the destination (gRPC PageStream calls or raw TCP data channels).</summary>
+    public DataPlane.DataChannel DataChannel { get; init; }
+
     /// <summary>Start to verified end.</summary>
     public required TimeSpan TotalTime { get; init; }
 

@@ -30,6 +30,9 @@ public abstract class MigrationOptions
     /// <summary>The clock for deadlines, the bandwidth cap and timings. Default the system clock.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
+    /// <summary>What carries the page streams: gRPC PageStream calls, or raw TCP data channels negotiated over gRPC (OpenDataChannel; the destination must run a data-channel listener, and a TLS destination is refused: the TCP channel has no TLS). Default Grpc.</summary>
+    public DataPlane.DataChannel DataChannel { get; set; } = DataPlane.DataChannel.Grpc;
+
     /// <summary>Options of the channel to the destination. Default: RpcChannelOptions defaults.</summary>
     public RpcChannelOptions? Channel { get; set; }
 
@@ -44,6 +47,7 @@ public abstract class MigrationOptions
         if (SwitchOverTimeout <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(SwitchOverTimeout)} must be positive, was {SwitchOverTimeout}.");
         if (ProgressInterval <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(ProgressInterval)} must be positive, was {ProgressInterval}.");
         ArgumentNullException.ThrowIfNull(TimeProvider, $"{n}.{nameof(TimeProvider)}");
+        if (!Enum.IsDefined(DataChannel)) throw new ArgumentException($"{n}.{nameof(DataChannel)} must be Grpc or Tcp, was {(int)DataChannel}.");
     }
 }
 

@@ -103,8 +103,9 @@ internal sealed class MigrationSession : IAsyncDisposable
                 Checksum = ChecksumKind.Xxh64,
             },
         };
-        Streams = await PageStreamGroup.OpenAsync(_streamChannels, open, Options.BatchPages, Options.Compression, _bucket, cancellationToken)
+        Streams = await PageStreamGroup.OpenAsync(_streamChannels, open, Options.BatchPages, Options.Compression, _bucket, cancellationToken, Options.DataChannel)
             .ConfigureAwait(false);
+        Activity?.SetTag("migration.data_channel", Streams.DataChannel.ToString());
     }
 
     public void Report(MigrationPhase phase)
@@ -265,6 +266,7 @@ internal sealed class MigrationSession : IAsyncDisposable
             PagesSent = c.PagesSent, ZeroPagesSent = c.ZeroPagesSent, Rounds = Rounds.ToArray(), DirtyPagesPerSecond = DirtyPagesPerSecond,
             MaxThrottle = MaxThrottle, PostCopyPages = PostCopyPages, RemoteFaults = RemoteFaults, PagesServedToFaults = Outgoing?.PagesServed ?? 0,
             RemoteFaultP50 = FaultP50, RemoteFaultP99 = FaultP99, PagesVerified = PagesVerified, TransferTime = TransferTime,
+            DataChannel = Streams.DataChannel,
         };
     }
 
