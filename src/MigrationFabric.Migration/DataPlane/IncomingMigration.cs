@@ -46,6 +46,7 @@ public sealed class IncomingMigration
     private int _activeApplies;
     private int _phase;
     private RemotePageFaultHandler? _faults;
+    private FaultChannel.FaultChannelClient? _faultChannel;
     private readonly PagePrefault _prefault = new();
 
     /// <summary>Prepares to receive VM <paramref name="vm"/> into <paramref name="memory"/> (fresh: every page Zero) whose vCPUs run on <paramref name="mmu"/>.</summary>
@@ -100,6 +101,11 @@ public sealed class IncomingMigration
 
     /// <summary>Where remote faults' time went, step by step (post-copy).</summary>
     public RemoteFaultSteps RemoteFaultSteps { get; } = new();
+
+    /// <summary>The post-copy fault channel the source opened before switch-over (OpenDataChannel, REMOTE_FAULTS), if any: remote faults use it instead of RemotePages calls.</summary>
+    internal FaultChannel.FaultChannelClient? AttachedFaultChannel => Volatile.Read(ref _faultChannel);
+
+    internal bool TryAttachFaultChannel(FaultChannel.FaultChannelClient client) => Interlocked.CompareExchange(ref _faultChannel, client, null) is null;
 
     /// <summary>Remote faults waiting for the source right now.</summary>
     internal int RemoteFaultsInFlight => Volatile.Read(ref _faultsInFlight);

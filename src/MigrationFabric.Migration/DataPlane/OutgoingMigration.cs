@@ -3,6 +3,7 @@ using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Tracking;
 using MigrationFabric.Migration.Codec;
+using MigrationFabric.Migration.DataPlane.FaultChannel;
 
 namespace MigrationFabric.Migration.DataPlane;
 
@@ -97,6 +98,9 @@ internal sealed class OutgoingMigration
             throw;
         }
     }
+
+    /// <summary>The fault channel serving this migration's faults (besides RemotePages calls), once started; whoever ends the post-copy disposes it.</summary>
+    public FaultChannelServer? FaultChannel { get; set; }
 
     /// <summary>Where the serving steps are recorded (the agent's PagesService). Default null.</summary>
     public RemotePagesServing? Stats { get; set; }

@@ -15,6 +15,8 @@ internal static class BackgroundPush
         var outgoing = session.Outgoing;
         session.Report(MigrationPhase.PostCopy);
         if (outgoing is null) return;
+        // Every page is on its way once the push ends: a fault still out then finds its page installed by the push.
+        using var faultChannel = outgoing.FaultChannel;
         using var span = MigrationTelemetry.ActivitySource.StartActivity("migration postcopy");
         var memory = session.Job.Memory;
         var pending = outgoing.Pending;

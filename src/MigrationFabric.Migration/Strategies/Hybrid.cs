@@ -16,8 +16,8 @@ public sealed class Hybrid(HybridOptions? options = null) : MigrationStrategy(op
         int rounds = Options.MaxRounds is { } max ? Math.Min(max, Options.PreCopyRounds) : Options.PreCopyRounds;
         var ending = await RoundLoop.RunAsync(session, Options, rounds, cancellationToken).ConfigureAwait(false);
         bool converged = ending.Decision == Planning.RoundDecision.SwitchOver;
-        await SwitchOver.RunAsync(session, converged ? SwitchOverMode.StopAndCopy : SwitchOverMode.PostCopyDirty, Options.Prefetch, cancellationToken)
-            .ConfigureAwait(false);
+        if (converged) await SwitchOver.RunAsync(session, SwitchOverMode.StopAndCopy, Options.Prefetch, cancellationToken).ConfigureAwait(false);
+        else await PostCopyFaultChannel.SwitchOverAsync(session, SwitchOverMode.PostCopyDirty, Options.Prefetch, Options.FaultTransport, cancellationToken).ConfigureAwait(false);
     }
 
     private protected override Reporting.MigrationReport CompleteReport(MigrationSession session, Reporting.MigrationReport report)

@@ -113,11 +113,15 @@ public class PostCopyOptions : MigrationOptions
     /// <summary>Pages after a faulted page the source sends with it (pre-paging). Default 16.</summary>
     public int Prefetch { get; set; } = 16;
 
+    /// <summary>How remote faults reach the source after switch-over: <see cref="DataPlane.FaultChannel.RemoteFaultTransport.Tcp"/> (a dedicated fault channel; the destination must run a data-channel listener, or the migration fails before switch-over naming this option) or Grpc (RemotePages calls). Default Grpc.</summary>
+    public DataPlane.FaultChannel.RemoteFaultTransport FaultTransport { get; set; } = DataPlane.FaultChannel.RemoteFaultTransport.Grpc;
+
     /// <inheritdoc/>
     public override void Validate()
     {
         base.Validate();
         if (Prefetch is < 0 or > 256) throw new ArgumentException($"{GetType().Name}.{nameof(Prefetch)} must be within 0..256, was {Prefetch}.");
+        if (!Enum.IsDefined(FaultTransport)) throw new ArgumentException($"{GetType().Name}.{nameof(FaultTransport)} must be Grpc or Tcp, was {FaultTransport}.");
     }
 }
 
@@ -130,11 +134,15 @@ public sealed class HybridOptions : PreCopyOptions
     /// <summary>Pages after a faulted page the source sends with it (pre-paging). Default 16.</summary>
     public int Prefetch { get; set; } = 16;
 
+    /// <summary>How remote faults reach the source after switch-over: <see cref="DataPlane.FaultChannel.RemoteFaultTransport.Tcp"/> (a dedicated fault channel; the destination must run a data-channel listener, or the migration fails before switch-over naming this option) or Grpc (RemotePages calls). Default Grpc.</summary>
+    public DataPlane.FaultChannel.RemoteFaultTransport FaultTransport { get; set; } = DataPlane.FaultChannel.RemoteFaultTransport.Grpc;
+
     /// <inheritdoc/>
     public override void Validate()
     {
         base.Validate();
         if (PreCopyRounds < 1) throw new ArgumentException($"{nameof(HybridOptions)}.{nameof(PreCopyRounds)} must be at least 1, was {PreCopyRounds}.");
         if (Prefetch is < 0 or > 256) throw new ArgumentException($"{nameof(HybridOptions)}.{nameof(Prefetch)} must be within 0..256, was {Prefetch}.");
+        if (!Enum.IsDefined(FaultTransport)) throw new ArgumentException($"{nameof(HybridOptions)}.{nameof(FaultTransport)} must be Grpc or Tcp, was {FaultTransport}.");
     }
 }

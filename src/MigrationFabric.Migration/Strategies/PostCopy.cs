@@ -11,7 +11,7 @@ public sealed class PostCopy(PostCopyOptions? options = null) : MigrationStrateg
     private protected override bool NeedsLocalPages => true;
 
     private protected override Task BeforeSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
-        => SwitchOver.RunAsync(session, SwitchOverMode.PostCopyAll, Options.Prefetch, cancellationToken);
+        => PostCopyFaultChannel.SwitchOverAsync(session, SwitchOverMode.PostCopyAll, Options.Prefetch, Options.FaultTransport, cancellationToken);
 
     private protected override Task AfterSwitchOverAsync(MigrationSession session, CancellationToken cancellationToken)
         => BackgroundPush.RunAsync(session, cancellationToken);

@@ -25,7 +25,9 @@ internal enum SwitchOverMode
 /// <summary>Pause at the source, final pages or the pending set, device state, resume at the destination; downtime is pause to the destination's reply.</summary>
 internal static class SwitchOver
 {
-    public static async Task RunAsync(MigrationSession session, SwitchOverMode mode, int prefetch, CancellationToken cancellationToken)
+    /// <param name="faultChannel">Post-copy: the fault channel to serve the pending pages on, started once they are known. Default none (RemotePages calls only).</param>
+    public static async Task RunAsync(MigrationSession session, SwitchOverMode mode, int prefetch, CancellationToken cancellationToken,
+        DataPlane.FaultChannel.FaultChannelServer? faultChannel = null)
     {
         var job = session.Job;
         var memory = job.Memory;
@@ -75,7 +77,11 @@ internal static class SwitchOver
             request.PendingPages = UnsafeByteOperations.UnsafeWrap(bits);
             request.PendingCount = (ulong)pendingCount;
             request.SourceAddress = job.LocalAddress!.ToString();
-            if (pendingCount > 0) session.Offer(new OutgoingMigration(job.MigrationId, job.Vm, memory, pending));
+            if (pendingCount > 0)
+            {
+                session.Offer(new OutgoingMigration(job.MigrationId, job.Vm, memory, pending));
+                faultChannel?.Start(session.Outgoing!);
+            }
         }
         // Last point of return: after the call the VM may already run at the destination.
         cancellationToken.ThrowIfCancellationRequested();
