@@ -42,6 +42,8 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
     public void Start(StartMigrationRequest request, LocalVm vm, MigrationPlan plan)
     {
         var strategy = StrategyCatalog.Create(request, plan);
+        // The demand monitor takes the access bits it samples: split's hot/cold plan reads what it saw too.
+        if (strategy is Split split) split.Options.RecentAccess ??= vm.Demand.RecentAccess;
         var running = new Running(new CancellationTokenSource());
         if (!_running.TryAdd(request.MigrationId, running))
             throw new InvalidOperationException($"migration {request.MigrationId} already runs on host {agent.HostName}.");

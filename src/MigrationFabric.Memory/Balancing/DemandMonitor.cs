@@ -14,6 +14,8 @@ namespace MigrationFabric.Memory.Balancing;
 /// <para>
 /// The bits it reads are cleared: give it the guest's <c>AccessBitmap</c> only when nothing else
 /// harvests those bits; under a <c>PrivateVirtualMemory</c> give it its <c>ForwardedAccess</c>.
+/// What it clears it keeps in <see cref="RecentAccess"/> for <see cref="DemandMonitorOptions.RecentEpochs"/>
+/// epochs, so a reader of the access bits (split's hot/cold plan) reads both and still sees a hot sampled page.
 /// </para>
 /// </remarks>
 public sealed class DemandMonitor : IAsyncDisposable, IDisposable
@@ -21,6 +23,8 @@ public sealed class DemandMonitor : IAsyncDisposable, IDisposable
     private readonly AtomicPageBitmap _accessBits;
     private readonly DemandMonitorOptions _options;
     private readonly long[] _sampledPages;
+    private readonly long[] _lastSeenEpoch;
+    private readonly AtomicPageBitmap _recent;
     private readonly LruStackDistance _stack;
     private readonly double[] _histogram;
     private readonly Lock _gate = new();
@@ -42,9 +46,15 @@ public sealed class DemandMonitor : IAsyncDisposable, IDisposable
         _sampledPages = ChooseSample(accessBits.PageCount, _options);
         _stack = new LruStackDistance(_sampledPages.Length);
         _histogram = new double[_sampledPages.Length];
+        _lastSeenEpoch = new long[_sampledPages.Length];
+        _recent = new AtomicPageBitmap(accessBits.PageCount);
         PagesPerSample = (double)accessBits.PageCount / _sampledPages.Length;
         _createdAt = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>Sampled pages whose access bit this monitor found set (and cleared) within the last <see cref="DemandMonitorOptions.RecentEpochs"/> epochs; other pages' bits are never set here.</summary>
+    /// <remarks>"Recently accessed" is this or the access bit: the monitor takes the bits it samples, and without this a hot sampled page looks cold right after each epoch.</remarks>
+    public AtomicPageBitmap RecentAccess => _recent;
 
     /// <summary>Pages whose access bits are sampled.</summary>
     public int SampledPages => _sampledPages.Length;
@@ -84,9 +94,16 @@ public sealed class DemandMonitor : IAsyncDisposable, IDisposable
         lock (_gate)
         {
             var pages = _sampledPages;
+            long epoch = _epochs + 1;
             for (var i = 0; i < pages.Length; i++)
             {
-                if (!_accessBits.TestAndClear(pages[i])) continue;
+                if (!_accessBits.TestAndClear(pages[i]))
+                {
+                    if (_lastSeenEpoch[i] != 0 && epoch - _lastSeenEpoch[i] >= _options.RecentEpochs) _recent.Clear(pages[i]);
+                    continue;
+                }
+                _lastSeenEpoch[i] = epoch;
+                _recent.Set(pages[i]);
                 var d = _stack.Access(i);
                 if (d < 0) _coldMisses++;
                 else

@@ -18,6 +18,9 @@ public sealed class DemandMonitorOptions
     /// <summary>Epochs between halvings of the stack-distance histogram, so the curve follows phase changes. Default 50 (5 s at the default interval).</summary>
     public int DecayEveryEpochs { get; set; } = 50;
 
+    /// <summary>Epochs a sampled page seen accessed stays in <see cref="DemandMonitor.RecentAccess"/> (the monitor cleared its access bit). Default 10 (1 s at the default interval).</summary>
+    public int RecentEpochs { get; set; } = 10;
+
     /// <summary>Seed of the page-sampling hash. Default 0x9E3779B9.</summary>
     public ulong SamplingSeed { get; set; } = 0x9E3779B9;
 
@@ -37,6 +40,8 @@ public sealed class DemandMonitorOptions
             throw new ArgumentException($"DemandMonitorOptions.MissRatioThreshold must be within [0, 1), was {MissRatioThreshold}.", nameof(MissRatioThreshold));
         if (DecayEveryEpochs < 1)
             throw new ArgumentException($"DemandMonitorOptions.DecayEveryEpochs must be at least 1, was {DecayEveryEpochs}.", nameof(DecayEveryEpochs));
+        if (RecentEpochs < 1)
+            throw new ArgumentException($"DemandMonitorOptions.RecentEpochs must be at least 1, was {RecentEpochs}.", nameof(RecentEpochs));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
     }
 }

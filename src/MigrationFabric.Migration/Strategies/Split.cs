@@ -26,6 +26,9 @@ public sealed class SplitOptions : PreCopyOptions
     /// <summary>Pages each sub-host may take, in <see cref="SubHosts"/> order; they also weigh how the rest is dealt. Default null: no limit, dealt evenly.</summary>
     public IReadOnlyList<long>? SubHostBudgetPages { get; set; }
 
+    /// <summary>Pages a demand monitor saw accessed lately (DemandMonitor.RecentAccess: it clears the access bits it samples), which the plan counts hot along with the access bits. Default null: the access bits alone.</summary>
+    public AtomicPageBitmap? RecentAccess { get; set; }
+
     /// <summary>Pre-copy rounds at most before switch-over (split does not throttle: it stops when the remainder fits the downtime target or here). Default 8.</summary>
     public int SplitMaxRounds { get; set; } = 8;
 
@@ -61,7 +64,8 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
 {
     private readonly ConditionalWeakTable<MigrationSession, SubParts> _parts = new();
 
-    private SplitOptions Options => (SplitOptions)BaseOptions;
+    /// <summary>Its options (the Host sets <see cref="SplitOptions.RecentAccess"/> from the VM's demand monitor before it runs).</summary>
+    public SplitOptions Options => (SplitOptions)BaseOptions;
 
     /// <inheritdoc/>
     public override string Name => "split";
@@ -74,7 +78,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         var job = session.Job;
         var memory = job.Memory;
         var channelOptions = Options.Channel ?? new RpcChannelOptions();
-        var plan = SplitPlan.Create(memory, Options.MainBudgetPages, Options.SubHosts, Options.SubHostBudgetPages);
+        var plan = SplitPlan.Create(memory, Options.MainBudgetPages, Options.SubHosts, Options.SubHostBudgetPages, Options.RecentAccess);
         var links = new HostLink[Options.SubHosts.Count];
         for (int k = 0; k < links.Length; k++) links[k] = HostLink.Open(Options.SubHosts[k], Options.Streams, channelOptions, job.MigrationId + SplitSubHost.Suffix);
         var part = new SubParts(plan, links);

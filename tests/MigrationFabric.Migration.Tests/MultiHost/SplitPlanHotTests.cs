@@ -1,0 +1,70 @@
+using MigrationFabric.Memory.Balancing;
+using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Mmu;
+using MigrationFabric.Memory.Pages;
+using MigrationFabric.Memory.Tracking;
+using MigrationFabric.Migration.MultiHost;
+
+namespace MigrationFabric.Migration.Tests.MultiHost;
+
+/// <summary>Split's hot/cold plan with a demand monitor taking the access bits it samples: the plan reads what the monitor saw too.</summary>
+public class SplitPlanHotTests
+{
+    private static readonly Uri A = new("http://127.0.0.1:5001");
+
+    /// <summary>16 MiB, every page written, the access bits harvested, then pages [1000, 2000) touched: the working set.</summary>
+    private static (GuestMemory Memory, SoftwareMmu Mmu) HotVm()
+    {
+        var memory = new GuestMemory(16 << 20);
+        var mmu = new SoftwareMmu(memory);
+        var page = new byte[Page.Size];
+        using (var cpu = mmu.CreateVcpu())
+            for (long p = 0; p < memory.PageCount; p++)
+            {
+                page[0] = (byte)p;
+                cpu.Write(p << Page.Shift, page);
+            }
+        memory.Accessed.ClearAll();
+        using (var cpu = mmu.CreateVcpu())
+            for (long p = 1000; p < 2000; p++) cpu.Read(p << Page.Shift, new byte[8]);
+        return (memory, mmu);
+    }
+
+    [Fact]
+    public void A_hot_working_set_goes_to_the_main_even_after_the_demand_monitor_took_its_sampled_bits()
+    {
+        var (memory, mmu) = HotVm();
+        using var _ = memory;
+        using var __ = mmu;
+        using var monitor = new DemandMonitor(memory.Accessed, new DemandMonitorOptions { SampleEvery = 8 });
+        monitor.SampleOnce();
+        long taken = 0;
+        for (long p = 1000; p < 2000; p++)
+            if (!memory.Accessed.IsSet(p)) taken++;
+        Assert.True(taken > 50, $"the monitor took the bits of {taken} working-set pages");
+
+        // The access bits alone: the pages whose bits the monitor took look cold, and colder pages take their place at the main.
+        var blind = SplitPlan.Create(memory, 1000, [A]);
+        long misplaced = 0;
+        for (long p = 1000; p < 2000; p++)
+            if (blind.HostOf(p) != MemoryMap.Main) misplaced++;
+        Assert.Equal(taken, misplaced);
+
+        // With what the monitor saw: the whole working set at the main, exactly its budget, the rest on the sub-host.
+        var plan = SplitPlan.Create(memory, 1000, [A], recentAccess: monitor.RecentAccess);
+        for (long p = 1000; p < 2000; p++) Assert.Equal(MemoryMap.Main, plan.HostOf(p));
+        Assert.Equal(1000, plan.MainPages);
+        Assert.Equal(memory.PageCount - 1000, plan.SubPages);
+    }
+
+    [Fact]
+    public void A_recent_access_bitmap_of_another_size_is_refused_by_name()
+    {
+        var (memory, mmu) = HotVm();
+        using var _ = memory;
+        using var __ = mmu;
+        var e = Assert.Throws<ArgumentException>(() => SplitPlan.Create(memory, 1000, [A], recentAccess: new AtomicPageBitmap(10)));
+        Assert.Equal("recentAccess", e.ParamName);
+        Assert.Contains("4096", e.Message);
+    }
+}
