@@ -81,6 +81,12 @@ public static class ClientCommands
                     Esc(remote), Esc(WorkloadName(v.Workload?.Kind ?? WorkloadKind.Unspecified)), Esc(v.State.ToString()), Esc(v.MigrationId.Length == 0 ? "-" : v.MigrationId));
             }
             app.Output.Write(table);
+            // A stopped guest or lost memory is said in full, not only as a state in the table.
+            foreach (var v in vms.Vms)
+            {
+                if (v.VcpuError.Length > 0) app.Output.MarkupLine($"[red]VM {Esc(v.Name)}: vCPUs stopped: {Esc(v.VcpuError)}[/]");
+                if (v.MemoryError.Length > 0) app.Output.MarkupLine($"[red]VM {Esc(v.Name)}: memory lost: {Esc(v.MemoryError)}[/]");
+            }
             return 0;
         }));
 

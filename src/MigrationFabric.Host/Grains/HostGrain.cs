@@ -8,6 +8,7 @@ using MigrationFabric.Host.Balancing;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Host.Migrations;
+using MigrationFabric.Memory.Pages;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Rpc;
 
@@ -64,6 +65,7 @@ public sealed class HostGrain : Grain, IHostGrain
             _ = Agent.Hypervisor.RemoveAsync(request.Name);
             throw FabricException.Invalid($"workload cannot run in VM '{request.Name}': {e.Message}");
         }
+        _ = VcpuFaults.WatchAsync(vm, VcpuFaultRecorder(request.Name));
         return Task.FromResult(ToVm(vm));
     }
 
@@ -92,7 +94,7 @@ public sealed class HostGrain : Grain, IHostGrain
             var vmGrain = GrainFactory.GetGrain<IVmGrain>(request.Vm);
             split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(host, pages, message));
         }
-        IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split);
+        IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
         if (Agent.Hypervisor.Find(request.Vm) is { } local) VmMemoryTerms.Apply(plan.ReservationBytes, plan.Weight, local);
         return Task.CompletedTask;
     }
@@ -139,6 +141,14 @@ public sealed class HostGrain : Grain, IHostGrain
     /// <inheritdoc />
     public Task<RebalanceMemoryResponse> RebalanceMemory(bool dryRun) => Task.FromResult(new HostMemoryRebalance(Agent.Hypervisor).Rebalance(dryRun));
 
+    /// <summary>Records a stopped vCPU of <paramref name="vm"/> here on the VM's grain, retried while a silo dies; captured now because it runs outside this grain's turn.</summary>
+    private Func<string, Task> VcpuFaultRecorder(string vm)
+    {
+        var vmGrain = GrainFactory.GetGrain<IVmGrain>(vm);
+        string host = Agent.HostName;
+        return error => GrainCallRetry.RunAsync(() => vmGrain.ReportVcpuFault(host, error));
+    }
+
     private LocalVm Local(string vm) =>
         Agent.Hypervisor.Find(vm) ?? throw FabricException.NotFound($"VM '{vm}' does not run on host '{Agent.HostName}'.");
 
@@ -158,10 +168,27 @@ public sealed class HostGrain : Grain, IHostGrain
             ReservationBytes = (ulong)local.ReservationBytes,
             Weight = local.Weight,
         };
+        // Said by the host itself, so a stop or a loss shows even while its report to the VM's grain has not landed.
+        if (VcpuFaults.Describe(local.Run) is { Length: > 0 } stopped)
+        {
+            vm.State = VmState.Faulted;
+            vm.VcpuError = stopped;
+        }
         if (Agent.Attachments.Find<SplitVm>(local) is { } split)
         {
             vm.RemoteShares.AddRange(split.RemoteShares());
             foreach (var share in vm.RemoteShares) vm.RemoteBytes += share.Bytes;
+            if (split.Main.IsResumed)
+            {
+                var errors = new List<string>();
+                for (int k = 0; k < split.SubHosts.Count; k++)
+                {
+                    if (split.Main.Pager.LossOf(k) is not { } lost) continue;
+                    errors.Add(VmGrain.LossMessage(split.SubHosts[k].Host, lost.PagesLost, lost.Message));
+                    vm.LostBytes += (ulong)(lost.PagesLost * Page.Size);
+                }
+                vm.MemoryError = string.Join(" ", errors);
+            }
         }
         return vm;
     }

@@ -36,6 +36,9 @@ public interface IVmGrain : IGrainWithStringKey
     /// <summary>From the main host: sub-host <paramref name="host"/> died holding <paramref name="pages"/> pages only it had; persisted and reported by Describe.</summary>
     Task ReportMemoryLost(string host, long pages, string message);
 
+    /// <summary>From the host running it: its vCPUs on <paramref name="host"/> stopped with <paramref name="error"/>; persisted and reported by Describe when that host does not answer.</summary>
+    Task ReportVcpuFault(string host, string error);
+
     /// <summary>The persisted memory map (empty when the VM is not split).</summary>
     Task<byte[]> MemoryMap();
 }
@@ -81,4 +84,10 @@ public sealed class VmRecord
 
     /// <summary>VMMB weight it was created with (answered when its host cannot be reached).</summary>
     public uint Weight { get; set; } = 1;
+
+    /// <summary>Why its vCPUs stopped (VcpuFaults.Describe), as the host in <see cref="VcpuErrorHost"/> reported; empty when none did.</summary>
+    public string VcpuError { get; set; } = "";
+
+    /// <summary>The host whose vCPUs stopped with <see cref="VcpuError"/> (it describes the VM only while that is its host).</summary>
+    public string VcpuErrorHost { get; set; } = "";
 }

@@ -35,12 +35,14 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     {
         Exists();
         Vm vm;
+        bool answered = true;
         try
         {
             vm = await GrainFactory.GetGrain<IHostGrain>(Record.Host).DescribeVm(GetPrimaryKeyString());
         }
         catch (Exception e) when (FabricException.From(e) is null)
         {
+            answered = false;
             // The host is unreachable: answer from the record rather than fail a read.
             vm = new Vm
             {
@@ -63,8 +65,18 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
                 vm.RemoteBytes += (ulong)(map.PagesOn(k + 1) * 4096);
             }
         }
-        vm.MemoryError = Record.MemoryError;
-        vm.LostBytes = (ulong)Record.LostPages * 4096;
+        // The recorded loss is the durable one; without it, what the main host sees itself (its report may not have landed yet).
+        if (Record.MemoryError.Length > 0)
+        {
+            vm.MemoryError = Record.MemoryError;
+            vm.LostBytes = (ulong)Record.LostPages * 4096;
+        }
+        // The host says whether its vCPUs run; the record speaks only when the host did not answer (its agent is gone).
+        if (!answered && Record.VcpuError.Length > 0 && Record.VcpuErrorHost == Record.Host)
+        {
+            vm.VcpuError = Record.VcpuError;
+            if (Record.MigrationId.Length == 0) vm.State = VmState.Faulted;
+        }
         return vm;
     }
 
@@ -180,10 +192,23 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     public async Task ReportMemoryLost(string host, long pages, string message)
     {
         if (!Record.Exists) return;
-        Record.MemoryError = $"sub-host '{host}' is lost: {pages} pages of the VM held only there are gone ({message}).";
+        Record.MemoryError = LossMessage(host, pages, message);
         Record.LostPages += pages;
         await state.WriteStateAsync();
     }
+
+    /// <inheritdoc />
+    public async Task ReportVcpuFault(string host, string error)
+    {
+        if (!Record.Exists) return;
+        Record.VcpuError = error;
+        Record.VcpuErrorHost = host;
+        await state.WriteStateAsync();
+    }
+
+    /// <summary>How a lost sub-host is said on the VM (by its grain, and by its main host before the report lands).</summary>
+    internal static string LossMessage(string host, long pages, string message) =>
+        $"sub-host '{host}' is lost: {pages} pages of the VM held only there are gone ({message}).";
 
     /// <inheritdoc />
     public Task<byte[]> MemoryMap() => Task.FromResult(Record.MemoryMap);

@@ -19,16 +19,19 @@ public sealed record SplitCallbacks(Func<byte[], Task> MapChanged, Func<string, 
 public static class IncomingSetup
 {
     /// <summary>Admits the VM (the plan's reservation; FAILED_PRECONDITION when there is no room) and expects its pages; a failed or aborted migration leaves nothing here.</summary>
-    public static void Prepare(HostAgentContext agent, StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan, SplitCallbacks? split)
+    /// <param name="vcpuStopped">Called with <see cref="VcpuFaults.Describe(Task)"/> if the VM's vCPUs, once resumed here, stop with an error (any cause).</param>
+    public static void Prepare(HostAgentContext agent, StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan, SplitCallbacks? split,
+        Func<string, Task>? vcpuStopped = null)
     {
         string id = request.MigrationId, vm = request.Vm;
         var hypervisor = agent.Hypervisor;
         LocalVm local;
         IncomingMigration incoming;
         var attachments = new List<IDisposable>();
-        var resume = (LocalVm l) => new Func<ReadOnlyMemory<byte>, CancellationToken, Task>((state, _) =>
+        var resume = (LocalVm l) => new Func<ReadOnlyMemory<byte>, CancellationToken, Task>((state, ct) =>
         {
             l.Resume(state);
+            if (vcpuStopped is not null) _ = VcpuFaults.WatchAsync(l, vcpuStopped);
             return Task.CompletedTask;
         });
         switch (request.Strategy)

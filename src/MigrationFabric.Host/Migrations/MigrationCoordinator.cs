@@ -181,32 +181,11 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         }
     }
 
-    /// <summary>
-    /// A record that must land (a migration's ending, a lost sub-host) even when the grain's silo just died (e.g. the
-    /// destination or a sub-host, which may have hosted the session or VM grain): calls fail until membership declares
-    /// it dead, then the grain reactivates elsewhere.
-    /// </summary>
-    internal static async Task<T> Retry<T>(Func<Task<T>> call)
-    {
-        var until = DateTime.UtcNow + RetryFor;
-        for (var delay = TimeSpan.FromMilliseconds(100); ; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks)))
-        {
-            try
-            {
-                return await call().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SiloUnavailableException or GrainCallTimeoutException or GrainRoutingException && DateTime.UtcNow < until)
-            {
-                await Task.Delay(delay).ConfigureAwait(false);
-            }
-        }
-    }
+    /// <summary>A record that must land (a migration's ending, a lost sub-host) even when the grain's silo just died: see <see cref="GrainCallRetry"/>.</summary>
+    internal static Task<T> Retry<T>(Func<Task<T>> call) => GrainCallRetry.RunAsync(call);
 
     /// <summary><see cref="Retry{T}"/> for a call without a result.</summary>
-    internal static Task Retry(Func<Task> call) => Retry(async () => { await call().ConfigureAwait(false); return true; });
-
-    /// <summary>How long the ending's grain calls are retried: longer than membership takes to declare a dead silo with default options.</summary>
-    private static readonly TimeSpan RetryFor = TimeSpan.FromMinutes(2);
+    internal static Task Retry(Func<Task> call) => GrainCallRetry.RunAsync(call);
 
     private static async Task PumpProgressAsync(ProgressFeed feed, IMigrationSessionGrain session, MigrationPlan plan)
     {
