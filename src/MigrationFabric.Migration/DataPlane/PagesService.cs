@@ -60,8 +60,10 @@ public sealed class PagesService
 
     private OpenDataChannelResponse OpenDataChannel(OpenDataChannelRequest request)
     {
-        if (request.Purpose != DataChannelPurpose.PageStream)
-            throw new RpcException(StatusCode.InvalidArgument, $"OpenDataChannel: purpose {request.Purpose} is not served here (only {DataChannelPurpose.PageStream}).");
+        if (request.Purpose is not (DataChannelPurpose.PageStream or DataChannelPurpose.RemoteFaults))
+            throw new RpcException(StatusCode.InvalidArgument, $"OpenDataChannel: purpose {request.Purpose} is not served here (only {DataChannelPurpose.PageStream} and {DataChannelPurpose.RemoteFaults}).");
+        if (request.Purpose == DataChannelPurpose.RemoteFaults && request.StreamIndex != 0)
+            throw new RpcException(StatusCode.InvalidArgument, $"OpenDataChannel: a {DataChannelPurpose.RemoteFaults} channel has stream_index 0, was {request.StreamIndex}.");
         Expected(request.MigrationId, "OpenDataChannel");
         if (_dataChannels is not { } listener)
             throw new RpcException(StatusCode.FailedPrecondition, "OpenDataChannel: this agent runs no data-channel listener (PagesService.StartDataChannels); use the gRPC data channel (MigrationOptions.DataChannel = Grpc).");
@@ -73,6 +75,13 @@ public sealed class PagesService
 
     private async Task ServeDataChannelAsync(Tcp.DataChannelGrant grant, Tcp.DataChannelSocket socket, CancellationToken cancellationToken)
     {
+        if (grant.Purpose == DataChannelPurpose.RemoteFaults)
+        {
+            // Post-copy faults (FaultChannel/): held until the migration ends; a migration gone meanwhile just closes it.
+            if (_incoming.TryGetValue(grant.MigrationId, out var faulting))
+                await FaultChannel.IncomingFaultChannel.ServeAsync(faulting, socket.Socket, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         var reader = new Tcp.DataChannelRequestReader(socket, _pageStreamParser, _dataChannels?.Options.MaxMessageSize ?? 64 << 20);
         RpcException? error = null;
         try

@@ -32,7 +32,7 @@ internal static class FaultChannelOpener
         catch (RpcException e)
         {
             throw new FaultChannelException($"the destination refused the post-copy fault channel (OpenDataChannel {e.StatusCode}: {e.Status.Detail}); " +
-                "PostCopyOptions/HybridOptions.FaultChannel = Grpc serves faults with RemotePages calls instead.", e);
+                "PostCopyOptions/HybridOptions.FaultTransport = Grpc serves faults with RemotePages calls instead.", e);
         }
         if (grant.Port is 0 or > 65535 || grant.Token.Length != TokenSize)
             throw new FaultChannelException($"the destination's OpenDataChannel reply is invalid: port {grant.Port}, token of {grant.Token.Length} bytes (expected 1..65535 and {TokenSize}).");
