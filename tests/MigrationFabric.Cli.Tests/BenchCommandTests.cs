@@ -19,6 +19,8 @@ public sealed class BenchCommandTests
     [InlineData("--workloads", "busy", "'busy'")]
     [InlineData("--measure-seconds", "0", "--measure-seconds")]
     [InlineData("--kv-after-seconds", "-1", "--kv-after-seconds")]
+    [InlineData("--link-mbps", "-5", "--link-mbps")]
+    [InlineData("--emulator-mib", "256", "--emulator-mib")]
     public async Task A_wrong_option_exits_2_with_a_message_naming_it_and_runs_nothing(string flag, string value, string named)
     {
         var (exit, _, err) = await Mf("bench", "vmemdirect", "--size-mib", "1024", flag, value);
@@ -29,11 +31,13 @@ public sealed class BenchCommandTests
     [Fact]
     public void Kinds_and_workloads_take_commas_or_separate_words()
     {
-        var o = BenchCommand.Parse(64, 16, ["naive,ideal", "split"], ["kv"], 1, 1, null, directIo: true);
+        var o = BenchCommand.Parse(64, 16, ["naive,ideal", "split"], ["kv"], 1, 1, null, directIo: true, linkMbps: 0, emulatorMib: 2);
         Assert.Equal(["naive", "ideal", "split"], o.Kinds);
         Assert.Equal(["kv"], o.Workloads);
         Assert.True(o.DirectIo);
         Assert.Equal(16, o.BudgetMib);
+        Assert.Equal(0, o.LinkMbps);
+        Assert.Equal(2, o.DeviceEmulatorMib);
     }
 
     [Fact]
@@ -43,9 +47,13 @@ public sealed class BenchCommandTests
         try
         {
             var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct,ideal",
-                "--workloads", "idle", "--measure-seconds", "0.3", "--out", dir);
+                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--out", dir);
             Assert.True(exit == 0, err);
             Assert.Contains("| idle | vmem-direct |", output);
+            Assert.Contains("Migration link: link capped at", output);
+            Assert.Contains("swap write rate", output);
+            Assert.Contains("| idle | ideal | 1: ", output);
+            Assert.Contains("warm-up ideal", err);
             Assert.Contains("VMemDirect migration time vs ideal", output);
             Assert.Contains("[2/2] idle ideal", err);
             var svg = XDocument.Parse(File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));

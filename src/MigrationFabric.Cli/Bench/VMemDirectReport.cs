@@ -8,13 +8,15 @@ using MigrationFabric.Migration.PrivateMemory.Bench;
 public static class VMemDirectReport
 {
     /// <summary>The markdown: one row per run, then the ratios the paper states, each with its target and whether it was met.</summary>
-    public static string Markdown(VMemDirectBenchOptions options, IReadOnlyList<VMemDirectRun> runs, string header)
+    public static string Markdown(VMemDirectBenchOptions options, IReadOnlyList<VMemDirectRun> runs, string header, VMemDirectLink? link = null)
     {
         ArgumentNullException.ThrowIfNull(runs);
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.Append(c, $"{header}\n\n");
-        sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}), pre-copy rounds at most {options.MaxRounds}.\n\n");
+        sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}), pre-copy rounds at most {options.MaxRounds}{(options.AsyncPlacementWrites ? "" : ", VMemDirect's staged chunks written on the placing stream (--sync-placement-writes)")}.\n\n");
+        if (link is not null) sb.Append(c, $"Migration link: {link.Describe()}.\n\n");
+        sb.Append(c, $"Naive's device emulator: {(options.DeviceEmulatorMib > 0 ? $"{options.DeviceEmulatorMib} MiB, paged out when the VM fills the budget and in at the resume (in the downtime)" : "not modelled")}; VMemDirect's runs outside its private memory.\n\n");
         sb.Append("| workload | kind | migration (ms) | downtime (ms) | rounds | sent (MiB) | verified pages | membench after (GB/s) | kv ops/s before | kv ops/s last 2 s | kv recovery (s) | paging during migration | paging after |\n");
         sb.Append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         foreach (var r in runs)
@@ -28,7 +30,11 @@ public static class VMemDirectReport
             }
             else sb.Append(" | | ");
             sb.Append(" | ");
-            sb.Append(r.DuringMigration is { } d ? $"placed mem {d.PlacedInMemory:N0} / swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} / swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}" : "");
+            if (r.DuringMigration is { } d)
+            {
+                sb.Append(c, $"placed mem {d.PlacedInMemory:N0} / swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} / swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}; ");
+                sb.Append(c, $"placing took {d.PlaceTime.TotalSeconds:0.00} s over the streams, of which swap writes {d.PlacementWriteIo.TotalSeconds:0.00} s ({d.PlacementWrites:N0} pages at {Rate(d.PlacementWrites * 4096, d.PlacementWriteIo)})");
+            }
             sb.Append(" | ");
             if (r.After is { } a)
             {
@@ -38,6 +44,7 @@ public static class VMemDirectReport
             else if (r.RemotePagesAfter is { } rp) sb.Append(c, $"remote in {rp.In:N0}, out {rp.Out:N0}");
             sb.Append(" |\n");
         }
+        AppendRounds(sb, runs);
         var ratios = Ratios(runs);
         if (ratios.Count > 0)
         {
@@ -108,6 +115,28 @@ public static class VMemDirectReport
         if (measured.Count > 0)
             chart.Bars("memory benchmark after migration", "GB/s", kinds, measured.Select(w => new SvgBarGroup(w, kinds.Select(k => Value(w, k, r => r.MembenchAfterBytesPerSecond / 1e9)).ToList())).ToList(), "0.00");
         return chart.Render();
+    }
+
+    // Per round: time, pages and the rate on the wire, so a cap that binds (or a round that a destination slowed) shows.
+    private static void AppendRounds(StringBuilder sb, IReadOnlyList<VMemDirectRun> runs)
+    {
+        var c = CultureInfo.InvariantCulture;
+        if (!runs.Any(r => r.RoundDetails is { Count: > 0 })) return;
+        sb.Append("\nPer round (the last is the stop-and-copy): ms / pages / MB/s on the wire");
+        sb.Append(runs.Any(r => r.EmulatorPageIn is not null) ? "; naive's emulator page-in at the resume is part of its downtime.\n\n" : ".\n\n");
+        sb.Append("| workload | kind | rounds | emulator page-in (ms) |\n|---|---|---|---:|\n");
+        foreach (var r in runs)
+        {
+            if (r.RoundDetails is not { Count: > 0 } rounds) continue;
+            sb.Append(c, $"| {r.Workload} | {r.Kind} | ");
+            for (var i = 0; i < rounds.Count; i++)
+            {
+                var x = rounds[i];
+                var mbps = x.Duration > TimeSpan.Zero ? x.Pages * 4096.0 / x.Duration.TotalSeconds / 1e6 : 0;
+                sb.Append(c, $"{(i > 0 ? "; " : "")}{x.Round}: {x.Duration.TotalMilliseconds:0} / {x.Pages:N0} / {mbps:0}");
+            }
+            sb.Append(c, $" | {(r.EmulatorPageIn is { } e ? e.TotalMilliseconds.ToString("0.0", c) : "")} |\n");
+        }
     }
 
     private static string Relative(double faster) =>

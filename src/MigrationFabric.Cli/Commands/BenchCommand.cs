@@ -36,13 +36,20 @@ public static class BenchCommand
         var kvAfter = new Option<double>("--kv-after-seconds") { Description = "Key-value store at the destination after the resume, seconds.", DefaultValueFactory = _ => 10 };
         var swapDir = new Option<string?>("--swap-dir") { Description = "Directory of the private swap files (default: the temp directory)." };
         var directIo = new Option<bool>("--direct-io") { Description = "Swap I/O bypasses the page cache (O_DIRECT), as Linux swap and the paper's NVMe swap do." };
+        var link = new Option<double?>("--link-mbps")
+        {
+            Description = "Cap of the migration link in Mbit/s for every kind (0: uncapped). Default: the paper's network:swap-write ratio (10 GbE : 970 PRO 2700 MB/s) times this machine's measured swap write rate.",
+        };
+        var emulator = new Option<long>("--emulator-mib") { Description = "Naive only: the destination's device emulator memory, paged out while the VM arrives and in at the resume (0: not modelled).", DefaultValueFactory = _ => 32 };
+        var syncWrites = new Option<bool>("--sync-placement-writes") { Description = "VMemDirect writes each completed staged chunk on the stream that placed its last page (the old behaviour), not on the pager's writer thread." };
         var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
         {
-            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo,
+            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites,
         };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
-            var options = Parse(r.GetValue(size), r.GetValue(budget), r.GetValue(kinds), r.GetValue(workloads), r.GetValue(measure), r.GetValue(kvAfter), r.GetValue(swapDir), r.GetValue(directIo));
+            var options = Parse(r.GetValue(size), r.GetValue(budget), r.GetValue(kinds), r.GetValue(workloads), r.GetValue(measure), r.GetValue(kvAfter), r.GetValue(swapDir), r.GetValue(directIo), r.GetValue(link), r.GetValue(emulator));
+            options.AsyncPlacementWrites = !r.GetValue(syncWrites);
             var outDir = r.GetValue(output)!;
             return await RunVMemDirectAsync(app, options, outDir, ct);
         }));
@@ -50,14 +57,14 @@ public static class BenchCommand
     }
 
     /// <summary>Builds the bench's options from the command line; a wrong value is a <see cref="UsageException"/> naming the flag.</summary>
-    public static VMemDirectBenchOptions Parse(long sizeMib, long budgetMib, string[]? kinds, string[]? workloads, double measureSeconds, double kvAfterSeconds, string? swapDir, bool directIo)
+    public static VMemDirectBenchOptions Parse(long sizeMib, long budgetMib, string[]? kinds, string[]? workloads, double measureSeconds, double kvAfterSeconds, string? swapDir, bool directIo, double? linkMbps = null, long emulatorMib = 32)
     {
         if (!double.IsFinite(measureSeconds) || measureSeconds <= 0) throw new UsageException($"--measure-seconds must be a positive number, was {measureSeconds.ToString(CultureInfo.InvariantCulture)}.");
         if (!double.IsFinite(kvAfterSeconds) || kvAfterSeconds <= 0) throw new UsageException($"--kv-after-seconds must be a positive number, was {kvAfterSeconds.ToString(CultureInfo.InvariantCulture)}.");
         var options = new VMemDirectBenchOptions
         {
             SizeMib = sizeMib, BudgetMib = budgetMib, MeasureAfter = TimeSpan.FromSeconds(measureSeconds), KvAfter = TimeSpan.FromSeconds(kvAfterSeconds),
-            SwapDirectory = swapDir, DirectIo = directIo,
+            SwapDirectory = swapDir, DirectIo = directIo, LinkMbps = linkMbps, DeviceEmulatorMib = emulatorMib,
         };
         if (kinds is { Length: > 0 }) options.Kinds = Split(kinds);
         if (workloads is { Length: > 0 }) options.Workloads = Split(workloads);
@@ -91,9 +98,10 @@ public static class BenchCommand
         var header = $"mf bench vmemdirect, {started:yyyy-MM-dd HH:mm:ss} UTC, {Environment.ProcessorCount} cores, load average at start {load}";
         app.Error.WriteLine(header);
         var progress = new ThrottledProgress(app.Error);
-        var runs = await new VMemDirectBench(options).RunAsync(progress, cancellationToken);
+        var bench = new VMemDirectBench(options);
+        var runs = await bench.RunAsync(progress, cancellationToken);
         var loadEnd = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown";
-        var markdown = VMemDirectReport.Markdown(options, runs, $"{header}; at the end {loadEnd}; took {(DateTime.UtcNow - started).TotalSeconds:0} s");
+        var markdown = VMemDirectReport.Markdown(options, runs, $"{header}; at the end {loadEnd}; took {(DateTime.UtcNow - started).TotalSeconds:0} s", bench.Link);
         var md = Path.Combine(outDir, "vmemdirect.md");
         var svg = Path.Combine(outDir, "vmemdirect.svg");
         await File.WriteAllTextAsync(md, markdown + "\n![plot](vmemdirect.svg)\n", cancellationToken);

@@ -9,6 +9,7 @@ public sealed class PagingStatistics
     private long _placedInMemory, _placedInSwap, _updatedInMemory, _updatedInSwap;
     private long _readFromMemory, _readFromSwap;
     private long _pageInIoTicks, _pageOutIoTicks, _faultTicks;
+    private long _placementWritePages, _placementWriteTicks, _placeTicks;
 
     internal void PagedIn(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageInsSync : ref _pageInsAsync, pages);
 
@@ -30,6 +31,14 @@ public sealed class PagingStatistics
             Interlocked.Increment(ref update ? ref _updatedInSwap : ref _placedInSwap);
     }
 
+    internal void PlacementWritten(long pages, long startTimestamp)
+    {
+        Interlocked.Add(ref _placementWritePages, pages);
+        Interlocked.Add(ref _placementWriteTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+    }
+
+    internal void PlaceTime(long startTimestamp) => Interlocked.Add(ref _placeTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+
     internal void ReadThrough(bool fromSwap) => Interlocked.Increment(ref fromSwap ? ref _readFromSwap : ref _readFromMemory);
 
     /// <summary>A consistent-enough copy of the counters (each read atomically).</summary>
@@ -40,7 +49,8 @@ public sealed class PagingStatistics
         Volatile.Read(ref _placedInMemory), Volatile.Read(ref _placedInSwap),
         Volatile.Read(ref _updatedInMemory), Volatile.Read(ref _updatedInSwap),
         Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap),
-        Ticks(ref _pageInIoTicks), Ticks(ref _pageOutIoTicks), Ticks(ref _faultTicks));
+        Ticks(ref _pageInIoTicks), Ticks(ref _pageOutIoTicks), Ticks(ref _faultTicks),
+        Volatile.Read(ref _placementWritePages), Ticks(ref _placementWriteTicks), Ticks(ref _placeTicks));
 
     private static TimeSpan Ticks(ref long stopwatchTicks) =>
         TimeSpan.FromSeconds((double)Volatile.Read(ref stopwatchTicks) / System.Diagnostics.Stopwatch.Frequency);
@@ -61,11 +71,15 @@ public sealed class PagingStatistics
 /// <param name="PageInIo">Time spent in swap reads of page-ins, summed over threads (PageInBytes / PageInIo is the read rate the device gave).</param>
 /// <param name="PageOutIo">Time spent in swap writes of page-outs, summed over threads.</param>
 /// <param name="FaultTime">Time vCPUs spent resolving faults on swapped pages (page-ins and any synchronous page-outs they waited for).</param>
+/// <param name="PlacementWrites">Pages direct placement wrote to swap (staged runs and single pages), first copies and retransfers.</param>
+/// <param name="PlacementWriteIo">Time spent in those writes, summed over the placing threads.</param>
+/// <param name="PlaceTime">Time spent inside direct placement (copies, locks, writes, and naive's paging), summed over the placing threads.</param>
 public readonly record struct PagingSnapshot(
     long PageInsSync, long PageInsAsync, long PageOutsSync, long PageOutsAsync, long Faults,
     long PlacedInMemory, long PlacedInSwap, long UpdatedInMemory, long UpdatedInSwap,
     long ReadFromMemory, long ReadFromSwap,
-    TimeSpan PageInIo = default, TimeSpan PageOutIo = default, TimeSpan FaultTime = default)
+    TimeSpan PageInIo = default, TimeSpan PageOutIo = default, TimeSpan FaultTime = default,
+    long PlacementWrites = 0, TimeSpan PlacementWriteIo = default, TimeSpan PlaceTime = default)
 {
     /// <summary>The counters gathered since <paramref name="earlier"/> (a snapshot of the same statistics taken before).</summary>
     public PagingSnapshot Since(PagingSnapshot earlier) => new(
@@ -73,7 +87,8 @@ public readonly record struct PagingSnapshot(
         PageOutsAsync - earlier.PageOutsAsync, Faults - earlier.Faults, PlacedInMemory - earlier.PlacedInMemory,
         PlacedInSwap - earlier.PlacedInSwap, UpdatedInMemory - earlier.UpdatedInMemory, UpdatedInSwap - earlier.UpdatedInSwap,
         ReadFromMemory - earlier.ReadFromMemory, ReadFromSwap - earlier.ReadFromSwap,
-        PageInIo - earlier.PageInIo, PageOutIo - earlier.PageOutIo, FaultTime - earlier.FaultTime);
+        PageInIo - earlier.PageInIo, PageOutIo - earlier.PageOutIo, FaultTime - earlier.FaultTime,
+        PlacementWrites - earlier.PlacementWrites, PlacementWriteIo - earlier.PlacementWriteIo, PlaceTime - earlier.PlaceTime);
 
     /// <summary>All pages read from swap.</summary>
     public long PageIns => PageInsSync + PageInsAsync;

@@ -49,6 +49,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly int _stageWords;
     private int _stageCursor;
     private readonly Channel<int> _pageInQueue = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<int> _placementWrites = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Task _placementWriter;
+    private long _pendingPlacementWrites;
     private readonly SemaphoreSlim _pageOutSignal = new(0, 1);
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Task _pageOutThread;
@@ -121,6 +124,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
 
         _pageOutThread = Task.Run(PageOutLoopAsync);
         _pageInThread = Task.Run(PageInLoopAsync);
+        _placementWriter = _options.AsyncPlacementWrites && stages > 0 ? Task.Run(PlacementWriteLoopAsync) : Task.CompletedTask;
         _scanThread = _options.ScanAccessBitsPeriodically ? Task.Run(ScanLoopAsync) : Task.CompletedTask;
     }
 
@@ -229,6 +233,19 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         if (contents.Length != Page.Size)
             throw new ArgumentException($"page contents must be exactly {Page.Size} bytes, were {contents.Length}.", nameof(contents));
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            return PlacePageTimed(page, contents);
+        }
+        finally
+        {
+            Statistics.PlaceTime(started);
+        }
+    }
+
+    private PlacementTarget PlacePageTimed(long page, ReadOnlySpan<byte> contents)
+    {
         var chunk = ChunkOf(page);
         var spin = new SpinWait();
         while (true)
@@ -252,7 +269,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                     case PageResidency.Swapped:
                         // A retransfer updates the page in place: in its chunk's staging buffer (taking one if free,
                         // so the stop-and-copy's retransfers cost a copy, written out as runs later), else in its slot.
-                        if (Stage(chunk, (int)(page - FirstPage(chunk)), contents) < 0) _swap.Write(SlotOf(page), contents);
+                        if (Stage(chunk, (int)(page - FirstPage(chunk)), contents) < 0) WritePlaced(SlotOf(page), contents);
                         Statistics.Placed(PlacementTarget.Swap, update: true);
                         return PlacementTarget.Swap;
                     case PageResidency.Zero or PageResidency.Remote or PageResidency.Ballooned:
@@ -275,7 +292,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         var index = (int)(page - FirstPage(chunk));
                         var slot = EnsureRun(chunk) + index;
                         var stage = Stage(chunk, index, contents);
-                        if (stage < 0) _swap.Write(slot, contents);
+                        if (stage < 0) WritePlaced(slot, contents);
                         if (!_memory.TryTransition(page, r, PageResidency.Swapped))
                         {
                             if (stage >= 0) Unstage(stage, index);
@@ -283,7 +300,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         }
                         Statistics.Placed(PlacementTarget.Swap, update: false);
                         // A chunk's pages mostly arrive in order: its last page (or a full buffer) is the time to write it as one run.
-                        if (stage >= 0 && (index == PagesIn(chunk) - 1 || _stagedCount[stage] == PagesIn(chunk))) FlushStageLocked(chunk);
+                        if (stage >= 0 && (index == PagesIn(chunk) - 1 || _stagedCount[stage] == PagesIn(chunk))) StageComplete(chunk);
                         return PlacementTarget.Swap;
                 }
             }
@@ -369,7 +386,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
             cancellationToken.ThrowIfCancellationRequested();
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            if (Volatile.Read(ref _pendingPageIns) == 0 && Volatile.Read(ref _evictionsInFlight) == 0 && !NeedsPageOut())
+            if (Volatile.Read(ref _pendingPageIns) == 0 && Volatile.Read(ref _evictionsInFlight) == 0 && !NeedsPageOut()
+                && Volatile.Read(ref _pendingPlacementWrites) == 0)
                 return;
             if (LastBackgroundError is { } failed && !ReferenceEquals(failed, before))
                 throw new InvalidOperationException($"paging cannot settle: {failed.Message}", failed);
@@ -401,9 +419,10 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _lifetime.Cancel();
         _pageInQueue.Writer.TryComplete();
+        _placementWrites.Writer.TryComplete();
         try
         {
-            await Task.WhenAll(_pageOutThread, _pageInThread, _scanThread).ConfigureAwait(false);
+            await Task.WhenAll(_pageOutThread, _pageInThread, _scanThread, _placementWriter).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -699,6 +718,51 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
     }
 
+    // Caller holds the chunk's lock; its staged pages are complete. Written by the placement writer, so the stream that
+    // placed the last page goes on receiving instead of waiting for the disk (and for a core to wake it after the write).
+    private void StageComplete(int chunk)
+    {
+        if (!_options.AsyncPlacementWrites)
+        {
+            FlushStageLocked(chunk);
+            return;
+        }
+        Interlocked.Increment(ref _pendingPlacementWrites);
+        if (!_placementWrites.Writer.TryWrite(chunk))
+        {
+            Interlocked.Decrement(ref _pendingPlacementWrites);
+            FlushStageLocked(chunk);
+        }
+    }
+
+    private async Task PlacementWriteLoopAsync()
+    {
+        try
+        {
+            await foreach (var chunk in _placementWrites.Reader.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    // Under the chunk's lock: a retransfer into this chunk meanwhile either lands in the buffer before the
+                    // write or stages again after it, never in a buffer being written and then freed.
+                    lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+                }
+                catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+                {
+                    // The pages stay staged and served from the buffer; a page-in or FlushPlacements retries the write.
+                    Volatile.Write(ref _lastBackgroundError, e);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _pendingPlacementWrites);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
+        {
+        }
+    }
+
     private async Task ScanLoopAsync()
     {
         using var timer = new PeriodicTimer(_options.AccessScanInterval, _options.TimeProvider);
@@ -818,7 +882,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                 if (!IsStaged(st, i)) { i++; continue; }
                 var start = i;
                 while (i < count && IsStaged(st, i)) i++;
+                var t = System.Diagnostics.Stopwatch.GetTimestamp();
                 _swap.WriteRun(firstSlot + start, i - start, StageSpan(st, start, i - start));
+                Statistics.PlacementWritten(i - start, t);
             }
             Array.Clear(_stagedBits, st * _stageWords, _stageWords);
             _stagedCount[st] = 0;
@@ -826,6 +892,13 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _stageOfChunk[chunk] = -1;
         Volatile.Write(ref _chunkOfStage[st], -1);
         lock (_stageLock) _freeStages.Push(st);
+    }
+
+    private void WritePlaced(int slot, ReadOnlySpan<byte> contents)
+    {
+        var t = System.Diagnostics.Stopwatch.GetTimestamp();
+        _swap.Write(slot, contents);
+        Statistics.PlacementWritten(1, t);
     }
 
     private int SlotOf(long page)

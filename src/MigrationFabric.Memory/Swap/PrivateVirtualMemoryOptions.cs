@@ -43,6 +43,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Chunks whose directly placed swap pages are gathered in a 1-chunk buffer and written as one run (when the chunk's last page arrives, the buffers run out, or <c>FlushPlacements</c>), instead of one write per page; 0 writes every page at once. The buffers are the host's, outside the VM's share. Default 16.</summary>
     public int PlacementStagingChunks { get; set; } = 16;
 
+    /// <summary>A staged chunk whose placed pages are complete is written by the pager's placement writer thread instead of the stream that placed its last page, which goes on receiving; false writes it on the placing thread. Default true.</summary>
+    public bool AsyncPlacementWrites { get; set; } = true;
+
     /// <summary>Naive mode: swapped pages read per fault, an aligned window around the faulting page within its chunk (Linux's swap readahead, vm.page-cluster = 3); 1 reads only the faulting page. Default 8.</summary>
     public int NaiveReadaheadPages { get; set; } = 8;
 

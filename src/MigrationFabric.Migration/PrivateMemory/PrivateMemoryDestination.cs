@@ -13,8 +13,16 @@ namespace MigrationFabric.Migration.PrivateMemory;
 public sealed class PrivateMemoryDestination : IAsyncDisposable
 {
     /// <summary>Attaches private virtual memory with a share of <paramref name="sharePages"/> pages and <paramref name="mode"/> paging to <paramref name="memory"/> (fresh: every page Zero), and an MMU that faults swapped pages in through it.</summary>
-    public PrivateMemoryDestination(GuestMemory memory, long sharePages, PagingMode mode, PrivateVirtualMemoryOptions? options = null)
+    /// <param name="memory">The VM's fresh guest memory here.</param>
+    /// <param name="sharePages">The VM's physical share.</param>
+    /// <param name="mode">The paging mode (<see cref="PagingMode.Naive"/>: the naive baseline, plain OS swap).</param>
+    /// <param name="options">Pager options (share and mode are set from the arguments).</param>
+    /// <param name="deviceEmulatorPages">Naive only: the device emulator's memory, which the host's swap pages out when the VM fills
+    /// the share and the resume pages back in before the VM runs (seed 004's extra naive downtime); 0: not modelled. Ignored by
+    /// VMemDirect, whose emulator runs outside the private memory.</param>
+    public PrivateMemoryDestination(GuestMemory memory, long sharePages, PagingMode mode, PrivateVirtualMemoryOptions? options = null, long deviceEmulatorPages = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(deviceEmulatorPages);
         ArgumentNullException.ThrowIfNull(memory);
         if (sharePages <= 0 || sharePages > memory.PageCount)
             throw new ArgumentOutOfRangeException(nameof(sharePages), sharePages, $"the destination's share must be within 1..{memory.PageCount} pages (the VM's size).");
@@ -24,8 +32,13 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
         Memory = memory;
         Pager = new PrivateVirtualMemory(memory, options);
         Mmu = new SoftwareMmu(memory, Pager);
-        Placement = new PrivateMemoryPlacement(Pager);
+        if (mode == PagingMode.Naive && deviceEmulatorPages > 0)
+            DeviceEmulator = new PagedDeviceEmulator(deviceEmulatorPages, options);
+        Placement = new PrivateMemoryPlacement(Pager, DeviceEmulator);
     }
+
+    /// <summary>Naive with a modelled device emulator: the emulator sharing the host's swap, else null.</summary>
+    public PagedDeviceEmulator? DeviceEmulator { get; }
 
     /// <summary>The VM's guest memory at the destination.</summary>
     public GuestMemory Memory { get; }
@@ -47,6 +60,14 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
         var resume = o.Resume;
         o.Resume = async (state, ct) =>
         {
+            if (DeviceEmulator is { IsPagedOut: true } emulator)
+            {
+                // The emulator runs before the VM: the host takes its pages back from the VM (page-outs) and the emulator
+                // faults its own in, all in the downtime.
+                Pager.SetSharePages(Pager.SharePages - emulator.Pages);
+                await Pager.SettleAsync(ct).ConfigureAwait(false);
+                await emulator.PageInAsync(ct).ConfigureAwait(false);
+            }
             if (resume is not null) await resume(state, ct).ConfigureAwait(false);
             // Every page is placed: write out the swap pages still gathered in staging buffers, off the downtime
             // (a vCPU faulting on one of them meanwhile writes its chunk out itself before paging it in).
@@ -76,5 +97,6 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
     {
         Mmu.Dispose();
         await Pager.DisposeAsync().ConfigureAwait(false);
+        if (DeviceEmulator is not null) await DeviceEmulator.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -131,6 +131,79 @@ public sealed class StagingAndDirectIoTests : IDisposable
     }
 
     [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_completed_chunk_is_written_by_the_writer_thread_or_the_placing_one_and_counted(bool asyncWrites)
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 2);
+        options.AsyncPlacementWrites = asyncWrites;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        for (long p = 0; p < Chunk; p++) Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, Contents(p, 1)));
+        long first = 3 * Chunk;
+        for (long p = first; p < first + Chunk; p++) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 1)));
+        if (!asyncWrites) Assert.Equal(0, pvm.StagedChunks);
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.Equal(0, pvm.StagedChunks);
+        var s = pvm.Statistics.Snapshot();
+        Assert.Equal(Chunk, s.PlacementWrites);
+        Assert.True(s.PlaceTime >= s.PlacementWriteIo && s.PlacementWriteIo > TimeSpan.Zero, $"place {s.PlaceTime}, writes {s.PlacementWriteIo}");
+        var buf = new byte[Page.Size];
+        var slot = SlotBase(pvm, first);
+        for (long p = first; p < first + Chunk; p++)
+        {
+            pvm.SwapFile.Read(slot + (int)(p - first), buf);
+            AssertPage(buf, p, 1);
+        }
+    }
+
+    [Fact]
+    public async Task Retransfers_racing_the_placement_writer_keep_the_newest_bytes_in_swap()
+    {
+        using var memory = new GuestMemory(Size);
+        await using var pvm = new PrivateVirtualMemory(memory, Options(PagingMode.AsyncMethod1, share: Chunk * 2, staging: 2));
+        for (long p = 0; p < Chunk; p++) pvm.PlacePage(p, Contents(p, 1));
+        // One stream places whole chunks (each completed chunk goes to the writer) while another retransfers pages of the
+        // chunks placed so far, newest version each time: whatever the writer is doing, the last version must win.
+        var placed = Chunk - 1L;
+        var versions = new int[Pages];
+        var first = Task.Run(() =>
+        {
+            for (long p = Chunk; p < Pages; p++)
+            {
+                pvm.PlacePage(p, Contents(p, 1));
+                versions[p] = 1;
+                Volatile.Write(ref placed, p);
+            }
+        });
+        var retransfers = Task.Run(() =>
+        {
+            var rng = new Random(7);
+            while (!first.IsCompleted)
+            {
+                var last = Volatile.Read(ref placed);
+                if (last < 2 * Chunk) { Thread.Yield(); continue; }
+                // Pages of chunks the first stream has finished: it no longer writes them.
+                var p = rng.NextInt64(Chunk, last - last % Chunk);
+                var v = Volatile.Read(ref versions[p]) + 1;
+                pvm.PlacePage(p, Contents(p, v));
+                Volatile.Write(ref versions[p], v);
+            }
+        });
+        await Task.WhenAll(first, retransfers).WaitAsync(VcpuThread.Generous);
+        pvm.FlushPlacements();
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.Equal(0, pvm.StagedChunks);
+        var buf = new byte[Page.Size];
+        for (long p = Chunk; p < Pages; p++)
+        {
+            Assert.Equal(PageResidency.Swapped, pvm.ReadPage(p, buf));
+            AssertPage(buf, p, versions[p]);
+        }
+        Assert.Null(pvm.LastBackgroundError);
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task With_one_staging_buffer_many_chunks_placed_at_once_all_land_and_page_in_byte_exact(bool directIo)

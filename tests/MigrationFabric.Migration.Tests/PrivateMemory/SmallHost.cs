@@ -21,12 +21,12 @@ public sealed class SmallHost : IAsyncDisposable
     public PrivateMemoryDestination Destination { get; }
     public PrivateVirtualMemory Pager => Destination.Pager;
 
-    public static async Task<SmallHost> StartAsync(long vmBytes, long sharePages, PagingMode mode)
+    public static async Task<SmallHost> StartAsync(long vmBytes, long sharePages, PagingMode mode, long deviceEmulatorPages = 0)
     {
         var agent = await Agent.StartAsync();
         var memory = new GuestMemory(vmBytes);
         // The periodic access scan is off so the LRU only moves with what the test does.
-        var destination = new PrivateMemoryDestination(memory, sharePages, mode, new PrivateVirtualMemoryOptions { ScanAccessBitsPeriodically = false });
+        var destination = new PrivateMemoryDestination(memory, sharePages, mode, new PrivateVirtualMemoryOptions { ScanAccessBitsPeriodically = false }, deviceEmulatorPages);
         return new SmallHost(agent, memory, destination);
     }
 

@@ -9,6 +9,7 @@ public class VMemDirectBenchTests
     private static VMemDirectBenchOptions Small() => new()
     {
         SizeMib = 16, BudgetMib = 4, MeasureAfter = TimeSpan.FromMilliseconds(300), KvBefore = TimeSpan.FromMilliseconds(600), KvAfter = TimeSpan.FromMilliseconds(800),
+        DeviceEmulatorMib = 1,
     };
 
     [Theory]
@@ -43,6 +44,51 @@ public class VMemDirectBenchTests
         Assert.Throws<ArgumentException>(() => new VMemDirectBench(new VMemDirectBenchOptions { MaxRounds = 0 }));
     }
 
+    [Theory]
+    [InlineData(-1.0, "LinkMbps")]
+    [InlineData(double.NaN, "--link-mbps")]
+    public void A_negative_or_non_finite_link_cap_is_refused_by_name(double mbps, string named)
+    {
+        var o = Small();
+        o.LinkMbps = mbps;
+        Assert.Contains(named, Assert.Throws<ArgumentException>(o.Validate).Message);
+    }
+
+    [Fact]
+    public void An_emulator_as_large_as_the_budget_is_refused_by_name()
+    {
+        var o = Small();
+        o.DeviceEmulatorMib = o.BudgetMib;
+        Assert.Contains("--emulator-mib", Assert.Throws<ArgumentException>(o.Validate).Message);
+        o.DeviceEmulatorMib = -1;
+        Assert.Contains("DeviceEmulatorMib", Assert.Throws<ArgumentException>(o.Validate).Message);
+    }
+
+    [Fact]
+    public void The_link_is_the_given_cap_uncapped_at_0_or_the_papers_ratio_times_the_measured_swap_write_rate()
+    {
+        var o = Small();
+        o.LinkMbps = 80;
+        Assert.Equal(10e6, new VMemDirectBench(o).Link.BytesPerSecond);
+        o.LinkMbps = 0;
+        Assert.Null(new VMemDirectBench(o).Link.BytesPerSecond);
+        Assert.Contains("uncapped", new VMemDirectBench(o).Link.Describe());
+        o.LinkMbps = null;
+        var derived = new VMemDirectBench(o).Link;
+        var disk = Assert.NotNull(derived.MeasuredSwapWriteBytesPerSecond);
+        Assert.True(disk > 0);
+        Assert.Equal(disk * 1250 / 2700, Assert.NotNull(derived.BytesPerSecond), 3);
+        Assert.Contains("2700 MB/s", derived.Describe());
+    }
+
+    [Fact]
+    public void The_swap_write_probe_measures_a_positive_rate_and_refuses_an_empty_probe()
+    {
+        Assert.True(SwapWriteProbe.MeasureBytesPerSecond(null, directIo: false, mib: 2, passes: 1) > 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => SwapWriteProbe.MeasureBytesPerSecond(null, false, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SwapWriteProbe.MeasureBytesPerSecond(null, false, 1, passes: 0));
+    }
+
     [Fact]
     public async Task Key_value_store_continues_at_a_vmem_direct_destination_with_its_timeline_before_and_after_the_resume()
     {
@@ -75,7 +121,14 @@ public class VMemDirectBenchTests
         Assert.Equal(4096, run.PagesVerified);
         Assert.True(run.MembenchAfterBytesPerSecond > 0);
         Assert.Empty(run.Timeline);
-        if (kind == "naive") Assert.True(Assert.NotNull(run.DuringMigration).PageOuts > 0, "naive swap pages out once its share is full");
+        Assert.NotNull(run.RoundDetails);
+        Assert.Equal(run.Rounds, run.RoundDetails.Count);
+        if (kind == "naive")
+        {
+            Assert.True(Assert.NotNull(run.DuringMigration).PageOuts > 0, "naive swap pages out once its share is full");
+            Assert.True(run.EmulatorPageIn > TimeSpan.Zero, "naive's device emulator was paged in at the resume");
+        }
+        else Assert.Null(run.EmulatorPageIn);
         if (kind == "split") Assert.NotNull(run.RemotePagesAfter);
     }
 

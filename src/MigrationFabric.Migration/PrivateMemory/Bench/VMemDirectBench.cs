@@ -20,6 +20,17 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 {
     private readonly VMemDirectBenchOptions _options = Validated(options);
+    private VMemDirectLink? _link;
+
+    /// <summary>The link the runs use: <see cref="VMemDirectBenchOptions.LinkMbps"/>, or derived from this machine's swap write rate (measured once, at the first run).</summary>
+    public VMemDirectLink Link => _link ??= ResolveLink();
+
+    private VMemDirectLink ResolveLink()
+    {
+        if (_options.LinkMbps is { } mbps) return new VMemDirectLink(mbps > 0 ? mbps * 1e6 / 8 : null, null);
+        var disk = SwapWriteProbe.MeasureBytesPerSecond(_options.SwapDirectory, _options.DirectIo, (int)Math.Min(256, _options.SizeMib));
+        return new VMemDirectLink(disk * VMemDirectBenchOptions.PaperLinkToSwapWrite, disk);
+    }
 
     private static VMemDirectBenchOptions Validated(VMemDirectBenchOptions options)
     {
@@ -38,6 +49,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
     /// <summary>Runs every workload for every kind, in that order, reporting each phase to <paramref name="progress"/>.</summary>
     public async Task<IReadOnlyList<VMemDirectRun>> RunAsync(IProgress<string>? progress, CancellationToken cancellationToken)
     {
+        progress?.Report($"link: {Link.Describe()}");
+        if (_options.WarmUp) await WarmUpAsync(progress, cancellationToken).ConfigureAwait(false);
         var runs = new List<VMemDirectRun>();
         var total = _options.Workloads.Count * _options.Kinds.Count;
         foreach (var workload in _options.Workloads)
@@ -49,6 +62,21 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             }
         }
         return runs;
+    }
+
+    // Each kind once, idle, on a small VM: the measured runs then all find their code paths compiled (the first kind paid for it alone).
+    private async Task WarmUpAsync(IProgress<string>? progress, CancellationToken cancellationToken)
+    {
+        var size = Math.Min(32, _options.SizeMib);
+        var warm = new VMemDirectBench(new VMemDirectBenchOptions
+        {
+            SizeMib = size, BudgetMib = Math.Max(4, size / 4), Kinds = _options.Kinds, Workloads = ["idle"], MeasureAfter = TimeSpan.FromMilliseconds(200),
+            MaxRounds = _options.MaxRounds, SwapDirectory = _options.SwapDirectory, DirectIo = _options.DirectIo, LinkMbps = 0,
+            DeviceEmulatorMib = Math.Min(_options.DeviceEmulatorMib, Math.Max(4, size / 4) / 2), WarmUp = false,
+            AsyncPlacementWrites = _options.AsyncPlacementWrites,
+        });
+        foreach (var kind in _options.Kinds)
+            await warm.RunOneAsync(kind, "idle", new Progress($"warm-up {kind}", progress), cancellationToken).ConfigureAwait(false);
     }
 
     private sealed class Progress(string tag, IProgress<string>? inner) : IProgress<MigrationProgress>
@@ -131,12 +159,12 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         {
             case "naive" or "vmem-direct" or "vmem-direct-m2":
                 var mode = kind == "naive" ? PagingMode.Naive : kind == "vmem-direct-m2" ? PagingMode.AsyncMethod2 : PagingMode.AsyncMethod1;
-                pvm = new PrivateMemoryDestination(target, budgetPages, mode, PagerOptions());
+                pvm = new PrivateMemoryDestination(target, budgetPages, mode, PagerOptions(), (_options.DeviceEmulatorMib << 20) / Page.Size);
                 targetMmu = pvm.Mmu;
                 destination.Pages.Accept(pvm.Incoming(id, "vm", incoming));
                 strategy = new VMemDirect(new VMemDirectOptions
                 {
-                    Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = _options.MaxRounds,
+                    Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap,
                 });
                 break;
             case "split":
@@ -149,7 +177,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             default:
                 targetMmu = plainMmu = new SoftwareMmu(target);
                 destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
-                strategy = new VMemDirect(new VMemDirectOptions { Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds });
+                strategy = new VMemDirect(new VMemDirectOptions { Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap });
                 break;
         }
         try
@@ -184,7 +212,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 during, after is { } a && during is { } d ? a.Since(d) : null,
                 main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
                 sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
-                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0);
+                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, pvm?.DeviceEmulator?.PageInTime);
         }
         finally
         {
@@ -200,12 +228,15 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 
     // The split baseline's construction, in one place (its options are changing to a list of sub-hosts).
     private Split SplitStrategy(Uri subHost, long budgetPages) =>
-        new(new SplitOptions { SubHosts = [subHost], MainBudgetPages = budgetPages, SplitMaxRounds = _options.MaxRounds });
+        new(new SplitOptions { SubHosts = [subHost], MainBudgetPages = budgetPages, SplitMaxRounds = _options.MaxRounds, BandwidthCap = LinkCap });
+
+    private long? LinkCap => Link.BytesPerSecond is { } b ? (long)b : null;
 
     private PrivateVirtualMemoryOptions PagerOptions() => new()
     {
         SwapFilePath = _options.SwapDirectory is { } d ? Path.Combine(d, $"mf-bench-{Guid.NewGuid():N}.swap") : null,
         DirectIo = _options.DirectIo,
+        AsyncPlacementWrites = _options.AsyncPlacementWrites,
     };
 
     private Func<KeyValueStoreOptions> KvOptions(long pageCount)

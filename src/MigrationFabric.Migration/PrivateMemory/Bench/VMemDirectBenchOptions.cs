@@ -39,6 +39,27 @@ public sealed class VMemDirectBenchOptions
     /// <summary>Swap I/O bypasses the page cache (O_DIRECT), so paging costs what the disk costs, as the paper's NVMe swap and Linux swap do. Default false.</summary>
     public bool DirectIo { get; set; }
 
+    /// <summary>Seed 004's migration link: 10 GbE, in megabits per second.</summary>
+    public const double PaperLinkMbps = 10_000;
+
+    /// <summary>Seed 004's swap device, a Samsung 970 PRO 1 TB: its datasheet's sequential write rate in MB/s (the slides name the device, not its rate).</summary>
+    public const double PaperSwapWriteMBps = 2_700;
+
+    /// <summary>The paper's link rate over its swap write rate (1250 MB/s / 2700 MB/s = 0.46): the network was the slower side.</summary>
+    public static double PaperLinkToSwapWrite => PaperLinkMbps / 8 / PaperSwapWriteMBps;
+
+    /// <summary>Cap of the migration link in megabits per second, the same for every kind (the migration's bandwidth cap; split: each destination link); 0: uncapped; null: <see cref="PaperLinkToSwapWrite"/> times this machine's swap write rate, measured before the runs. Default null.</summary>
+    public double? LinkMbps { get; set; }
+
+    /// <summary>Naive only: the destination's device emulator memory in MiB, paged out by the host's swap while the VM arrives and paged in at the resume (seed 004's extra naive downtime; the slides give no size, this is an assumption); 0: not modelled. Default 32.</summary>
+    public long DeviceEmulatorMib { get; set; } = 32;
+
+    /// <summary>VMemDirect: completed staged chunks are written by the pager's writer thread (true) or by the stream that placed their last page (false, the behaviour before 2026-11-22 session 3), for before/after comparisons. Default true.</summary>
+    public bool AsyncPlacementWrites { get; set; } = true;
+
+    /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
+    public bool WarmUp { get; set; } = true;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first option that is wrong.</summary>
     public void Validate()
     {
@@ -54,6 +75,10 @@ public sealed class VMemDirectBenchOptions
             throw new ArgumentException($"VMemDirectBenchOptions.KvBefore and KvAfter must be positive, were {KvBefore} and {KvAfter}.", nameof(KvAfter));
         if (MaxRounds < 1)
             throw new ArgumentException($"VMemDirectBenchOptions.MaxRounds must be at least 1, was {MaxRounds}.", nameof(MaxRounds));
+        if (DeviceEmulatorMib < 0 || DeviceEmulatorMib >= BudgetMib)
+            throw new ArgumentException($"VMemDirectBenchOptions.DeviceEmulatorMib (--emulator-mib) must be within 0..{BudgetMib - 1} (below the budget), was {DeviceEmulatorMib}.", nameof(DeviceEmulatorMib));
+        if (LinkMbps is { } link && (!double.IsFinite(link) || link < 0))
+            throw new ArgumentException($"VMemDirectBenchOptions.LinkMbps (--link-mbps) must be 0 (uncapped) or a positive number of megabits per second, was {link}.", nameof(LinkMbps));
         if (SwapDirectory is { } d && !Directory.Exists(d))
             throw new ArgumentException($"VMemDirectBenchOptions.SwapDirectory '{d}' does not exist.", nameof(SwapDirectory));
     }

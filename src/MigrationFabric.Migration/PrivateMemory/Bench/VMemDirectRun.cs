@@ -1,5 +1,6 @@
 using MigrationFabric.Memory.Swap;
 using MigrationFabric.Memory.Workloads;
+using MigrationFabric.Migration.Reporting;
 
 namespace MigrationFabric.Migration.PrivateMemory.Bench;
 
@@ -19,6 +20,8 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// <param name="MigrationStart">kv: when the migration started on <paramref name="Timeline"/>'s clock.</param>
 /// <param name="Resumed">kv: when the VM resumed at the destination on <paramref name="Timeline"/>'s clock.</param>
 /// <param name="KvCorruptReads">kv: GETs at the destination that did not return what the last SET stored.</param>
+/// <param name="RoundDetails">The migration's rounds (the last is the stop-and-copy): pages, time.</param>
+/// <param name="EmulatorPageIn">Naive with a modelled device emulator: how long its page-ins took at the resume (in the downtime), else null.</param>
 public sealed record VMemDirectRun(
     string Kind,
     string Workload,
@@ -34,7 +37,9 @@ public sealed record VMemDirectRun(
     IReadOnlyList<ThroughputSample> Timeline,
     TimeSpan MigrationStart,
     TimeSpan Resumed,
-    long KvCorruptReads)
+    long KvCorruptReads,
+    IReadOnlyList<RoundReport>? RoundDetails = null,
+    TimeSpan? EmulatorPageIn = null)
 {
     /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
     public double KvBaseline
