@@ -4,6 +4,7 @@ using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.DataPlane.FaultChannel;
 using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Rpc.Server;
@@ -57,14 +58,19 @@ if (args.Contains("--postcopy"))
     string windows = "";
     for (int i = 0; i < args.Length - 1; i++)
         if (args[i] == "--window") windows = args[i + 1];
+    // How faults reach the source (PostCopyOptions.FaultTransport): the fault channel (tcp) and RemotePages calls (grpc), alternating per cap.
+    string transports = "tcp,grpc";
+    for (int i = 0; i < args.Length - 1; i++)
+        if (args[i] == "--fault-transports") transports = args[i + 1];
     // Warm-up (not reported): the first migration in a process runs cold (tier-0) code on every path.
     await MigrateAsync(64L << 20, "hotset", new PostCopy(), postCopyWorkload: true);
     foreach (var cap in caps.Split(','))
         foreach (var hold in holds.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
             foreach (var batch in batches.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
                 foreach (var window in windows.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
-                    await PostCopyAsync(size, long.Parse(cap), hold == "" ? null : double.Parse(hold, System.Globalization.CultureInfo.InvariantCulture), batch == "" ? null : int.Parse(batch),
-                        window == "" ? null : uint.Parse(window));
+                    foreach (var transport in transports.Split(',', StringSplitOptions.RemoveEmptyEntries))
+                        await PostCopyAsync(size, long.Parse(cap), hold == "" ? null : double.Parse(hold, System.Globalization.CultureInfo.InvariantCulture), batch == "" ? null : int.Parse(batch),
+                            window == "" ? null : uint.Parse(window), Enum.Parse<RemoteFaultTransport>(transport, ignoreCase: true));
     return;
 }
 
@@ -92,14 +98,14 @@ foreach (var scenario in new[] { "idle", "hotset" })
 
 await PostCopyAsync(size, 256, null, null);
 
-static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages, uint? window = null)
+static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages, uint? window = null, RemoteFaultTransport transport = RemoteFaultTransport.Grpc)
 {
-    var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null };
+    var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null, FaultTransport = transport };
     if (batchPages is { } b) options.BatchPages = b;
     var hold = holdMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
     var (report, mmu, incoming, serving) = await MigrateAsync(size, "hotset", new PostCopy(options), postCopyWorkload: true, hold, window);
     var faults = mmu.FaultLatency;
-    string cap = (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches" + (window is { } w ? $", window {w} batches per stream" : "");
+    string cap = (transport == RemoteFaultTransport.Tcp ? "faults on the fault channel, " : "faults as RemotePages calls, ") + (capMib > 0 ? $"push capped at {capMib} MiB/s" : "push uncapped") + (hold is { } h ? $", destination holds the push up to {h.TotalMilliseconds:0.###} ms per batch while a fault is out" : "") + $", {options.BatchPages}-page batches" + (window is { } w ? $", window {w} batches per stream" : "");
     Console.WriteLine($"post-copy hotset ({cap}): total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
         $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
         $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
