@@ -32,6 +32,9 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         public Task Task { get; set; } = Task.CompletedTask;
     }
 
+    /// <summary>How long a split watches the guest's accesses before it plans which pages go to the main (SplitOptions.HotWindow): 200 ms, two demand-monitor epochs.</summary>
+    public static readonly TimeSpan SplitHotWindow = TimeSpan.FromMilliseconds(200);
+
     /// <summary>How long a completed migration waits for its workload to recover at the destination before its report is final (HostAgentOptions.RecoveryWindow).</summary>
     public RecoveryWatchOptions Recovery { get; init; } = new();
 
@@ -42,8 +45,13 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
     public void Start(StartMigrationRequest request, LocalVm vm, MigrationPlan plan)
     {
         var strategy = StrategyCatalog.Create(request, plan);
-        // The demand monitor takes the access bits it samples: split's hot/cold plan reads what it saw too.
-        if (strategy is Split split) split.Options.RecentAccess ??= vm.Demand.RecentAccess;
+        if (strategy is Split split)
+        {
+            // The demand monitor takes the access bits it samples: split's hot/cold plan reads what it saw too. Nothing else
+            // harvests the bits here, so the plan takes its own window: the main gets what the guest touched in it.
+            split.Options.RecentAccess ??= vm.Demand.RecentAccess;
+            if (split.Options.HotWindow == TimeSpan.Zero) split.Options.HotWindow = SplitHotWindow;
+        }
         var running = new Running(new CancellationTokenSource());
         if (!_running.TryAdd(request.MigrationId, running))
             throw new InvalidOperationException($"migration {request.MigrationId} already runs on host {agent.HostName}.");

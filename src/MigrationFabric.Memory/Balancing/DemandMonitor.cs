@@ -53,7 +53,7 @@ public sealed class DemandMonitor : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Sampled pages whose access bit this monitor found set (and cleared) within the last <see cref="DemandMonitorOptions.RecentEpochs"/> epochs; other pages' bits are never set here.</summary>
-    /// <remarks>"Recently accessed" is this or the access bit: the monitor takes the bits it samples, and without this a hot sampled page looks cold right after each epoch.</remarks>
+    /// <remarks>"Recently accessed" is this or the access bit: the monitor takes the bits it samples, and without this a hot sampled page looks cold right after each epoch. A reader starting a window of its own clears both (as split's hot window does).</remarks>
     public AtomicPageBitmap RecentAccess => _recent;
 
     /// <summary>Pages whose access bits are sampled.</summary>

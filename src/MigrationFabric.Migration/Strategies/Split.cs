@@ -29,6 +29,9 @@ public sealed class SplitOptions : PreCopyOptions
     /// <summary>Pages a demand monitor saw accessed lately (DemandMonitor.RecentAccess: it clears the access bits it samples), which the plan counts hot along with the access bits. Default null: the access bits alone.</summary>
     public AtomicPageBitmap? RecentAccess { get; set; }
 
+    /// <summary>Hot means accessed within this window before the plan: the access bits (and <see cref="RecentAccess"/>) are cleared, the VM runs this long, then the plan reads them. Default zero: the bits as found (accessed since whoever last harvested them; at a source without a pager nothing does, so every page ever touched looks hot).</summary>
+    public TimeSpan HotWindow { get; set; }
+
     /// <summary>Pre-copy rounds at most before switch-over (split does not throttle: it stops when the remainder fits the downtime target or here). Default 8.</summary>
     public int SplitMaxRounds { get; set; } = 8;
 
@@ -48,6 +51,8 @@ public sealed class SplitOptions : PreCopyOptions
                 if (SubHostBudgetPages[k] <= 0)
                     throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SubHostBudgetPages)}[{k}] must be positive, was {SubHostBudgetPages[k]}.");
         }
+        if (HotWindow < TimeSpan.Zero || HotWindow > TimeSpan.FromMinutes(1))
+            throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(HotWindow)} must be within 0..1 minute, was {HotWindow}.");
         if (SplitMaxRounds < 1) throw new ArgumentException($"{nameof(SplitOptions)}.{nameof(SplitMaxRounds)} must be at least 1, was {SplitMaxRounds}.");
     }
 }
@@ -78,6 +83,13 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         var job = session.Job;
         var memory = job.Memory;
         var channelOptions = Options.Channel ?? new RpcChannelOptions();
+        if (Options.HotWindow > TimeSpan.Zero)
+        {
+            // A fresh harvest: what the guest touches in the window is what the main should hold.
+            memory.Accessed.ClearAll();
+            Options.RecentAccess?.ClearAll();
+            await Task.Delay(Options.HotWindow, Options.TimeProvider, cancellationToken).ConfigureAwait(false);
+        }
         var plan = SplitPlan.Create(memory, Options.MainBudgetPages, Options.SubHosts, Options.SubHostBudgetPages, Options.RecentAccess);
         var links = new HostLink[Options.SubHosts.Count];
         for (int k = 0; k < links.Length; k++) links[k] = HostLink.Open(Options.SubHosts[k], Options.Streams, channelOptions, job.MigrationId + SplitSubHost.Suffix);

@@ -3,7 +3,11 @@ using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Mmu;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Tracking;
+using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.MultiHost;
+using MigrationFabric.Migration.RemotePaging;
+using MigrationFabric.Migration.Strategies;
+using MigrationFabric.Migration.Tests.Support;
 
 namespace MigrationFabric.Migration.Tests.MultiHost;
 
@@ -55,6 +59,48 @@ public class SplitPlanHotTests
         for (long p = 1000; p < 2000; p++) Assert.Equal(MemoryMap.Main, plan.HostOf(p));
         Assert.Equal(1000, plan.MainPages);
         Assert.Equal(memory.PageCount - 1000, plan.SubPages);
+    }
+
+    [Fact]
+    public async Task With_a_hot_window_a_split_puts_the_working_set_on_the_main_while_the_monitor_samples_it()
+    {
+        const long hotFirst = 3000, hotPages = 256;
+        await using var main = await Agent.StartAsync();
+        await using var sub = await Agent.StartAsync();
+        using var vm = new TestVm(16 << 20);
+        using var target = new TestVm(16 << 20);
+        using var subMemory = new GuestMemory(16 << 20);
+        var subIncoming = SplitSubHost.Accept(sub.Pages, "hot-1", "vm-1", subMemory);
+        using var mainHost = new SplitMainHost("hot-1", "vm-1", target.Memory, target.Mmu, sub.Address, new RemotePagerOptions { BudgetPages = hotPages + 64, PageOutBatch = 64 });
+        main.Pages.Accept(mainHost.Incoming);
+        // Every page written (so every access bit set), then only the working set at the end of memory is touched, as fast as it goes.
+        vm.Fill(stride: 1);
+        await using var monitor = new DemandMonitor(vm.Memory.Accessed, new DemandMonitorOptions { SampleEvery = 4, SamplingInterval = TimeSpan.FromMilliseconds(10) });
+        monitor.Start();
+        vm.Start(new HotSetWorkload(new HotSetOptions { WorkingSetFraction = (double)hotPages / 4096, TargetDirtyPagesPerSecond = 0, StartPage = hotFirst }));
+        await vm.WaitForProgressAsync(10_000, TimeSpan.FromSeconds(60));
+        // The bits as found say every page is hot: page order would fill the main with the first pages.
+        var asFound = SplitPlan.Create(vm.Memory, hotPages, [sub.Address], recentAccess: monitor.RecentAccess);
+        Assert.NotEqual(MemoryMap.Main, asFound.HostOf(hotFirst + hotPages - 1));
+
+        await new Split(new SplitOptions { SubHosts = [sub.Address], MainBudgetPages = hotPages, HotWindow = TimeSpan.FromMilliseconds(500), RecentAccess = monitor.RecentAccess })
+            .RunAsync(new MigrationJob { MigrationId = "hot-1", Vm = "vm-1", Memory = vm.Memory, Mmu = vm.Mmu, Destination = main.Address })
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        await subIncoming.Completion.WaitAsync(TimeSpan.FromSeconds(60));
+        await vm.StopWorkloadAsync();
+
+        var map = mainHost.Pager.Map;
+        for (long p = hotFirst; p < hotFirst + hotPages; p++) Assert.Equal(MemoryMap.Main, map.HostOf(p));
+        Assert.Equal(4096 - hotPages, map.PagesOn(1));
+    }
+
+    [Fact]
+    public void A_hot_window_out_of_range_is_refused_by_name()
+    {
+        var o = new SplitOptions { SubHosts = [A], MainBudgetPages = 10, HotWindow = TimeSpan.FromMilliseconds(-1) };
+        Assert.Contains("HotWindow", Assert.Throws<ArgumentException>(o.Validate).Message);
+        o.HotWindow = TimeSpan.FromMinutes(2);
+        Assert.Contains("HotWindow", Assert.Throws<ArgumentException>(o.Validate).Message);
     }
 
     [Fact]
