@@ -168,6 +168,19 @@ public class FaultChannelTests
         Assert.Equal(0, outgoing.Requests);
     }
 
+    [Fact]
+    public async Task The_source_refuses_to_open_a_fault_channel_to_a_TLS_destination_naming_the_option()
+    {
+        var tls = new Uri("https://127.0.0.1:1");
+        using var control = new MigrationFabric.Rpc.Client.RpcChannel(tls);
+
+        var error = await Assert.ThrowsAsync<FaultChannelException>(() =>
+            FaultChannelOpener.OpenAsync(control, tls, "m-1", "vm-1", Long, CancellationToken.None).WaitAsync(Long));
+
+        Assert.Contains("TLS", error.Message);
+        Assert.Contains("FaultTransport to Grpc", error.Message);
+    }
+
     // ---- the destination's end: the faulting thread sends and blocks for the reply ----
 
     [Fact]

@@ -19,9 +19,13 @@ internal static class FaultChannelOpener
         Method<OpenDataChannelRequest, OpenDataChannelResponse>.Create(PagesContract.Service, "OpenDataChannel");
 
     /// <summary>Opens the channel for <paramref name="migrationId"/>; the caller starts serving it once the switch-over has made the pending set (<see cref="FaultChannelServer.Start"/>).</summary>
-    /// <exception cref="FaultChannelException">The destination refused the channel, the connection failed, or no valid open frame came within <paramref name="timeout"/>.</exception>
+    /// <exception cref="FaultChannelException">The destination is served over TLS, refused the channel, the connection failed, or no valid open frame came within <paramref name="timeout"/>.</exception>
     public static async Task<FaultChannelServer> OpenAsync(RpcChannel control, Uri destination, string migrationId, string vm, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        // Never a silent downgrade: page contents would cross in clear where the operator asked for TLS.
+        if (destination.Scheme == Uri.UriSchemeHttps)
+            throw new FaultChannelException($"FaultTransport is Tcp, but the destination {destination} is served over TLS and the fault channel has no TLS: " +
+                "set PostCopyOptions/HybridOptions.FaultTransport to Grpc for this destination.");
         OpenDataChannelResponse grant;
         try
         {
