@@ -6,6 +6,7 @@ using MigrationFabric.Memory.Workloads;
 using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.MultiHost;
 using MigrationFabric.Migration.RemotePaging;
+using MigrationFabric.Migration.Reporting;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Rpc.Server;
 
@@ -17,6 +18,7 @@ long sizeMib = 1024, budgetMib = 256;
 int subHosts = 1;
 double measureSeconds = 3;
 int[] prefetches = [0, 16, 64];
+int repeats = 3;
 for (int i = 0; i < args.Length - 1; i++)
 {
     switch (args[i])
@@ -26,6 +28,7 @@ for (int i = 0; i < args.Length - 1; i++)
         case "--sub-hosts": subHosts = int.Parse(args[i + 1]); break;
         case "--measure-seconds": measureSeconds = double.Parse(args[i + 1]); break;
         case "--prefetch": prefetches = [.. args[i + 1].Split(',').Select(int.Parse)]; break;
+        case "--repeats": repeats = int.Parse(args[i + 1]); break;
     }
 }
 if (Environment.GetEnvironmentVariable("MF_BENCH_MIN_THREADS") is { } minThreads) ThreadPool.SetMinThreads(int.Parse(minThreads), int.Parse(minThreads));
@@ -33,6 +36,21 @@ long size = sizeMib << 20;
 long budgetPages = (budgetMib << 20) / Page.Size;
 Console.WriteLine($"split bench: VM {sizeMib} MiB, main budget {budgetMib} MiB, {subHosts} sub-host(s), memory benchmark over the whole VM at the main for {measureSeconds} s, " +
     $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
+
+if (args.Contains("--again"))
+{
+    // Moving a split VM again: pre-copy of the same idle VM from a plain source and from a split main (pages on the
+    // sub-hosts read through SplitSourceReader), alternating, so the two compare as ratios in one run.
+    for (int rep = 0; rep < repeats; rep++)
+    {
+        var plain = await PlainPreCopyAsync(size);
+        var (again, calls, fetched) = await SplitAgainAsync(size, budgetPages, subHosts);
+        Console.WriteLine($"repeat {rep}: pre-copy from a plain source {plain.TotalTime.TotalMilliseconds,7:0} ms ({plain.PagesVerified:N0} pages verified); " +
+            $"from a split main {again.TotalTime.TotalMilliseconds,7:0} ms ({again.PagesVerified:N0} verified) = {again.TotalTime / plain.TotalTime:0.00}x; " +
+            $"{fetched:N0} pages fetched from sub-hosts in {calls:N0} RemotePages calls");
+    }
+    return;
+}
 
 foreach (int prefetch in prefetches)
 {
@@ -78,6 +96,59 @@ foreach (int prefetch in prefetches)
     finally
     {
         foreach (var s in subs) await s.DisposeAsync();
+        foreach (var m in subMemory) m?.Dispose();
+    }
+}
+
+static async Task<MigrationReport> PlainPreCopyAsync(long size)
+{
+    await using var source = await Agent.StartAsync();
+    await using var destination = await Agent.StartAsync();
+    using var vm = new GuestMemory(size);
+    using var mmu = new SoftwareMmu(vm);
+    Fill(mmu);
+    using var target = new GuestMemory(size);
+    using var targetMmu = new SoftwareMmu(target);
+    destination.Pages.Accept(new IncomingMigration("again-plain", "vm", target, targetMmu, new IncomingMigrationOptions()));
+    return await new PreCopy(new PreCopyOptions { MaxRounds = 3 })
+        .RunAsync(new MigrationJob { MigrationId = "again-plain", Vm = "vm", Memory = vm, Mmu = mmu, Destination = destination.Address });
+}
+
+static async Task<(MigrationReport Report, long Calls, long Fetched)> SplitAgainAsync(long size, long budgetPages, int subHosts)
+{
+    await using var source = await Agent.StartAsync();
+    await using var main = await Agent.StartAsync();
+    await using var final = await Agent.StartAsync();
+    var subs = new Agent[subHosts];
+    var subMemory = new GuestMemory[subHosts];
+    try
+    {
+        for (int k = 0; k < subHosts; k++)
+        {
+            subs[k] = await Agent.StartAsync();
+            subMemory[k] = new GuestMemory(size);
+            SplitSubHost.Accept(subs[k].Pages, "again-split", "vm", subMemory[k]);
+        }
+        using var vm = new GuestMemory(size);
+        using var vmMmu = new SoftwareMmu(vm);
+        Fill(vmMmu);
+        using var target = new GuestMemory(size);
+        using var targetMmu = new SoftwareMmu(target);
+        using var mainHost = new SplitMainHost("again-split", "vm", target, targetMmu, new RemotePagerOptions { BudgetPages = budgetPages });
+        main.Pages.Accept(mainHost.Incoming);
+        await new Split(new SplitOptions { SubHosts = [.. subs.Select(s => s.Address)], MainBudgetPages = budgetPages, SplitMaxRounds = 5 })
+            .RunAsync(new MigrationJob { MigrationId = "again-split", Vm = "vm", Memory = vm, Mmu = vmMmu, Destination = main.Address });
+        using var moved = new GuestMemory(size);
+        using var movedMmu = new SoftwareMmu(moved);
+        final.Pages.Accept(new IncomingMigration("again-2", "vm", moved, movedMmu, new IncomingMigrationOptions()));
+        using var reader = new SplitSourceReader("vm", target, mainHost.Pager);
+        var report = await new PreCopy(new PreCopyOptions { MaxRounds = 3 })
+            .RunAsync(new MigrationJob { MigrationId = "again-2", Vm = "vm", Memory = target, Mmu = targetMmu, Destination = final.Address, PageReader = reader });
+        return (report, reader.Calls, reader.PagesFetched);
+    }
+    finally
+    {
+        foreach (var s in subs) if (s is not null) await s.DisposeAsync();
         foreach (var m in subMemory) m?.Dispose();
     }
 }
