@@ -1,7 +1,6 @@
 namespace MigrationFabric.Host.Tests;
 
 using MigrationFabric.Contracts.V1;
-using MigrationFabric.Grains.Storage;
 using MigrationFabric.Host.Api;
 using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
@@ -38,12 +37,7 @@ public sealed class VcpuFaultTests : IAsyncLifetime
         vm.Memory.CompleteEviction(page, 1, PageResidency.Remote);
     }
 
-    private async Task<VmRecord> RecordOf(string vm)
-    {
-        var state = new PersistentState<VmRecord>(new GrainStateKey("vm", $"{typeof(IVmGrain).FullName}/{vm}"), _cluster.Cluster.Storage);
-        await state.ReadStateAsync();
-        return state.State;
-    }
+    private Task<VmRecord> RecordOf(string vm) => VmRecords.Of(_cluster.Cluster, vm);
 
     private async Task<Vm> WhenFaulted(string name)
     {

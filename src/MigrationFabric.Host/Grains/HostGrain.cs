@@ -92,7 +92,7 @@ public sealed class HostGrain : Grain, IHostGrain
         {
             // The VM's grain keeps the map and hears of a lost sub-host; captured here because callbacks run outside this grain's turn.
             var vmGrain = GrainFactory.GetGrain<IVmGrain>(request.Vm);
-            split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(host, pages, message));
+            split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(request.MigrationId, host, pages, message));
         }
         IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
         if (Agent.Hypervisor.Find(request.Vm) is { } local) VmMemoryTerms.Apply(plan.ReservationBytes, plan.Weight, local);

@@ -33,8 +33,8 @@ public interface IVmGrain : IGrainWithStringKey
     /// <summary>From the main host: the VM's memory map (MemoryMap.Serialize) as the pager moved pages; persisted.</summary>
     Task SaveMemoryMap(string migrationId, byte[] map);
 
-    /// <summary>From the main host: sub-host <paramref name="host"/> died holding <paramref name="pages"/> pages only it had; persisted and reported by Describe.</summary>
-    Task ReportMemoryLost(string host, long pages, string message);
+    /// <summary>From the main host of split <paramref name="migrationId"/>: sub-host <paramref name="host"/> died holding <paramref name="pages"/> pages only it had; persisted and reported by Describe.</summary>
+    Task ReportMemoryLost(string migrationId, string host, long pages, string message);
 
     /// <summary>From the host running it: its vCPUs on <paramref name="host"/> stopped with <paramref name="error"/>; persisted and reported by Describe when that host does not answer.</summary>
     Task ReportVcpuFault(string host, string error);
@@ -84,6 +84,9 @@ public sealed class VmRecord
 
     /// <summary>VMMB weight it was created with (answered when its host cannot be reached).</summary>
     public uint Weight { get; set; } = 1;
+
+    /// <summary>The split whose main reported <see cref="MemoryError"/> (kept when that split's own ending lands after the report).</summary>
+    public string MemoryErrorMigrationId { get; set; } = "";
 
     /// <summary>Why its vCPUs stopped (VcpuFaults.Describe), as the host in <see cref="VcpuErrorHost"/> reported; empty when none did.</summary>
     public string VcpuError { get; set; } = "";

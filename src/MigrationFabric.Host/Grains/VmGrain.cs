@@ -142,8 +142,13 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
             Record.RemoteHosts = [.. remoteHosts ?? []];
             Record.SplitMigrationId = remoteHosts is null ? "" : migrationId;
             if (remoteHosts is null) Record.MemoryMap = [];
-            Record.MemoryError = "";
-            Record.LostPages = 0;
+            // A loss the new main reported before this ending landed (a sub-host died right after switch-over) is this split's own: kept.
+            if (remoteHosts is null || Record.MemoryErrorMigrationId != migrationId)
+            {
+                Record.MemoryError = "";
+                Record.LostPages = 0;
+                Record.MemoryErrorMigrationId = "";
+            }
             Record.Host = newHost;
             await GrainFactory.GetGrain<IRegistryGrain>(RegistryKey.Value).Move(GetPrimaryKeyString(), newHost);
             // The next call activates this grain on the new host's silo.
@@ -189,10 +194,15 @@ public sealed class VmGrain(IPersistentState<VmRecord> state) : Grain, IVmGrain
     }
 
     /// <inheritdoc />
-    public async Task ReportMemoryLost(string host, long pages, string message)
+    public async Task ReportMemoryLost(string migrationId, string host, long pages, string message)
     {
         if (!Record.Exists) return;
+        // From the split still ending, or from the main of the split the VM is now; a late report from an old main (the VM moved since) is not about it.
+        bool current = migrationId == Record.MigrationId ||
+            (Record.RemoteHosts.Count > 0 && (Record.SplitMigrationId.Length == 0 || Record.SplitMigrationId == migrationId));
+        if (!current) return;
         Record.MemoryError = LossMessage(host, pages, message);
+        Record.MemoryErrorMigrationId = migrationId;
         Record.LostPages += pages;
         await state.WriteStateAsync();
     }
