@@ -52,7 +52,8 @@ public sealed class BenchCommandTests
             Assert.Contains("| idle | vmem-direct |", output);
             Assert.Contains("Migration link: link capped at", output);
             Assert.Contains("swap write rate", output);
-            Assert.Contains("| idle | ideal | 1: ", output);
+            Assert.Contains("| idle | ideal | ", output);
+            Assert.Matches(@"\| idle \| ideal \| (Grpc|Tcp) \| 1: ", output);
             Assert.Contains("warm-up ideal", err);
             Assert.Contains("VMemDirect migration time vs ideal", output);
             Assert.Contains("[2/2] idle ideal", err);

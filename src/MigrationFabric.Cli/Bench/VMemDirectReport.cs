@@ -124,11 +124,11 @@ public static class VMemDirectReport
         if (!runs.Any(r => r.RoundDetails is { Count: > 0 })) return;
         sb.Append("\nPer round (the last is the stop-and-copy): ms / pages / MB/s on the wire");
         sb.Append(runs.Any(r => r.EmulatorPageIn is not null) ? "; naive's emulator page-in at the resume is part of its downtime.\n\n" : ".\n\n");
-        sb.Append("| workload | kind | rounds | emulator page-in (ms) |\n|---|---|---|---:|\n");
+        sb.Append("| workload | kind | channel | rounds | emulator page-in (ms) |\n|---|---|---|---|---:|\n");
         foreach (var r in runs)
         {
             if (r.RoundDetails is not { Count: > 0 } rounds) continue;
-            sb.Append(c, $"| {r.Workload} | {r.Kind} | ");
+            sb.Append(c, $"| {r.Workload} | {r.Kind} | {r.DataChannel} | ");
             for (var i = 0; i < rounds.Count; i++)
             {
                 var x = rounds[i];

@@ -1,4 +1,5 @@
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.DataPlane.Tcp;
 using MigrationFabric.Rpc.Server;
 
 namespace MigrationFabric.Migration.PrivateMemory.Bench;
@@ -21,6 +22,8 @@ internal sealed class LoopbackHost : IAsyncDisposable
         try
         {
             await h.Server.StartAsync(cancellationToken).ConfigureAwait(false);
+            // As a host agent: a TCP data-channel listener next to the gRPC endpoint, for whichever channel the migration picks.
+            h.Pages.StartDataChannels(new DataChannelListenerOptions());
         }
         catch
         {
@@ -30,5 +33,9 @@ internal sealed class LoopbackHost : IAsyncDisposable
         return h;
     }
 
-    public ValueTask DisposeAsync() => Server.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Pages.StopDataChannelsAsync().ConfigureAwait(false);
+        await Server.DisposeAsync().ConfigureAwait(false);
+    }
 }

@@ -212,7 +212,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 during, after is { } a && during is { } d ? a.Since(d) : null,
                 main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
                 sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
-                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, pvm?.DeviceEmulator?.PageInTime);
+                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, report.DataChannel, pvm?.DeviceEmulator?.PageInTime);
         }
         finally
         {

@@ -21,6 +21,7 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// <param name="Resumed">kv: when the VM resumed at the destination on <paramref name="Timeline"/>'s clock.</param>
 /// <param name="KvCorruptReads">kv: GETs at the destination that did not return what the last SET stored.</param>
 /// <param name="RoundDetails">The migration's rounds (the last is the stop-and-copy): pages, time.</param>
+/// <param name="DataChannel">What carried the page streams (gRPC calls or TCP data channels).</param>
 /// <param name="EmulatorPageIn">Naive with a modelled device emulator: how long its page-ins took at the resume (in the downtime), else null.</param>
 public sealed record VMemDirectRun(
     string Kind,
@@ -39,6 +40,7 @@ public sealed record VMemDirectRun(
     TimeSpan Resumed,
     long KvCorruptReads,
     IReadOnlyList<RoundReport>? RoundDetails = null,
+    DataPlane.DataChannel DataChannel = default,
     TimeSpan? EmulatorPageIn = null)
 {
     /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
