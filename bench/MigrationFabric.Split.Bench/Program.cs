@@ -19,6 +19,7 @@ int subHosts = 1;
 double measureSeconds = 3;
 int[] prefetches = [0, 16, 64];
 int repeats = 3;
+int[] runPages = [SplitSourceReader.DefaultRunPages];
 for (int i = 0; i < args.Length - 1; i++)
 {
     switch (args[i])
@@ -29,6 +30,7 @@ for (int i = 0; i < args.Length - 1; i++)
         case "--measure-seconds": measureSeconds = double.Parse(args[i + 1]); break;
         case "--prefetch": prefetches = [.. args[i + 1].Split(',').Select(int.Parse)]; break;
         case "--repeats": repeats = int.Parse(args[i + 1]); break;
+        case "--run-pages": runPages = [.. args[i + 1].Split(',').Select(int.Parse)]; break;
     }
 }
 if (Environment.GetEnvironmentVariable("MF_BENCH_MIN_THREADS") is { } minThreads) ThreadPool.SetMinThreads(int.Parse(minThreads), int.Parse(minThreads));
@@ -40,14 +42,17 @@ Console.WriteLine($"split bench: VM {sizeMib} MiB, main budget {budgetMib} MiB, 
 if (args.Contains("--again"))
 {
     // Moving a split VM again: pre-copy of the same idle VM from a plain source and from a split main (pages on the
-    // sub-hosts read through SplitSourceReader), alternating, so the two compare as ratios in one run.
+    // sub-hosts read through SplitSourceReader, for each --run-pages), alternating, so they compare as ratios in one run.
     for (int rep = 0; rep < repeats; rep++)
     {
         var plain = await PlainPreCopyAsync(size);
-        var (again, calls, fetched) = await SplitAgainAsync(size, budgetPages, subHosts);
-        Console.WriteLine($"repeat {rep}: pre-copy from a plain source {plain.TotalTime.TotalMilliseconds,7:0} ms ({plain.PagesVerified:N0} pages verified); " +
-            $"from a split main {again.TotalTime.TotalMilliseconds,7:0} ms ({again.PagesVerified:N0} verified) = {again.TotalTime / plain.TotalTime:0.00}x; " +
-            $"{fetched:N0} pages fetched from sub-hosts in {calls:N0} RemotePages calls");
+        Console.WriteLine($"repeat {rep}: pre-copy from a plain source {plain.TotalTime.TotalMilliseconds,7:0} ms ({plain.PagesVerified:N0} pages verified)");
+        foreach (int run in runPages)
+        {
+            var (again, calls, fetched) = await SplitAgainAsync(size, budgetPages, subHosts, run);
+            Console.WriteLine($"  from a split main, run {run,4} pages: {again.TotalTime.TotalMilliseconds,7:0} ms ({again.PagesVerified:N0} verified) = {again.TotalTime / plain.TotalTime:0.00}x; " +
+                $"{fetched:N0} pages fetched from sub-hosts in {calls:N0} RemotePages calls");
+        }
     }
     return;
 }
@@ -114,7 +119,7 @@ static async Task<MigrationReport> PlainPreCopyAsync(long size)
         .RunAsync(new MigrationJob { MigrationId = "again-plain", Vm = "vm", Memory = vm, Mmu = mmu, Destination = destination.Address });
 }
 
-static async Task<(MigrationReport Report, long Calls, long Fetched)> SplitAgainAsync(long size, long budgetPages, int subHosts)
+static async Task<(MigrationReport Report, long Calls, long Fetched)> SplitAgainAsync(long size, long budgetPages, int subHosts, int runPages)
 {
     await using var source = await Agent.StartAsync();
     await using var main = await Agent.StartAsync();
@@ -141,7 +146,7 @@ static async Task<(MigrationReport Report, long Calls, long Fetched)> SplitAgain
         using var moved = new GuestMemory(size);
         using var movedMmu = new SoftwareMmu(moved);
         final.Pages.Accept(new IncomingMigration("again-2", "vm", moved, movedMmu, new IncomingMigrationOptions()));
-        using var reader = new SplitSourceReader("vm", target, mainHost.Pager);
+        using var reader = new SplitSourceReader("vm", target, mainHost.Pager, runPages: runPages);
         var report = await new PreCopy(new PreCopyOptions { MaxRounds = 3 })
             .RunAsync(new MigrationJob { MigrationId = "again-2", Vm = "vm", Memory = target, Mmu = targetMmu, Destination = final.Address, PageReader = reader });
         return (report, reader.Calls, reader.PagesFetched);

@@ -14,23 +14,27 @@ namespace MigrationFabric.Migration.MultiHost;
 /// <remarks>
 /// Each read holds the main's paging off (<see cref="RemotePager.HoldPaging"/>), so a page cannot be paged out between
 /// reading its residency and copying it. A page Remote at the main is fetched from its sub-host with up to
-/// <see cref="RunPages"/> - 1 following pages that sub-host holds, kept until the map changes (a page-in or page-out bumps
+/// runPages - 1 following pages that sub-host holds, kept until the map changes (a page-in or page-out bumps
 /// its version); within a version a sub-host's copy of a page Remote at the main is the only one, so it is current. A
 /// page Remote at the main and owned by it was never written: zeroes. A sub-host that does not answer fails the read
 /// with an <see cref="IOException"/> naming it (before switch-over the migration fails and the VM stays split at the main).
 /// </remarks>
 public sealed class SplitSourceReader : IPageContentReader, IDisposable
 {
-    /// <summary>Pages asked of a sub-host in one RemotePages call at most (the read one and the next ones it holds).</summary>
-    public const int RunPages = 64;
+    /// <summary>Default of the pages asked of a sub-host in one RemotePages call at most (the read one and the next ones it holds).</summary>
+    public const int DefaultRunPages = 64;
+
+    /// <summary>Most pages one call may ask for: 512 pages (2 MiB) keep a reply under a channel's default 4 MiB receive limit, which 1024 exceed.</summary>
+    public const int MaxRunPages = 512;
 
     private readonly string _vm;
     private readonly GuestMemory _memory;
     private readonly RemotePager _pager;
     private readonly TimeSpan _timeout;
     private readonly RpcChannel?[] _channels;
-    private readonly byte[] _cache = new byte[RunPages * Page.Size];
-    private readonly long[] _cached = new long[RunPages];
+    private readonly int _runPages;
+    private readonly byte[] _cache;
+    private readonly long[] _cached;
     private int _cachedCount;
     private long _cacheVersion = -1;
     private long _fetched, _calls;
@@ -41,7 +45,8 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
     /// <param name="pager">The main's remote pager: its map says where each page lives.</param>
     /// <param name="timeout">Deadline of one RemotePages call (RemotePagerOptions.Timeout's default: 10 s).</param>
     /// <param name="channel">Options of the channels to the sub-hosts (null: defaults).</param>
-    public SplitSourceReader(string vm, GuestMemory memory, RemotePager pager, TimeSpan? timeout = null, RpcChannelOptions? channel = null)
+    /// <param name="runPages">Pages asked of a sub-host in one call at most, 1..<see cref="MaxRunPages"/> (default <see cref="DefaultRunPages"/>).</param>
+    public SplitSourceReader(string vm, GuestMemory memory, RemotePager pager, TimeSpan? timeout = null, RpcChannelOptions? channel = null, int runPages = DefaultRunPages)
     {
         ArgumentException.ThrowIfNullOrEmpty(vm);
         ArgumentNullException.ThrowIfNull(memory);
@@ -49,6 +54,10 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
         if (pager.Map.PageCount != memory.PageCount)
             throw new ArgumentException($"the pager's map covers {pager.Map.PageCount} pages but VM {vm}'s memory has {memory.PageCount}.", nameof(pager));
         if (timeout is { } t && t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeout), t, "the RemotePages deadline must be positive.");
+        if (runPages < 1 || runPages > MaxRunPages) throw new ArgumentOutOfRangeException(nameof(runPages), runPages, $"runPages must be within 1..{MaxRunPages}.");
+        _runPages = runPages;
+        _cache = new byte[runPages * Page.Size];
+        _cached = new long[runPages];
         _vm = vm;
         _memory = memory;
         _pager = pager;
@@ -107,13 +116,13 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
         return true;
     }
 
-    /// <summary>Fetches <paramref name="page"/> and the next pages Remote here that <paramref name="host"/> holds (looked for within 4 x RunPages) into the cache.</summary>
+    /// <summary>Fetches <paramref name="page"/> and the next pages Remote here that <paramref name="host"/> holds (looked for within 4 x the run) into the cache.</summary>
     private void Fetch(long page, int host)
     {
         var map = _pager.Map;
         var request = new RemotePagesRequest { Vm = _vm };
-        long end = Math.Min(_memory.PageCount, page + 4L * RunPages);
-        for (long q = page; q < end && request.PageNumbers.Count < RunPages; q++)
+        long end = Math.Min(_memory.PageCount, page + 4L * _runPages);
+        for (long q = page; q < end && request.PageNumbers.Count < _runPages; q++)
             if (map.HostOf(q) == host && _memory.GetResidency(q) == PageResidency.Remote) request.PageNumbers.Add((ulong)q);
         RemotePagesResponse response;
         try
@@ -131,7 +140,7 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
         _cacheVersion = -1;
         var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _memory.PageCount);
         // Requested pages are ascending; the cache keeps them so, for the binary search.
-        while (reader.TryRead(out var entry) && _cachedCount < RunPages)
+        while (reader.TryRead(out var entry) && _cachedCount < _runPages)
         {
             if (_cachedCount > 0 && entry.Page <= _cached[_cachedCount - 1]) continue;
             entry.DecodeInto(_cache.AsSpan(_cachedCount * Page.Size, Page.Size));

@@ -125,6 +125,8 @@ public class SplitAgainTests
         using var pager = new RemotePager("vm-1", memory, new MemoryMap(memory.PageCount, [new Uri("http://127.0.0.1:1")]), new RemotePagerOptions { BudgetPages = 128 });
         Assert.Contains("covers", Assert.Throws<ArgumentException>(() => new SplitSourceReader("vm-1", other, pager)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new SplitSourceReader("vm-1", memory, pager, TimeSpan.Zero));
+        Assert.Contains("runPages", Assert.Throws<ArgumentOutOfRangeException>(() => new SplitSourceReader("vm-1", memory, pager, runPages: 0)).Message);
+        Assert.Contains("1..512", Assert.Throws<ArgumentOutOfRangeException>(() => new SplitSourceReader("vm-1", memory, pager, runPages: SplitSourceReader.MaxRunPages + 1)).Message);
         using var reader = new SplitSourceReader("vm-1", memory, pager);
         Assert.Contains("4096", Assert.Throws<ArgumentException>(() => reader.ReadPage(0, PageResidency.Remote, new byte[10])).Message);
         // A page the main owns and never wrote reads as zeroes, with no call.
