@@ -17,8 +17,10 @@ namespace MigrationFabric.Migration.Bench;
 /// </remarks>
 internal static class DataPlaneBench
 {
-    public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window)
+    public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window, string channels = "both")
     {
+        if (channels is not ("both" or "grpc" or "tcp")) throw new ArgumentException($"--channel must be grpc, tcp or both, was '{channels}'.");
+        bool grpc = channels != "tcp", tcpChannel = channels != "grpc";
         long size = sizeMib << 20;
         Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn; " +
             $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}, server GC {System.Runtime.GCSettings.IsServerGC}");
@@ -31,8 +33,8 @@ internal static class DataPlaneBench
             using var warmMmu = new SoftwareMmu(warm);
             Fill(warmMmu);
             await RawTcpAsync(warm.SizeBytes);
-            await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true, DataChannel.Grpc);
-            await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up-tcp", verify: true, DataChannel.Tcp);
+            if (grpc) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true, DataChannel.Grpc);
+            if (tcpChannel) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up-tcp", verify: true, DataChannel.Tcp);
         }
         var raw = new List<Cost>();
         var moved = new List<Cost>();
@@ -42,15 +44,21 @@ internal static class DataPlaneBench
             GC.Collect();
             var tcp = await RawTcpAsync(size);
             raw.Add(tcp);
-            GC.Collect();
-            var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0, DataChannel.Grpc);
-            moved.Add(run);
-            GC.Collect();
-            var channel = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-tcp-{r}", verify: r == 0, DataChannel.Tcp);
-            tcpMoved.Add(channel);
             Console.WriteLine($"  rep {r}: raw TCP {tcp.GBps(size):0.000} GB/s ({tcp.CpuPerGB(size):0.00} CPU s/GB)");
-            Console.WriteLine($"         gRPC        {Line(run, tcp)}");
-            Console.WriteLine($"         TCP channel {Line(channel, tcp)}");
+            if (grpc)
+            {
+                GC.Collect();
+                var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0, DataChannel.Grpc);
+                moved.Add(run);
+                Console.WriteLine($"         gRPC        {Line(run, tcp)}");
+            }
+            if (tcpChannel)
+            {
+                GC.Collect();
+                var channel = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-tcp-{r}", verify: r == 0, DataChannel.Tcp);
+                tcpMoved.Add(channel);
+                Console.WriteLine($"         TCP channel {Line(channel, tcp)}");
+            }
         }
         string Line(Cost run, Cost tcp) => $"migration wire {run.GBps(run.Bytes):0.000} GB/s = {run.GBps(run.Bytes) / tcp.GBps(size):0.00} x raw TCP, " +
             $"{run.CpuPerGB(run.Bytes):0.00} CPU s/GB, {run.Allocated / (run.Bytes / 1e9) / 1e6:0} MB allocated/GB, GCs {run.Gen0}/{run.Gen1}/{run.Gen2}";
@@ -58,6 +66,7 @@ internal static class DataPlaneBench
         double rawMedian = Median(raw.Select(c => c.GBps(size)));
         foreach (var (name, runs) in new[] { ("gRPC", moved), ("TCP channel", tcpMoved) })
         {
+            if (runs.Count == 0) continue;
             double runMedian = Median(runs.Select(c => c.GBps(c.Bytes)));
             Console.WriteLine($"  median {name}: raw TCP {rawMedian:0.000} GB/s, migration wire {runMedian:0.000} GB/s, ratio {runMedian / rawMedian:0.00} (per-rep ratios median {Median(raw.Zip(runs, (t, m) => m.GBps(m.Bytes) / t.GBps(size))):0.00}); " +
                 $"CPU s/GB raw {Median(raw.Select(c => c.CpuPerGB(size))):0.00}, migration {Median(runs.Select(c => c.CpuPerGB(c.Bytes))):0.00}");

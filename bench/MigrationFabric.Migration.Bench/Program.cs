@@ -37,7 +37,10 @@ if (args.Contains("--dataplane"))
 {
     // The data plane alone (PageStreamGroup -> PagesService -> IncomingMigration), warm, repeated, alternating with raw TCP.
     int Arg(string name, int fallback) { for (int i = 0; i < args.Length - 1; i++) if (args[i] == name) return int.Parse(args[i + 1]); return fallback; }
-    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8));
+    // --channel grpc|tcp runs one data channel only (for a profile); both by default.
+    int channelAt = Array.IndexOf(args, "--channel");
+    string channels = channelAt >= 0 && channelAt + 1 < args.Length ? args[channelAt + 1] : "both";
+    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8), channels);
     return;
 }
 
@@ -80,14 +83,17 @@ if (args.Contains("--codec"))
     return;
 }
 
-Console.WriteLine($"migration bench: VM {sizeMib} MiB, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
+// The pre-copy runs' data channel: --channel grpc|tcp (default tcp, as between host agents: HostAgentOptions.DataChannel).
+int channelArg = Array.IndexOf(args, "--channel");
+var dataChannel = channelArg >= 0 && channelArg + 1 < args.Length && args[channelArg + 1] == "grpc" ? DataChannel.Grpc : DataChannel.Tcp;
+Console.WriteLine($"migration bench: VM {sizeMib} MiB, data channel {dataChannel}, {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}");
 
 double tcp = await RawTcpAsync(2L << 30);
 Console.WriteLine($"raw loopback TCP (one socket pair, 1 MiB writes, 2 GiB): {tcp / 1e9:0.000} GB/s");
 
 foreach (var scenario in new[] { "idle", "hotset" })
 {
-    var (report, _, _, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions()), postCopyWorkload: false);
+    var (report, _, _, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions { DataChannel = dataChannel }), postCopyWorkload: false);
     double wire = report.BytesSent / report.TransferTime.TotalSeconds;
     Console.WriteLine($"pre-copy {scenario,-6}: total {report.TotalTime.TotalMilliseconds,8:0.0} ms, downtime {report.Downtime.TotalMilliseconds,7:0.00} ms, " +
         $"rounds {report.Rounds.Count}, bytes {report.BytesSent,13:N0}, pages {report.PagesSent:N0} (zero {report.ZeroPagesSent:N0}), " +
@@ -136,6 +142,8 @@ static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigrat
     destinationServer.AddService(destinationPages.Definition);
     await sourceServer.StartAsync();
     await destinationServer.StartAsync();
+    // The pages travel on TCP data channels (MigrationOptions.DataChannel's default), as between host agents.
+    await using var dataChannels = destinationPages.StartDataChannels(new MigrationFabric.Migration.DataPlane.Tcp.DataChannelListenerOptions());
     using var source = new GuestMemory(size);
     using var sourceMmu = new SoftwareMmu(source);
     using var target = new GuestMemory(size);

@@ -24,6 +24,9 @@ public sealed class EmbeddedClusterOptions
     /// <summary>Membership (liveness) options of every agent; null takes MembershipOptions' defaults. Default null.</summary>
     public MembershipOptions? Membership { get; set; }
 
+    /// <summary>Every agent's HostAgentOptions.DataChannel. Default Tcp, as HostAgentOptions.</summary>
+    public MigrationFabric.Migration.DataPlane.DataChannel DataChannel { get; set; } = MigrationFabric.Migration.DataPlane.DataChannel.Tcp;
+
     /// <summary>Throws naming the first invalid option.</summary>
     public void Validate()
     {
@@ -92,6 +95,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                     HostName = $"{options.NamePrefix}{(char)('a' + i)}",
                     MemoryBudgetBytes = options.BudgetOf(i),
                     ApiPort = options.FirstApiPort == 0 ? 0 : options.FirstApiPort + i,
+                    DataChannel = options.DataChannel,
                 }, cluster.Table, cluster.Storage, options.Membership);
                 await agent.StartAsync(cancellationToken).ConfigureAwait(false);
                 cluster._agents.Add(agent);

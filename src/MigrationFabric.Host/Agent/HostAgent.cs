@@ -11,6 +11,7 @@ using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
 using MigrationFabric.Host.Migrations;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.DataPlane.Tcp;
 using MigrationFabric.Rpc.Server;
 
 /// <summary>The host agent of one hypervisor host: a silo (HostGrain, VmGrain, MigrationSessionGrain) and one gRPC endpoint serving the scheduler API and the data plane.</summary>
@@ -38,7 +39,7 @@ public sealed class HostAgent : IAsyncDisposable
         _membershipOptions = membershipOptions;
         _ownsDataDirectory = options.DataDirectory is null;
         string dataDirectory = options.DataDirectory ?? Path.Combine(Path.GetTempPath(), $"mf-agent-{options.HostName}-{Guid.NewGuid():N}");
-        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService(), dataDirectory);
+        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService(), dataDirectory) { DataChannel = options.DataChannel };
         _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory) { Recovery = new RecoveryWatchOptions { Window = options.RecoveryWindow } };
     }
 
@@ -50,6 +51,9 @@ public sealed class HostAgent : IAsyncDisposable
 
     /// <summary>This host's VMs and budget.</summary>
     public LocalHypervisor Hypervisor => _context.Hypervisor;
+
+    /// <summary>This host's data plane (the Pages service and its data-channel listener).</summary>
+    public PagesService Pages => _context.Pages;
 
     /// <summary>Directory of the agent's files (private swap files).</summary>
     public string DataDirectory => _context.DataDirectory;
@@ -94,6 +98,11 @@ public sealed class HostAgent : IAsyncDisposable
         server.AddService(FabricService.Create(new FabricScheduler(silo.GrainFactory, () => silo.Membership.Current)));
         await server.StartAsync(cancellationToken).ConfigureAwait(false);
         _server = server;
+        // Every agent can be a destination: its data channels listen on the gRPC endpoint's address.
+        _context.Pages.StartDataChannels(new DataChannelListenerOptions
+        {
+            Address = _options.ListenAddress, Port = _options.DataChannelPort, MaxMessageSize = _options.MaxReceiveMessageSize,
+        });
         _context.Endpoint = $"http://{_options.AdvertisedHost}:{server.Port}";
         if (_options.RebalanceInterval is { } every) _rebalance = new PeriodicRebalance(_context.Hypervisor, every);
     }
@@ -105,6 +114,7 @@ public sealed class HostAgent : IAsyncDisposable
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.StopAsync(cancellationToken).ConfigureAwait(false);
         if (_server is not null) await _server.StopAsync(cancellationToken).ConfigureAwait(false);
+        await _context.Pages.StopDataChannelsAsync().ConfigureAwait(false);
         if (_rebalance is not null) await _rebalance.DisposeAsync().ConfigureAwait(false);
         await _context.Held.DisposeAsync().ConfigureAwait(false);
         await _context.Hypervisor.DisposeAsync().ConfigureAwait(false);
@@ -118,6 +128,7 @@ public sealed class HostAgent : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _state, 2) != 1) return;
         if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
+        await _context.Pages.StopDataChannelsAsync().ConfigureAwait(false);
         if (_silo is not null) await _silo.AbortAsync().ConfigureAwait(false);
         if (_rebalance is not null) await _rebalance.DisposeAsync().ConfigureAwait(false);
         await _context.Coordinator.DisposeAsync().ConfigureAwait(false);

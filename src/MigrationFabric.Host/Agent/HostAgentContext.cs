@@ -29,6 +29,9 @@ public sealed class HostAgentContext
     /// <summary>This host's data plane.</summary>
     public PagesService Pages { get; }
 
+    /// <summary>What carries the pages of migrations this host is the source of (HostAgentOptions.DataChannel).</summary>
+    public DataChannel DataChannel { get; init; } = DataChannel.Tcp;
+
     /// <summary>Directory for this agent's files (private swap files).</summary>
     public string DataDirectory { get; }
 

@@ -38,6 +38,12 @@ public sealed class HostAgentOptions
     /// <summary>Directory for the agent's files (private swap files of over-committed VMs). Default null: a new directory under the temp directory, deleted when the agent stops.</summary>
     public string? DataDirectory { get; set; }
 
+    /// <summary>What carries the pages of migrations this host is the source of: TCP data channels negotiated over gRPC, or gRPC PageStream calls. Default Tcp (bench/RESULTS.md, "TCP data channel").</summary>
+    public MigrationFabric.Migration.DataPlane.DataChannel DataChannel { get; set; } = MigrationFabric.Migration.DataPlane.DataChannel.Tcp;
+
+    /// <summary>TCP port of the data-channel listener (on <see cref="ListenAddress"/>, like the gRPC endpoint); 0 (the default) picks a free one, which OpenDataChannel tells sources.</summary>
+    public int DataChannelPort { get; set; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
@@ -48,6 +54,8 @@ public sealed class HostAgentOptions
         if (MemoryBudgetBytes <= 0 || MemoryBudgetBytes % 4096 != 0)
             throw new ArgumentException($"HostAgentOptions.MemoryBudgetBytes must be a positive multiple of 4096, was {MemoryBudgetBytes}.");
         if (ApiPort is < 0 or > 65535) throw new ArgumentException($"HostAgentOptions.ApiPort must be in 0..65535, was {ApiPort}.");
+        if (DataChannelPort is < 0 or > 65535) throw new ArgumentException($"HostAgentOptions.DataChannelPort must be in 0..65535, was {DataChannelPort}.");
+        if (!Enum.IsDefined(DataChannel)) throw new ArgumentException($"HostAgentOptions.DataChannel must be Tcp or Grpc, was {(int)DataChannel}.");
         if (SiloPort is < 0 or > 65535) throw new ArgumentException($"HostAgentOptions.SiloPort must be in 0..65535, was {SiloPort}.");
         if (string.IsNullOrWhiteSpace(AdvertisedHost)) throw new ArgumentException("HostAgentOptions.AdvertisedHost must be a host name or IP address.");
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException($"HostAgentOptions.RequestTimeout must be positive, was {RequestTimeout}.");

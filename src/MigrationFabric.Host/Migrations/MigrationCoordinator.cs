@@ -44,7 +44,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
     /// <summary>Starts moving <paramref name="vm"/> in the background (the request is validated and the destination prepared).</summary>
     public void Start(StartMigrationRequest request, LocalVm vm, MigrationPlan plan)
     {
-        var strategy = StrategyCatalog.Create(request, plan);
+        var strategy = StrategyCatalog.Create(request, plan, agent.DataChannel);
         if (strategy is Split split)
         {
             // The demand monitor takes the access bits it samples: split's hot/cold plan reads what it saw too. Nothing else

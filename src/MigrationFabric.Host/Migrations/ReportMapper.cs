@@ -72,6 +72,7 @@ public static class ReportMapper
             ZeroPages = (ulong)r.ZeroPagesSent,
             Integrity = new IntegrityCheck { PagesChecked = (ulong)r.PagesVerified, MismatchedPages = 0, VmDigest = vmDigest },
             PreCopyEnding = r.PreCopyEnding is { } ending ? Ending(ending) : null,
+            DataChannel = r.DataChannel == MigrationFabric.Migration.DataPlane.DataChannel.Tcp ? DataChannelKind.Tcp : DataChannelKind.Grpc,
         };
         foreach (var (host, bytes) in r.BytesSentPerDestination)
             report.PerDestination.Add(new DestinationProgress { Host = host, BytesSent = (ulong)bytes });

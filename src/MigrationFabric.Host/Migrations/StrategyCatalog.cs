@@ -2,6 +2,7 @@ namespace MigrationFabric.Host.Migrations;
 
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Host.Errors;
+using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Rpc;
 
@@ -152,12 +153,13 @@ public static class StrategyCatalog
         }
     }
 
-    /// <summary>The strategy object for a validated request and its plan.</summary>
-    public static MigrationStrategy Create(StartMigrationRequest request, MigrationPlan plan)
+    /// <summary>The strategy object for a validated request and its plan; its pages travel on <paramref name="dataChannel"/> (the source agent's HostAgentOptions.DataChannel).</summary>
+    public static MigrationStrategy Create(StartMigrationRequest request, MigrationPlan plan, DataChannel dataChannel = DataChannel.Tcp)
     {
         var limits = request.Limits;
         T Common<T>(T o) where T : MigrationOptions
         {
+            o.DataChannel = dataChannel;
             o.Streams = (int)limits.Streams;
             if (limits.BandwidthBytesPerSecond > 0) o.BandwidthCap = (long)limits.BandwidthBytesPerSecond;
             if (limits.Deadline is { } d && d.ToTimeSpan() > TimeSpan.Zero) o.Deadline = d.ToTimeSpan();

@@ -17,6 +17,7 @@ internal sealed class PageStreamSender : IAsyncDisposable
     private ulong _sent, _acked;
     private uint _window;
     private bool _opened;
+    private volatile bool _closing;
     private Exception? _fault;
 
     private PageStreamSender(IPageStreamTransport transport, DataPlaneCounters counters, TokenBucket? bucket)
@@ -96,6 +97,7 @@ internal sealed class PageStreamSender : IAsyncDisposable
     public async Task CloseAsync(CancellationToken cancellationToken)
     {
         await FlushAsync(cancellationToken).ConfigureAwait(false);
+        _closing = true;
         await _transport.WriteMessageAsync(new PageStreamMessage { Close = new StreamClose { Batches = _sent, Pages = (ulong)_counters.PagesSent } }, cancellationToken).ConfigureAwait(false);
         await _transport.CompleteAsync().ConfigureAwait(false);
         await _ackLoop.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -133,8 +135,9 @@ internal sealed class PageStreamSender : IAsyncDisposable
                 _opened = true;
                 _acks.Set();
             }
-            if (Volatile.Read(ref _acked) < Volatile.Read(ref _sent) || !_opened)
-                Volatile.Write(ref _fault, new IOException($"page stream {Index}: the receiver ended the stream with {InFlight} batches unacknowledged."));
+            // Ending before the sender's close is a failure even with nothing in flight: the next batch would wait for an ack forever.
+            if (Volatile.Read(ref _acked) < Volatile.Read(ref _sent) || !_opened || !_closing)
+                Volatile.Write(ref _fault, new IOException($"page stream {Index}: the receiver ended the stream before the sender closed it, with {InFlight} batches unacknowledged."));
         }
         catch (Exception e)
         {

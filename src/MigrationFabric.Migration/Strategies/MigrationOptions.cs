@@ -30,7 +30,7 @@ public abstract class MigrationOptions
     /// <summary>The clock for deadlines, the bandwidth cap and timings. Default the system clock.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
-    /// <summary>What carries the page streams: gRPC PageStream calls, or raw TCP data channels negotiated over gRPC (OpenDataChannel; the destination must run a data-channel listener, and a TLS destination is refused: the TCP channel has no TLS). Default Grpc.</summary>
+    /// <summary>What carries the page streams: gRPC PageStream calls, or raw TCP data channels negotiated over gRPC (OpenDataChannel; the destination must run a data-channel listener, PagesService.StartDataChannels, as every host agent does; a TLS destination is refused: the TCP channel has no TLS). Default Grpc, which a bare PagesService serves; host agents default to Tcp (HostAgentOptions.DataChannel), ~3x less CPU per GB (bench/RESULTS.md, "TCP data channel").</summary>
     public DataPlane.DataChannel DataChannel { get; set; } = DataPlane.DataChannel.Grpc;
 
     /// <summary>Options of the channel to the destination. Default: RpcChannelOptions defaults.</summary>

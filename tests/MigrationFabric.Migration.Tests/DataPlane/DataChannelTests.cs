@@ -242,6 +242,30 @@ public class DataChannelTests
     }
 
     [Fact]
+    public async Task A_destination_killed_while_an_uncapped_pre_copy_streams_fails_it_by_name_even_between_batches()
+    {
+        // Uncapped, the destination may close a channel with every batch acknowledged: the sender must not wait for an ack that cannot come.
+        await using var pair = await MigrationPair.CreateAsync(16 * Mib);
+        pair.Destination.Pages.StartDataChannels(new DataChannelListenerOptions());
+        pair.Vm.Fill(stride: 1);
+        pair.Vm.Start(new HotSetWorkload(new HotSetOptions { WorkingSetFraction = 0.5, TargetDirtyPagesPerSecond = 200_000 }));
+        await pair.Vm.WaitForProgressAsync(2_000, Long);
+        var incoming = pair.Accept();
+        var secondRound = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var options = new PreCopyOptions { DataChannel = DataChannel.Tcp, AutoConverge = false, DowntimeTarget = TimeSpan.FromMilliseconds(0.001) };
+
+        var run = new PreCopy(options).RunAsync(pair.Job(p => { if (p.Round >= 2) secondRound.TrySetResult(); }));
+        await secondRound.Task.WaitAsync(Long);
+        await pair.Destination.KillAsync();
+        await pair.Destination.Pages.StopDataChannelsAsync();
+
+        var error = await Assert.ThrowsAsync<MigrationFailedException>(() => run.WaitAsync(Long));
+        Assert.Contains("page stream", error.Message);
+        Assert.False(pair.Vm.Mmu.IsPaused);
+        await pair.Vm.StopWorkloadAsync();
+    }
+
+    [Fact]
     public async Task Cancelling_a_migration_closes_its_data_channels()
     {
         await using var pair = await MigrationPair.CreateAsync(16 * Mib);

@@ -46,6 +46,7 @@ internal sealed class DataChannelSocket : IDisposable
         while (!bytes.IsEmpty)
         {
             int n = await _socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (n <= 0) throw new IOException("data channel: the connection accepted no more bytes.");
             bytes = bytes[n..];
         }
     }
