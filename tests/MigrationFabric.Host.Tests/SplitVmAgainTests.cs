@@ -81,6 +81,51 @@ public sealed class SplitVmAgainTests(MultiHostCluster cluster) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_split_gives_the_main_the_pages_the_guest_touched_just_before_it_while_the_demand_monitor_samples()
+    {
+        const long hotFirst = 9216, pages = (long)VmPages;
+        await cluster.CreateVm("hot", "host-a", VmBytes, new Workload { Kind = WorkloadKind.Idle });
+        var local = cluster.Cluster.Agent("host-a").Hypervisor.Find("hot")!;
+        // Every page written, so every access bit is set: as found, the bits say the whole VM is hot.
+        using (var cpu = local.Mmu.CreateVcpu())
+        {
+            var page = new byte[4096];
+            for (long p = 0; p < pages; p++)
+            {
+                page[0] = (byte)p;
+                cpu.Write(p << 12, page);
+            }
+        }
+        // Then only the last 4 MiB is touched, until the split's rounds start (its plan is made before).
+        using var stop = new CancellationTokenSource();
+        var touching = Task.Run(() =>
+        {
+            using var cpu = local.Mmu.CreateVcpu(stop.Token);
+            var word = new byte[8];
+            while (!stop.IsCancellationRequested)
+                for (long p = hotFirst; p < pages && !stop.IsCancellationRequested; p++) cpu.Read(p << 12, word);
+        });
+        await ErrorStatusTests.WaitUntil(() => local.Demand.Epochs > 2);
+
+        var m = await cluster.Start("hot", "host-b", Strategy.Split, FewRounds, "host-c", "host-d");
+        await cluster.WaitForPhase(m.Id, MigrationPhase.PreCopy);
+        stop.Cancel();
+        await touching;
+        Verified((await cluster.Watch(m.Id))[^1].Final);
+
+        var grains = cluster.Cluster.Agents[0].Silo.GrainFactory;
+        await ErrorStatusTests.WaitUntil(() => grains.GetGrain<IVmGrain>("hot").MemoryMap().Result.Length > 0);
+        var map = MigrationFabric.Migration.MultiHost.MemoryMap.Deserialize(await grains.GetGrain<IVmGrain>("hot").MemoryMap());
+        // Page order would have given the main the first 6080 pages; the touched ones went there instead.
+        long away = 0;
+        for (long p = hotFirst; p < pages; p++)
+            if (map.HostOf(p) != MigrationFabric.Migration.MultiHost.MemoryMap.Main) away++;
+        Assert.Equal(0, away);
+        Assert.True(map.PagesOn(1) + map.PagesOn(2) > 0);
+        await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "hot" });
+    }
+
+    [Fact]
     public async Task Reservation_and_weight_are_kept_by_a_pre_copy_move()
     {
         await cluster.Call(FabricContract.CreateVm, new CreateVmRequest
