@@ -21,6 +21,7 @@ public sealed class BenchCommandTests
     [InlineData("--kv-after-seconds", "-1", "--kv-after-seconds")]
     [InlineData("--link-mbps", "-5", "--link-mbps")]
     [InlineData("--emulator-mib", "256", "--emulator-mib")]
+    [InlineData("--hot-reserve-mib", "200", "--hot-reserve-mib")]
     public async Task A_wrong_option_exits_2_with_a_message_naming_it_and_runs_nothing(string flag, string value, string named)
     {
         var (exit, _, err) = await Mf("bench", "vmemdirect", "--size-mib", "1024", flag, value);

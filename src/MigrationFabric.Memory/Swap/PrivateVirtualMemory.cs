@@ -137,6 +137,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     /// <summary>The physical share in pages: fixed while the VM runs, changed only by a re-balance (<see cref="SetSharePages"/>).</summary>
     public long SharePages => Volatile.Read(ref _share);
 
+    /// <summary>Pages of the share that first copies leave to retransferred (hot) pages (<see cref="PrivateVirtualMemoryOptions.HotReservePages"/>).</summary>
+    public long HotReservePages => _options.HotReservePages;
+
     /// <summary>Pages the page-out thread keeps free below the share (direct placement leaves them free too).</summary>
     public long FreeReservePages => Volatile.Read(ref _reserve);
 
@@ -266,6 +269,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                     case PageResidency.Swapped when _options.Mode == PagingMode.Naive:
                         PageInLocked(page, sync: true);
                         continue;
+                    case PageResidency.Swapped when _options.HotReservePages > 0 && TryPromoteLocked(chunk, page, contents):
+                        Statistics.Placed(PlacementTarget.Memory, update: true);
+                        return PlacementTarget.Memory;
                     case PageResidency.Swapped:
                         // A retransfer updates the page in place: in its chunk's staging buffer (taking one if free,
                         // so the stop-and-copy's retransfers cost a copy, written out as runs later), else in its slot.
@@ -282,7 +288,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         }
                         lock (_placeRoomLock)
                         {
-                            if (_memory.ResidentPages < SharePages - FreeReservePages)
+                            if (_memory.ResidentPages < SharePages - FreeReservePages - _options.HotReservePages)
                             {
                                 if (!_memory.TryInstall(page, r, contents)) continue;
                                 Statistics.Placed(PlacementTarget.Memory, update: false);
@@ -892,6 +898,21 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _stageOfChunk[chunk] = -1;
         Volatile.Write(ref _chunkOfStage[st], -1);
         lock (_stageLock) _freeStages.Push(st);
+    }
+
+    // Caller holds the chunk's lock; the page is Swapped and its new contents arrived. While the share has room (the hot
+    // reserve first copies left), it goes into memory: the bytes are all here, so nothing is read, and a staged older
+    // copy is dropped so a later flush cannot write it over what an eviction of this page writes to its slot.
+    private bool TryPromoteLocked(int chunk, long page, ReadOnlySpan<byte> contents)
+    {
+        lock (_placeRoomLock)
+        {
+            if (_memory.ResidentPages >= SharePages - FreeReservePages) return false;
+            if (!_memory.TryInstall(page, PageResidency.Swapped, contents)) return false;
+        }
+        var stage = _stageOfChunk[chunk];
+        if (stage >= 0) Unstage(stage, (int)(page - FirstPage(chunk)));
+        return true;
     }
 
     private void WritePlaced(int slot, ReadOnlySpan<byte> contents)

@@ -43,6 +43,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Chunks whose directly placed swap pages are gathered in a 1-chunk buffer and written as one run (when the chunk's last page arrives, the buffers run out, or <c>FlushPlacements</c>), instead of one write per page; 0 writes every page at once. The buffers are the host's, outside the VM's share. Default 16.</summary>
     public int PlacementStagingChunks { get; set; } = 16;
 
+    /// <summary>Part of the share direct placement keeps for hot pages: first copies fill memory only up to share - free reserve - this, and a retransfer of a page in swap (dirtied again during the migration, so hot) goes into memory while that part has room, its swap copy dropped without a read. 0: retransfers are updated where they are. Default 0.</summary>
+    public int HotReservePages { get; set; }
+
     /// <summary>A staged chunk whose placed pages are complete is written by the pager's placement writer thread instead of the stream that placed its last page, which goes on receiving; false writes it on the placing thread. Default true.</summary>
     public bool AsyncPlacementWrites { get; set; } = true;
 
@@ -76,6 +79,8 @@ public sealed class PrivateVirtualMemoryOptions
             throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages must be within 1..{pageCount}, was {w}.", nameof(SwapPages));
         if (FreeReservePages is { } r && r < 0)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.FreeReservePages must not be negative, was {r}.", nameof(FreeReservePages));
+        if (HotReservePages < 0 || (SharePages is { } sp && HotReservePages > sp / 2))
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.HotReservePages must be within 0..half the share, was {HotReservePages}.", nameof(HotReservePages));
         if (PlacementStagingChunks is < 0 or > 4096)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementStagingChunks must be within 0..4096, was {PlacementStagingChunks}.", nameof(PlacementStagingChunks));
         if (NaiveReadaheadPages is < 1 or > 256 || (NaiveReadaheadPages & (NaiveReadaheadPages - 1)) != 0)

@@ -37,11 +37,11 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
         // First copies that may still go to memory are placed one at a time (with their block's prefault): before PlacePage
         // had its own room lock, streams placing into different chunks at once overshot share - reserve by a page each.
         var fresh = guest.GetResidency(page) == PageResidency.Zero;
-        if (Memory.Mode != PagingMode.Naive && fresh && guest.ResidentPages < Memory.SharePages - Memory.FreeReservePages)
+        if (Memory.Mode != PagingMode.Naive && fresh && guest.ResidentPages < Memory.SharePages - Memory.FreeReservePages - Memory.HotReservePages)
         {
             lock (_fill)
             {
-                Prefault(page, Memory.SharePages - Memory.FreeReservePages - guest.ResidentPages);
+                Prefault(page, Memory.SharePages - Memory.FreeReservePages - Memory.HotReservePages - guest.ResidentPages);
                 target = Memory.PlacePage(page, contents);
             }
         }

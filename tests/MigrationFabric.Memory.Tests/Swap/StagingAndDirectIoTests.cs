@@ -158,6 +158,57 @@ public sealed class StagingAndDirectIoTests : IDisposable
     }
 
     [Fact]
+    public async Task With_a_hot_reserve_first_copies_leave_it_free_and_retransfers_of_swapped_pages_move_into_it_without_a_read()
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 4);
+        options.HotReservePages = Chunk / 2;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        using var mmu = new SoftwareMmu(memory, pvm);
+        // Share 4 chunks, free reserve 1 chunk, hot reserve half a chunk: first copies fill 2.5 chunks of memory.
+        var room = Chunk * 4 - Chunk - Chunk / 2;
+        for (long p = 0; p < Pages; p++) pvm.PlacePage(p, Contents(p, 1));
+        Assert.Equal(room, memory.ResidentPages);
+        Assert.Equal(Pages - room, memory.CountOf(PageResidency.Swapped));
+
+        // Retransfers of swapped pages (one staged, in the last chunk placed; the others written) go into memory while the
+        // hot reserve lasts, then are updated in swap as before.
+        var hot = Enumerable.Range(0, Chunk / 2 + 3).Select(i => (long)(Pages - 1 - i * 5)).ToArray();
+        var targets = hot.Select(p => pvm.PlacePage(p, Contents(p, 2))).ToArray();
+        Assert.Equal(Chunk / 2, targets.Count(t => t == PlacementTarget.Memory));
+        Assert.Equal(3, targets.Count(t => t == PlacementTarget.Swap));
+        Assert.Equal(room + Chunk / 2, memory.ResidentPages);
+        var s = pvm.Statistics.Snapshot();
+        Assert.Equal(0, s.PageIns + s.PageOuts);
+        Assert.Equal(Chunk / 2, s.UpdatedInMemory);
+
+        pvm.FlushPlacements();
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        // Evict everything and read it all back through faults: a promoted page's stale staged or slot copy must not win.
+        pvm.SetSharePages(Chunk);
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        await VcpuThread.Start(() =>
+        {
+            using var cpu = mmu.CreateVcpu();
+            var buf = new byte[Page.Size];
+            for (long p = 0; p < Pages; p++)
+            {
+                cpu.Read(p * Page.Size, buf);
+                AssertPage(buf, p, hot.Contains(p) ? 2 : 1);
+            }
+        }).WaitAsync(VcpuThread.Generous);
+    }
+
+    [Fact]
+    public void A_hot_reserve_over_half_the_share_is_refused_by_name()
+    {
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 2);
+        options.HotReservePages = Chunk + 1;
+        using var memory = new GuestMemory(Size);
+        Assert.Contains("HotReservePages", Assert.Throws<ArgumentException>(() => new PrivateVirtualMemory(memory, options)).Message);
+    }
+
+    [Fact]
     public async Task Retransfers_racing_the_placement_writer_keep_the_newest_bytes_in_swap()
     {
         using var memory = new GuestMemory(Size);

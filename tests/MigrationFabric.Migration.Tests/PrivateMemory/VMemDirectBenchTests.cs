@@ -55,6 +55,14 @@ public class VMemDirectBenchTests
     }
 
     [Fact]
+    public void A_hot_reserve_over_half_the_budget_is_refused_by_name()
+    {
+        var o = Small();
+        o.HotReserveMib = o.BudgetMib / 2 + 1;
+        Assert.Contains("--hot-reserve-mib", Assert.Throws<ArgumentException>(o.Validate).Message);
+    }
+
+    [Fact]
     public void An_emulator_as_large_as_the_budget_is_refused_by_name()
     {
         var o = Small();
