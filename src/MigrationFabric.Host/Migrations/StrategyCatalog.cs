@@ -3,6 +3,7 @@ namespace MigrationFabric.Host.Migrations;
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Migration.DataPlane;
+using MigrationFabric.Migration.DataPlane.FaultChannel;
 using MigrationFabric.Migration.Strategies;
 using MigrationFabric.Rpc;
 
@@ -153,6 +154,9 @@ public static class StrategyCatalog
         }
     }
 
+    // Post-copy faults ride the agent's data-channel listener too (the fault channel, QEMU's postcopy-preempt shape) when its pages do.
+    private static RemoteFaultTransport Faults(DataChannel dataChannel) => dataChannel == DataChannel.Tcp ? RemoteFaultTransport.Tcp : RemoteFaultTransport.Grpc;
+
     /// <summary>The strategy object for a validated request and its plan; its pages travel on <paramref name="dataChannel"/> (the source agent's HostAgentOptions.DataChannel).</summary>
     public static MigrationStrategy Create(StartMigrationRequest request, MigrationPlan plan, DataChannel dataChannel = DataChannel.Tcp)
     {
@@ -181,12 +185,13 @@ public static class StrategyCatalog
                 AutoConverge = !limits.DisableAutoConverge,
                 DowntimeLimit = limits.DowntimeLimit is { } cap && cap.ToTimeSpan() > TimeSpan.Zero ? cap.ToTimeSpan() : null,
             }))),
-            Strategy.PostCopy => new PostCopy(Common(new PostCopyOptions())),
+            Strategy.PostCopy => new PostCopy(Common(new PostCopyOptions { FaultTransport = Faults(dataChannel) })),
             Strategy.Hybrid => new Hybrid(Common(Ending(new HybridOptions
             {
                 DowntimeTarget = limits.DowntimeTarget.ToTimeSpan(),
                 PreCopyRounds = (int)limits.HybridPrecopyRounds,
                 AutoConverge = !limits.DisableAutoConverge,
+                FaultTransport = Faults(dataChannel),
             }))),
             Strategy.VmemDirect or Strategy.NaiveSwap or Strategy.VmemDevirtualize => new VMemDirect(Common(new VMemDirectOptions
             {
