@@ -16,7 +16,7 @@ public static class VMemDirectReport
         sb.Append(c, $"{header}\n\n");
         sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}), pre-copy rounds at most {options.MaxRounds}{(options.AsyncPlacementWrites ? "" : ", VMemDirect's staged chunks written on the placing stream (--sync-placement-writes)")}.\n\n");
         if (link is not null) sb.Append(c, $"Migration link: {link.Describe()}.\n\n");
-        var hotMib = options.HotReserveMib ?? options.BudgetMib / 8;
+        var hotMib = options.HotReserveMib;
         sb.Append(c, $"VMemDirect's hot reserve: {(hotMib > 0 ? $"{hotMib} MiB of the budget kept for pages retransferred during migration (placed in memory, not updated in swap)" : "off")}.\n\n");
         sb.Append(c, $"Naive's device emulator: {(options.DeviceEmulatorMib > 0 ? $"{options.DeviceEmulatorMib} MiB, paged out when the VM fills the budget and in at the resume (in the downtime)" : "not modelled")}; VMemDirect's runs outside its private memory.\n\n");
         sb.Append("| workload | kind | migration (ms) | downtime (ms) | rounds | sent (MiB) | verified pages | membench after (GB/s) | kv ops/s before | kv ops/s last 2 s | kv recovery (s) | paging during migration | paging after |\n");

@@ -42,7 +42,7 @@ public static class BenchCommand
         };
         var emulator = new Option<long>("--emulator-mib") { Description = "Naive only: the destination's device emulator memory, paged out while the VM arrives and in at the resume (0: not modelled).", DefaultValueFactory = _ => 32 };
         var syncWrites = new Option<bool>("--sync-placement-writes") { Description = "VMemDirect writes each completed staged chunk on the stream that placed its last page (the old behaviour), not on the pager's writer thread." };
-        var hot = new Option<long?>("--hot-reserve-mib") { Description = "VMemDirect: MiB of the budget kept for pages retransferred during migration, placed in memory instead of updated in swap (default: an eighth of the budget; 0: off)." };
+        var hot = new Option<long>("--hot-reserve-mib") { Description = "VMemDirect: MiB of the budget kept for pages retransferred during migration, placed in memory instead of updated in swap (0: off).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
         {
             size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot,

@@ -73,7 +73,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             SizeMib = size, BudgetMib = Math.Max(4, size / 4), Kinds = _options.Kinds, Workloads = ["idle"], MeasureAfter = TimeSpan.FromMilliseconds(200),
             MaxRounds = _options.MaxRounds, SwapDirectory = _options.SwapDirectory, DirectIo = _options.DirectIo, LinkMbps = 0,
             DeviceEmulatorMib = Math.Min(_options.DeviceEmulatorMib, Math.Max(4, size / 4) / 2), WarmUp = false,
-            AsyncPlacementWrites = _options.AsyncPlacementWrites, HotReserveMib = _options.HotReserveMib is null ? null : Math.Min(_options.HotReserveMib.Value, Math.Max(4, size / 4) / 2),
+            AsyncPlacementWrites = _options.AsyncPlacementWrites, HotReserveMib = Math.Min(_options.HotReserveMib, Math.Max(4, size / 4) / 2),
         });
         foreach (var kind in _options.Kinds)
             await warm.RunOneAsync(kind, "idle", new Progress($"warm-up {kind}", progress), cancellationToken).ConfigureAwait(false);
@@ -160,7 +160,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             case "naive" or "vmem-direct" or "vmem-direct-m2":
                 var mode = kind == "naive" ? PagingMode.Naive : kind == "vmem-direct-m2" ? PagingMode.AsyncMethod2 : PagingMode.AsyncMethod1;
                 var pager = PagerOptions();
-                if (mode != PagingMode.Naive) pager.HotReservePages = (int)(((_options.HotReserveMib ?? _options.BudgetMib / 8) << 20) / Page.Size);
+                if (mode != PagingMode.Naive) pager.HotReservePages = (int)((_options.HotReserveMib << 20) / Page.Size);
                 pvm = new PrivateMemoryDestination(target, budgetPages, mode, pager, (_options.DeviceEmulatorMib << 20) / Page.Size);
                 targetMmu = pvm.Mmu;
                 destination.Pages.Accept(pvm.Incoming(id, "vm", incoming));

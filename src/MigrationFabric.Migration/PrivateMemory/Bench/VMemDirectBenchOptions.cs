@@ -57,8 +57,8 @@ public sealed class VMemDirectBenchOptions
     /// <summary>VMemDirect: completed staged chunks are written by the pager's writer thread (true) or by the stream that placed their last page (false, the behaviour before 2026-11-22 session 3), for before/after comparisons. Default true.</summary>
     public bool AsyncPlacementWrites { get; set; } = true;
 
-    /// <summary>VMemDirect: MiB of the budget first copies leave for retransferred (hot) pages, which then go into memory instead of being updated in swap (<c>PrivateVirtualMemoryOptions.HotReservePages</c>); null: an eighth of the budget; 0: off (session 2's placement). Default null.</summary>
-    public long? HotReserveMib { get; set; }
+    /// <summary>VMemDirect: MiB of the budget first copies leave for retransferred (hot) pages, which then go into memory instead of being updated in swap (<c>PrivateVirtualMemoryOptions.HotReservePages</c>); 0: off. Default 0 (32 MiB made the key-value store slower after the resume in two loaded pairs: bench/RESULTS.md, session 3).</summary>
+    public long HotReserveMib { get; set; }
 
     /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
     public bool WarmUp { get; set; } = true;
@@ -80,8 +80,8 @@ public sealed class VMemDirectBenchOptions
             throw new ArgumentException($"VMemDirectBenchOptions.MaxRounds must be at least 1, was {MaxRounds}.", nameof(MaxRounds));
         if (DeviceEmulatorMib < 0 || DeviceEmulatorMib >= BudgetMib)
             throw new ArgumentException($"VMemDirectBenchOptions.DeviceEmulatorMib (--emulator-mib) must be within 0..{BudgetMib - 1} (below the budget), was {DeviceEmulatorMib}.", nameof(DeviceEmulatorMib));
-        if (HotReserveMib is { } hot && (hot < 0 || hot > BudgetMib / 2))
-            throw new ArgumentException($"VMemDirectBenchOptions.HotReserveMib (--hot-reserve-mib) must be within 0..{BudgetMib / 2} (half the budget), was {hot}.", nameof(HotReserveMib));
+        if (HotReserveMib < 0 || HotReserveMib > BudgetMib / 2)
+            throw new ArgumentException($"VMemDirectBenchOptions.HotReserveMib (--hot-reserve-mib) must be within 0..{BudgetMib / 2} (half the budget), was {HotReserveMib}.", nameof(HotReserveMib));
         if (LinkMbps is { } link && (!double.IsFinite(link) || link < 0))
             throw new ArgumentException($"VMemDirectBenchOptions.LinkMbps (--link-mbps) must be 0 (uncapped) or a positive number of megabits per second, was {link}.", nameof(LinkMbps));
         if (SwapDirectory is { } d && !Directory.Exists(d))
