@@ -9,7 +9,7 @@ namespace MigrationFabric.Memory.Mmu;
 /// <summary>The guest's MMU: vCPUs access memory through it; it resolves faults, coalesces them per page, and pauses or throttles vCPUs.</summary>
 public sealed class SoftwareMmu : IDisposable
 {
-    internal const int ControlPaused = 1, ControlThrottled = 2;
+    internal const int ControlPaused = 1, ControlThrottled = 2, ControlDisposed = 4;
 
     private readonly ConcurrentDictionary<long, PendingFault> _pending = new();
     private readonly CancellationTokenSource _lifetime = new();
@@ -116,24 +116,35 @@ public sealed class SoftwareMmu : IDisposable
         }
     }
 
-    /// <summary>Ends every vCPU wait and cancels handlers in flight.</summary>
+    /// <summary>Ends every vCPU wait and cancels handlers in flight; returns once no vCPU is inside guest memory, and none enters it again.</summary>
+    /// <remarks>
+    /// The owner unmaps the guest memory right after this, so a vCPU still alive (one whose thread outlives the VM,
+    /// or one paused at switch-over) must not run on: every later access ends in ObjectDisposedException instead.
+    /// </remarks>
     public void Dispose()
     {
-        if (_lifetime.IsCancellationRequested) return;
+        lock (_controlLock)
+        {
+            if ((_control & ControlDisposed) != 0) return;
+            _control = ControlDisposed;
+        }
         _lifetime.Cancel();
-        lock (_controlLock) _control = 0;
         _running.Set();
+        Memory.Hazards.WaitUntilAllOutside(CancellationToken.None);
     }
 
     /// <summary>Handles pause and throttle for a vCPU that is outside guest memory.</summary>
     internal void OnControl(VirtualCpu vcpu)
     {
         int control = Control;
+        ObjectDisposedException.ThrowIf((control & ControlDisposed) != 0, this);
         if ((control & ControlPaused) != 0)
         {
             Volatile.Write(ref vcpu.Slot.Parked, 1);
             try { _running.Wait(vcpu.CancellationToken); }
             finally { Volatile.Write(ref vcpu.Slot.Parked, 0); }
+            // Woken by Dispose, not by Resume: the memory is about to be unmapped.
+            ObjectDisposedException.ThrowIf((Control & ControlDisposed) != 0, this);
         }
         if ((control & ControlThrottled) != 0)
         {

@@ -165,7 +165,7 @@ public sealed unsafe class VirtualCpu : IDisposable
             if (r == PageResidency.Resident)
             {
                 // A pause published while we were out of memory must still stop us before we touch the page.
-                if ((_mmu.Control & SoftwareMmu.ControlPaused) == 0) return;
+                if ((_mmu.Control & (SoftwareMmu.ControlPaused | SoftwareMmu.ControlDisposed)) == 0) return;
                 Exit();
                 _mmu.OnControl(this);
                 Volatile.Write(ref Slot.Page, page);

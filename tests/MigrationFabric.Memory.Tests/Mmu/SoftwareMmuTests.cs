@@ -337,6 +337,61 @@ public class SoftwareMmuTests
     }
 
     [Fact]
+    public async Task Dispose_does_not_release_a_paused_vcpu_into_memory_about_to_be_unmapped()
+    {
+        // As at a VM's release after switch-over: its vCPUs are paused, a vCPU thread the VM does not own (its own
+        // token) outlives it, and the memory is unmapped right after the MMU goes. Before, Dispose let that vCPU run on.
+        var m = new GuestMemory(Size);
+        var mmu = new SoftwareMmu(m);
+        using var stop = new CancellationTokenSource();
+        using var running = new ManualResetEventSlim();
+        long reads = 0;
+        var t = VcpuThread.Start(() =>
+        {
+            using var cpu = mmu.CreateVcpu(stop.Token);
+            for (long p = 0; ; p = (p + 1) % (Size / Page.Size))
+            {
+                cpu.ReadUInt64(p * Page.Size);
+                Interlocked.Increment(ref reads);
+                running.Set();
+            }
+        });
+        Assert.True(running.Wait(VcpuThread.Generous));
+        mmu.Pause();
+        long paused = Interlocked.Read(ref reads);
+        mmu.Dispose();
+        var e = await Assert.ThrowsAsync<ObjectDisposedException>(() => t.WaitAsync(VcpuThread.Generous));
+        Assert.Contains(nameof(SoftwareMmu), e.ObjectName);
+        Assert.InRange(Interlocked.Read(ref reads) - paused, 0, 1);
+        m.Dispose();
+    }
+
+    [Fact]
+    public async Task Dispose_waits_for_a_running_vcpu_to_leave_memory_and_every_later_access_is_refused()
+    {
+        var m = new GuestMemory(Size);
+        var mmu = new SoftwareMmu(m);
+        using var running = new ManualResetEventSlim();
+        var t = VcpuThread.Start(() =>
+        {
+            using var cpu = mmu.CreateVcpu();
+            var page = new byte[Page.Size];
+            for (long p = 0; ; p = (p + 1) % (Size / Page.Size))
+            {
+                cpu.Write(p * Page.Size, page);
+                running.Set();
+            }
+        });
+        Assert.True(running.Wait(VcpuThread.Generous));
+        mmu.Dispose();
+        // Dispose returned: the vCPU is outside and takes the slow path on its next access, so unmapping now is safe.
+        m.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => t.WaitAsync(VcpuThread.Generous));
+        mmu.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => mmu.CreateVcpu());
+    }
+
+    [Fact]
     public void Throttle_validates_its_range_and_throttled_vcpus_still_progress()
     {
         using var m = new GuestMemory(Size);
