@@ -4,6 +4,7 @@ using Google.Protobuf.WellKnownTypes;
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Grains;
 using MigrationFabric.Grains.Membership;
+using MigrationFabric.Host.Agent;
 using MigrationFabric.Host.Errors;
 using MigrationFabric.Host.Grains;
 using MigrationFabric.Host.Hypervisor;
@@ -199,7 +200,7 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
             {
                 e = await session.Progress().ConfigureAwait(false);
             }
-            catch (Exception ex) when (any && ex is SiloUnavailableException or GrainRoutingException)
+            catch (Exception ex) when (any && GrainCallRetry.IsTransient(ex))
             {
                 // The session's silo died mid-watch: it reactivates elsewhere (from its persisted state) once
                 // membership declares that silo dead, so a watcher keeps its stream instead of an error.

@@ -1,4 +1,5 @@
 using MigrationFabric.Grains;
+using MigrationFabric.Host.Agent;
 using MigrationFabric.Rpc;
 
 namespace MigrationFabric.Host.Errors;
@@ -33,6 +34,10 @@ public sealed class FabricException(StatusCode code, string detail) : Exception(
                 return new RpcException(code, detail);
             case RemoteGrainException remote when remote.RemoteType == typeof(RpcException).FullName:
                 return new RpcException(StatusCode.Unavailable, remote.RemoteMessage);
+            // A silo dying (or not yet declared dead) is as transient when another silo saw it as when this one did.
+            case RemoteGrainException remote when GrainCallRetry.IsTransient(remote):
+                return new RpcException(remote.RemoteType == typeof(GrainCallTimeoutException).FullName ? StatusCode.DeadlineExceeded : StatusCode.Unavailable,
+                    remote.RemoteMessage);
             case GrainCallTimeoutException t: return new RpcException(StatusCode.DeadlineExceeded, t.Message);
             case SiloUnavailableException u: return new RpcException(StatusCode.Unavailable, u.Message);
             case GrainRoutingException g: return new RpcException(StatusCode.Unavailable, g.Message);
