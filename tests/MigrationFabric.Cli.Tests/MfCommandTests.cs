@@ -65,6 +65,8 @@ public sealed class MfCommandTests(CliCluster fixture) : IClassFixture<CliCluste
         Assert.Contains("cli-vm2 host-a -> host-c (hybrid)", r.Out);
         Assert.Contains("cli-vm2 -> host-c: completed", r.Out);
         Assert.Contains("integrity 8192 pages checked, 0 mismatched", r.Out);
+        // The agents' default data channel is TCP (EmbeddedClusterOptions.DataChannel): the report says which carried the pages.
+        Assert.Contains("data channel TCP", r.Out);
         var migrations = await Mf(Endpoint, "migrations", "--vm", "cli-vm2");
         Assert.Contains("completed", migrations.Out);
         Assert.NotNull(fixture.Cluster.Agent("host-c").Hypervisor.Find("cli-vm2"));
@@ -134,6 +136,9 @@ public sealed class MfDemoTests
         Assert.Contains("3 host agents on loopback", output);
         Assert.Contains("migration results", output);
         Assert.Contains("demo passed: 4 migrations", output);
+        // The results table says which data channel carried each migration's pages (TCP, the agents' default).
+        Assert.Contains("channel", output);
+        Assert.Equal(4, output.Split('\n').Count(l => l.Contains("-copy", StringComparison.Ordinal) && l.Contains(" TCP ", StringComparison.Ordinal)));
         foreach (var vm in new[] { "pre-copy-idle", "pre-copy-key-value", "post-copy-idle", "post-copy-key-value" })
             Assert.Contains($"{vm}", output);
     }

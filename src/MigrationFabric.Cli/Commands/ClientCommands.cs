@@ -65,28 +65,13 @@ public static class ClientCommands
         }));
 
         var onHost = new Option<string>("--host") { Description = "Only VMs on this host." };
-        var list = new Command("list", "List VMs.") { onHost };
+        var list = new Command("list", "List VMs: memory, reservation, weight, resident, swapped, remote, workload, state, migration; a FAULTED VM's vCPU error is printed below the table.") { onHost };
         list.Aliases.Add("ls");
         list.SetAction((r, ct) => app.Guard(async () =>
         {
             using var client = Connect(app, r);
             var vms = await client.ListVmsAsync(r.GetValue(onHost) ?? "", ct);
-            var table = new Table().AddColumns("VM", "host", "memory", "resident", "swapped", "remote", "workload", "state", "migration");
-            foreach (var v in vms.Vms)
-            {
-                // Remote: the split sub-hosts holding part of it, with how much each; a lost part is said loudly.
-                string remote = v.RemoteShares.Count == 0 ? "-" : string.Join(", ", v.RemoteShares.Select(r => $"{r.Host} {Units.Bytes(r.Bytes)}"));
-                if (v.MemoryError.Length > 0) remote += $" (LOST {Units.Bytes(v.LostBytes)})";
-                table.AddRow(Esc(v.Name), Esc(v.Host), Units.Bytes(v.MemoryBytes), Units.Bytes(v.ResidentBytes), v.SwappedBytes == 0 ? "-" : Units.Bytes(v.SwappedBytes),
-                    Esc(remote), Esc(WorkloadName(v.Workload?.Kind ?? WorkloadKind.Unspecified)), Esc(v.State.ToString()), Esc(v.MigrationId.Length == 0 ? "-" : v.MigrationId));
-            }
-            app.Output.Write(table);
-            // A stopped guest or lost memory is said in full, not only as a state in the table.
-            foreach (var v in vms.Vms)
-            {
-                if (v.VcpuError.Length > 0) app.Output.MarkupLine($"[red]VM {Esc(v.Name)}: vCPUs stopped: {Esc(v.VcpuError)}[/]");
-                if (v.MemoryError.Length > 0) app.Output.MarkupLine($"[red]VM {Esc(v.Name)}: memory lost: {Esc(v.MemoryError)}[/]");
-            }
+            VmTable.Write(app.Output, vms.Vms);
             return 0;
         }));
 
@@ -212,7 +197,7 @@ public static class ClientCommands
         {
             app.Output.MarkupLine($"[green]completed[/]: total {Units.Duration(r.TotalTime.ToTimeSpan())}, downtime {Units.Duration(r.Downtime.ToTimeSpan())}, " +
                 $"{Units.Bytes(r.BytesSent)} sent, integrity {r.Integrity.PagesChecked} pages checked, {r.Integrity.MismatchedPages} mismatched, " +
-                $"recovery {Esc(RecoveryText.Of(r))}");
+                $"recovery {Esc(RecoveryText.Of(r))}, data channel {Esc(DataChannelText.Of(r))}");
             if (r.PerDestination.Count > 1)
                 foreach (var d in r.PerDestination)
                     app.Output.MarkupLine($"  {Esc(d.Host)}{(d.Role.Length > 0 ? $" ({Esc(d.Role)})" : "")}: {Units.Bytes(d.BytesSent)} sent");
@@ -240,15 +225,7 @@ public static class ClientCommands
         _ => throw new UsageException($"--workload '{text}' is not a workload (idle, memory-benchmark, hot-set, key-value, memory-spike)."),
     };
 
-    internal static string WorkloadName(WorkloadKind k) => k switch
-    {
-        WorkloadKind.Idle => "idle",
-        WorkloadKind.MemoryBenchmark => "memory-benchmark",
-        WorkloadKind.HotSet => "hot-set",
-        WorkloadKind.KeyValue => "key-value",
-        WorkloadKind.MemorySpike => "memory-spike",
-        _ => "?",
-    };
+    internal static string WorkloadName(WorkloadKind k) => WorkloadText.Name(k);
 
     private static string Status(HostStatus s) => s switch
     {

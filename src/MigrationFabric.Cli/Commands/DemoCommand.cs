@@ -129,7 +129,7 @@ public static class DemoCommand
         // Without a terminal Spectre assumes 80 columns; the results table reads better unwrapped in CI logs.
         if (!console.Profile.Capabilities.Interactive && console.Profile.Width < 132) console.Profile.Width = 132;
         var table = new Table().Title("[bold]migration results[/]")
-            .AddColumns("strategy", "workload", "size", "total", "downtime", "bytes sent", "rounds", "faults", "recovery", "integrity", "now on");
+            .AddColumns("strategy", "workload", "size", "total", "downtime", "bytes sent", "channel", "rounds", "faults", "recovery", "integrity", "now on");
         int failures = 0;
         foreach (var row in rows)
         {
@@ -145,6 +145,7 @@ public static class DemoCommand
                 rep is null ? "-" : Units.Duration(rep.TotalTime.ToTimeSpan()),
                 rep is null ? "-" : Units.Duration(rep.Downtime.ToTimeSpan()),
                 rep is null ? "-" : Units.Bytes(rep.BytesSent),
+                rep is null ? "-" : Markup.Escape(DataChannelText.Of(rep)),
                 rep is null ? "-" : Markup.Escape(PreCopyEndingText.Rounds(rep)),
                 rep is null ? "-" : rep.RemoteFaults.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 rep is null ? "-" : Markup.Escape(RecoveryText.Of(rep)),
