@@ -245,6 +245,12 @@ public class DataChannelTests
     public async Task A_destination_killed_while_an_uncapped_pre_copy_streams_fails_it_by_name_even_between_batches()
     {
         // Uncapped, the destination may close a channel with every batch acknowledged: the sender must not wait for an ack that cannot come.
+        // The kill lands exactly there: the progress report after round 2 (every batch flushed and acknowledged, before the
+        // round's decision; no timed reports in between, ProgressInterval is long) holds the migration until the destination is
+        // dead and the guest has dirtied more pages. Without the hold a round could end with no page dirtied (a starved vCPU on a
+        // loaded machine), converge, and meet the killed control plane at SwitchOver ("the destination is unavailable") before
+        // any page stream noticed (1 run in 4). With it, whatever the decision, the next thing sent is those dirty pages, on a
+        // page stream (another round, or stop-and-copy's final pages).
         await using var pair = await MigrationPair.CreateAsync(16 * Mib);
         pair.Destination.Pages.StartDataChannels(new DataChannelListenerOptions());
         pair.Vm.Fill(stride: 1);
@@ -252,16 +258,27 @@ public class DataChannelTests
         await pair.Vm.WaitForProgressAsync(2_000, Long);
         var incoming = pair.Accept();
         var secondRound = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var options = new PreCopyOptions { DataChannel = DataChannel.Tcp, AutoConverge = false, DowntimeTarget = TimeSpan.FromMilliseconds(0.001) };
+        var killed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var options = new PreCopyOptions { DataChannel = DataChannel.Tcp, AutoConverge = false, DowntimeTarget = TimeSpan.FromMilliseconds(0.001), ProgressInterval = TimeSpan.FromMinutes(10) };
 
-        var run = new PreCopy(options).RunAsync(pair.Job(p => { if (p.Round >= 2) secondRound.TrySetResult(); }));
+        // The callback runs on the migration's thread: blocking it there is what holds the migration (only once).
+        var run = new PreCopy(options).RunAsync(pair.Job(p => { if (p.Round >= 2 && secondRound.TrySetResult()) killed.Task.Wait(Long); }));
         await secondRound.Task.WaitAsync(Long);
-        await pair.Destination.KillAsync();
-        await pair.Destination.Pages.StopDataChannelsAsync();
+        try
+        {
+            await pair.Destination.KillAsync();
+            await pair.Destination.Pages.StopDataChannelsAsync();
+            await pair.Vm.WaitForProgressAsync(1_000, Long);
+        }
+        finally
+        {
+            killed.TrySetResult();
+        }
 
         var error = await Assert.ThrowsAsync<MigrationFailedException>(() => run.WaitAsync(Long));
-        Assert.Contains("page stream", error.Message);
+        Assert.True(error.Message.Contains("page stream"), $"failed by the page stream, not elsewhere: {error.Message}");
         Assert.False(pair.Vm.Mmu.IsPaused);
+        await Assert.ThrowsAsync<MigrationAbortedException>(() => incoming.Completion.WaitAsync(Long));
         await pair.Vm.StopWorkloadAsync();
     }
 
