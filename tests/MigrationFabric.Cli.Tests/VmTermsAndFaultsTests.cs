@@ -36,12 +36,26 @@ public sealed class VmTermsAndFaultsTests(CliCluster fixture) : IClassFixture<Cl
             Assert.Matches(@"16\.0 MiB\W+-\W+1\W", RowOf(list.Out, "h6-plain"));
             Assert.Contains("running", RowOf(list.Out, "h6-terms"));
             Assert.DoesNotContain("FAULTED", list.Out);
+
+            var one = await Mf("vm", "describe", "h6-terms");
+            Assert.True(one.Exit == 0, one.Out + one.Err);
+            Assert.Matches(@"32\.0 MiB\W+4\.0 MiB\W+3\W", RowOf(one.Out, "h6-terms"));
+            Assert.DoesNotContain("h6-plain", one.Out);
         }
         finally
         {
             Assert.Equal(0, (await Mf("vm", "rm", "h6-terms")).Exit);
             Assert.Equal(0, (await Mf("vm", "rm", "h6-plain")).Exit);
         }
+    }
+
+    [Fact]
+    public async Task Vm_describe_of_an_unknown_vm_is_not_found_with_exit_code_1()
+    {
+        var r = await Mf("vm", "describe", "h6-no-such-vm");
+        Assert.Equal(1, r.Exit);
+        Assert.Contains("NotFound (5)", r.Err);
+        Assert.Contains("h6-no-such-vm", r.Err);
     }
 
     private static Vm Faulted() => new()

@@ -31,10 +31,10 @@ public static class ClientCommands
         return cmd;
     }
 
-    /// <summary>mf vm create|list|rm.</summary>
+    /// <summary>mf vm create|list|describe|rm.</summary>
     public static Command Vm(MfApp app)
     {
-        var vm = new Command("vm", "Create, list and remove emulated VMs.");
+        var vm = new Command("vm", "Create, list, describe and remove emulated VMs.");
 
         var name = new Argument<string>("name") { Description = "The VM's name (unique in the cluster)." };
         var host = new Option<string>("--host") { Description = "The host to run it on.", Required = true };
@@ -75,6 +75,15 @@ public static class ClientCommands
             return 0;
         }));
 
+        var describeName = new Argument<string>("name") { Description = "The VM to show." };
+        var describe = new Command("describe", "Show one VM with the columns of vm list (a FAULTED VM's vCPU error below).") { describeName };
+        describe.SetAction((r, ct) => app.Guard(async () =>
+        {
+            using var client = Connect(app, r);
+            VmTable.Write(app.Output, [await client.DescribeVmAsync(r.GetValue(describeName)!, ct)]);
+            return 0;
+        }));
+
         var rmName = new Argument<string>("name") { Description = "The VM to remove." };
         var rm = new Command("rm", "Stop a VM and free its memory.") { rmName };
         rm.SetAction((r, ct) => app.Guard(async () =>
@@ -87,6 +96,7 @@ public static class ClientCommands
 
         vm.Subcommands.Add(create);
         vm.Subcommands.Add(list);
+        vm.Subcommands.Add(describe);
         vm.Subcommands.Add(rm);
         return vm;
     }
