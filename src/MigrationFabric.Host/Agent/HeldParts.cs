@@ -117,10 +117,13 @@ public sealed class HeldParts(string hostName, LocalHypervisor hypervisor, Pages
         if (!_parts.TryGetValue(vm, out var part) || (migrationId is not null && part.MigrationId != migrationId)) return false;
         if (!_parts.TryRemove(new(vm, part))) return false;
         if (!part.Incoming.Completion.IsCompleted) await AbortIncomingAsync(part.Incoming.MigrationId).ConfigureAwait(false);
-        if (part.Store is { } store) pages.Release(store);
-        // Serving calls may still be reading the memory: dispose once they are done with it (a served page is copied into the reply).
+        var store = part.Store;
+        if (store is not null) pages.Release(store);
         _ = Task.Run(async () =>
         {
+            // Serving calls that found the store before it left may still be inside the memory: unmap only after them.
+            if (store is not null) await store.ReleaseAsync().ConfigureAwait(false);
+            // Margin for the part's other readers (its finished incoming migration's last acks and integrity replies), which hold no lease.
             await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
             part.Memory.Dispose();
         });

@@ -129,6 +129,7 @@ public sealed class PagesService
         if (!_stores.TryGetValue(request.Vm, out var store))
             throw new RpcException(StatusCode.NotFound, $"StorePages: this host holds no pages of VM '{request.Vm}'.");
         try { return store.Store(request); }
+        catch (ObjectDisposedException e) { throw new RpcException(StatusCode.NotFound, $"StorePages: {e.Message}"); }
         catch (PageChecksumException e) { throw new RpcException(StatusCode.DataLoss, $"StorePages: {e.Message}"); }
         catch (PageBatchFormatException e) { throw new RpcException(StatusCode.InvalidArgument, $"StorePages: {e.Message}"); }
         catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"StorePages: {e.Message}"); }
@@ -236,6 +237,7 @@ public sealed class PagesService
         if (string.IsNullOrEmpty(request.MigrationId) && _stores.TryGetValue(request.Vm, out var store))
         {
             try { return store.Serve(request); }
+            catch (ObjectDisposedException e) { throw new RpcException(StatusCode.NotFound, $"RemotePages: {e.Message}"); }
             catch (ArgumentOutOfRangeException e) { throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}"); }
         }
         if (!_outgoing.TryGetValue(request.MigrationId, out var outgoing))

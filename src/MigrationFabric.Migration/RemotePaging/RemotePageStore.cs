@@ -14,6 +14,8 @@ namespace MigrationFabric.Migration.RemotePaging;
 public sealed class RemotePageStore
 {
     private long _served, _stored;
+    private int _callers, _released;
+    private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Holds VM <paramref name="vm"/>'s pages in <paramref name="memory"/>.</summary>
     public RemotePageStore(string vm, GuestMemory memory)
@@ -41,7 +43,15 @@ public sealed class RemotePageStore
 
     /// <summary>Builds the reply to a main host's fault: every asked page (never held: zeroes).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A page is outside the VM.</exception>
+    /// <exception cref="ObjectDisposedException">The store was released (<see cref="ReleaseAsync"/>).</exception>
     public RemotePagesResponse Serve(RemotePagesRequest request)
+    {
+        Enter();
+        try { return ServeHeld(request); }
+        finally { Exit(); }
+    }
+
+    private RemotePagesResponse ServeHeld(RemotePagesRequest request)
     {
         var builder = new PageBatchBuilder(Math.Min(1024, Math.Max(1, request.PageNumbers.Count)));
         foreach (ulong p in request.PageNumbers)
@@ -60,7 +70,15 @@ public sealed class RemotePageStore
     /// <summary>Keeps the pages of a main host's page-out (verified against their checksums).</summary>
     /// <exception cref="PageChecksumException">A page does not match its checksum; pages before it were kept.</exception>
     /// <exception cref="PageBatchFormatException">The batch is malformed.</exception>
+    /// <exception cref="ObjectDisposedException">The store was released (<see cref="ReleaseAsync"/>).</exception>
     public StorePagesResponse Store(StorePagesRequest request)
+    {
+        Enter();
+        try { return StoreHeld(request); }
+        finally { Exit(); }
+    }
+
+    private StorePagesResponse StoreHeld(StorePagesRequest request)
     {
         var reader = new PageBatchReader(request.Batch ?? new PageBatch(), Memory.PageCount);
         int n = 0;
@@ -86,5 +104,28 @@ public sealed class RemotePageStore
         }
         Interlocked.Add(ref _stored, n);
         return new StorePagesResponse { PagesHeld = (ulong)PagesHeld };
+    }
+
+    /// <summary>Refuses every later Serve and Store; completes once the calls already inside are done, after which the memory may be unmapped.</summary>
+    /// <remarks>A call found the store before its host let go of it and may still be reading or writing the memory: unmapping under it is an access violation.</remarks>
+    public Task ReleaseAsync()
+    {
+        // Full fences on both sides (Exchange here, Increment in Enter): either a caller sees the release, or this sees the caller.
+        Interlocked.Exchange(ref _released, 1);
+        if (Volatile.Read(ref _callers) == 0) _idle.TrySetResult();
+        return _idle.Task;
+    }
+
+    private void Enter()
+    {
+        Interlocked.Increment(ref _callers);
+        if (Volatile.Read(ref _released) == 0) return;
+        Exit();
+        throw new ObjectDisposedException(nameof(RemotePageStore), $"the pages of VM {Vm} are no longer held here (released).");
+    }
+
+    private void Exit()
+    {
+        if (Interlocked.Decrement(ref _callers) == 0 && Volatile.Read(ref _released) != 0) _idle.TrySetResult();
     }
 }
