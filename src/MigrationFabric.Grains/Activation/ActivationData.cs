@@ -32,6 +32,7 @@ internal sealed class ActivationData : IGrainContext
     private DeactivationReason _deactivationReason;
     private long _lastActivityTicks;
     private bool _registered;
+    private Exception? _failure;
 
     public ActivationData(SiloRuntime runtime, GrainId id, GrainTypeRegistration type)
     {
@@ -51,6 +52,9 @@ internal sealed class ActivationData : IGrainContext
     public Task Deactivated => _deactivated.Task;
 
     public ActivationState State { get { lock (_gate) return _state; } }
+
+    /// <summary>Why the activation failed (another silo won the grain, registration or OnActivateAsync failed), or null.</summary>
+    public Exception? Failure => Volatile.Read(ref _failure);
 
     /// <summary>True once the directory recorded this silo as the grain's home (set atomically with the ring view check).</summary>
     public bool IsRegistered => Volatile.Read(ref _registered);
@@ -218,6 +222,7 @@ internal sealed class ActivationData : IGrainContext
     private void Fail(Exception error, bool unregister)
     {
         ActivationRequest[] waiting;
+        Volatile.Write(ref _failure, error);
         lock (_gate)
         {
             _state = ActivationState.Invalid;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using MigrationFabric.Grains.Invocation;
 using MigrationFabric.Grains.Runtime;
 
@@ -24,6 +25,17 @@ internal sealed class Catalog(SiloRuntime runtime)
             if (!activation.TryEnqueue(request))
             {
                 await activation.Deactivated.ConfigureAwait(false);
+                // A failed activation answers a late request as it answered its queue. Retrying here would create, fail and
+                // remove one activation after another; when this silo owns the grain's directory entry all of it completes
+                // synchronously, so the loop spun on a pool thread and the caller waited out its request timeout.
+                switch (activation.Failure)
+                {
+                    case ActivationForwardedException forwarded:
+                        throw new ActivationForwardedException(target, forwarded.Winner);
+                    case { } failure:
+                        ExceptionDispatchInfo.Throw(failure);
+                        break;
+                }
                 continue;
             }
             try

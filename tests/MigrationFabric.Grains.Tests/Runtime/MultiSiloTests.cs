@@ -121,6 +121,29 @@ public abstract class MultiSiloTestsBase
         Assert.Equal(0, joined.ActivationCount);
     }
 
+    [Fact]
+    public async Task A_call_on_a_stale_location_reaching_the_silo_that_owns_the_grains_entry_is_forwarded_to_its_new_home()
+    {
+        await using var cluster = NewCluster();
+        await cluster.StartAsync(3);
+        var (caller, stale, home) = (cluster.Silos[0], cluster.Silos[1], cluster.Silos[2]);
+        // The stale silo owns the directory entry, so its registration attempt answers without an await: where the
+        // catalog used to create, fail and drop activations in a synchronous loop until the caller's request timeout.
+        string key = Enumerable.Range(0, 1000).Select(i => $"mv{i}").First(k => stale.Address.Equals(Owner(cluster, k, typeof(IMovableGrain))));
+        var id = new GrainId(typeof(IMovableGrain).FullName!, key);
+        Assert.Equal(stale.Address.ToString(), await stale.GrainFactory.GetGrain<IMovableGrain>(key).WhereAmI());
+        var g = caller.GrainFactory.GetGrain<IMovableGrain>(key);
+        Assert.Equal(stale.Address.ToString(), await g.WhereAmI()); // the caller now caches the stale silo
+        await g.Leave();
+        await SingleSiloTests.WaitUntil(() => !stale.HasActivation(id));
+        Assert.Equal(home.Address.ToString(), await home.GrainFactory.GetGrain<IMovableGrain>(key).WhereAmI());
+
+        // As a VM's grain after a migration: the caller's cache still names the old silo, which must forward the call.
+        Assert.Equal(home.Address.ToString(), await g.WhereAmI());
+        Assert.False(stale.HasActivation(id));
+        Assert.True(home.HasActivation(id));
+    }
+
     private static MigrationFabric.Grains.Membership.SiloAddress? Owner(TestCluster cluster, string key, Type? iface = null) =>
         new GrainDirectory.ConsistentHashRing(0, cluster.Silos[0].Membership.Current.ActiveSilos, 30)
             .Owner(new GrainId((iface ?? typeof(IEchoGrain)).FullName!, key));

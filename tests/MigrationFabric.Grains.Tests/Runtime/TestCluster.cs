@@ -54,6 +54,7 @@ public sealed class TestCluster : IAsyncDisposable
             .AddGrain<IPreferLocalGrain, PreferLocalGrain>(_ => new PreferLocalGrain(Ledger))
             .AddGrain<IHostGrain, HostGrain>(_ => new HostGrain())
             .AddGrain<ICallerGrain, CallerGrain>(_ => new CallerGrain())
+            .AddGrain<IMovableGrain, MovableGrain>(_ => new MovableGrain())
             .Configure(o => { o.SiloName = name; o.DirectoryRecoveryTimeout = TimeSpan.FromSeconds(3); });
         _configure?.Invoke(b);
         return b;

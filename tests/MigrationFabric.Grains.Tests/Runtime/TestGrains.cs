@@ -221,6 +221,25 @@ public sealed class PreferLocalGrain(ActivationLedger ledger) : Grain, IPreferLo
     public Task<int> ActivationNumber() => Task.FromResult(_number);
 }
 
+public interface IMovableGrain : IGrainWithStringKey
+{
+    Task<string> WhereAmI();
+    Task Leave();
+}
+
+/// <summary>Activates on the calling silo and leaves when told: a test moves it between silos with it.</summary>
+[PreferLocalPlacement]
+public sealed class MovableGrain : Grain, IMovableGrain
+{
+    public Task<string> WhereAmI() => Task.FromResult(GrainContext.Silo.ToString());
+
+    public Task Leave()
+    {
+        DeactivateOnIdle();
+        return Task.CompletedTask;
+    }
+}
+
 [SiloNamePlacement]
 public sealed class HostGrain : Grain, IHostGrain
 {
