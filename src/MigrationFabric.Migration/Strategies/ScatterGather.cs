@@ -83,7 +83,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
                 Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
             };
             foreach (var part in parts)
-                part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken).ConfigureAwait(false);
+                part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken, Options.DataChannel).ConfigureAwait(false);
             session.Report(MigrationPhase.PreCopy);
             memory.Dirty.ClearAll();
             for (int round = 1; ; round++)

@@ -109,7 +109,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             };
             var opening = new Task<PageStreamGroup>[links.Length];
             for (int k = 0; k < links.Length; k++)
-                opening[k] = PageStreamGroup.OpenAsync(links[k].StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken);
+                opening[k] = PageStreamGroup.OpenAsync(links[k].StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken, Options.DataChannel);
             try { await Task.WhenAll(opening).ConfigureAwait(false); }
             finally
             {
