@@ -34,10 +34,15 @@ public static class MessageFrameWriter
     public static ValueTask WriteFrameAsync(Stream stream, Memory<byte> frame, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        var span = frame.Span;
-        span[0] = 0;
-        BinaryPrimitives.WriteUInt32BigEndian(span[1..], (uint)(frame.Length - GrpcProtocol.FrameHeaderSize));
+        WriteHeader(frame.Span);
         return stream.WriteAsync(frame, cancellationToken);
+    }
+
+    /// <summary>Fills in the 5-byte header (uncompressed, big-endian length) of <paramref name="frame"/>, whose message the caller serialized after it.</summary>
+    public static void WriteHeader(Span<byte> frame)
+    {
+        frame[0] = 0;
+        BinaryPrimitives.WriteUInt32BigEndian(frame[1..], (uint)(frame.Length - GrpcProtocol.FrameHeaderSize));
     }
 
     /// <summary>Serializes header + message into the pipe as one contiguous span; the caller decides when to flush.</summary>
@@ -67,7 +72,8 @@ public static class MessageFrameWriter
         }
     }
 
-    private static void WriteFrame(Span<byte> frame, IMessage message, int size)
+    /// <summary>Serializes header + <paramref name="message"/> (of <paramref name="size"/> bytes) into <paramref name="frame"/>, which is exactly header + size long.</summary>
+    public static void WriteFrame(Span<byte> frame, IMessage message, int size)
     {
         frame[0] = 0;
         BinaryPrimitives.WriteUInt32BigEndian(frame[1..], (uint)size);

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Google.Protobuf;
 using MigrationFabric.Contracts.V1;
 using MigrationFabric.Rpc;
+using MigrationFabric.Migration.DataPlane.Tcp;
 using MigrationFabric.Rpc.Client;
 
 namespace MigrationFabric.Migration.DataPlane.FaultChannel;
@@ -12,12 +13,6 @@ namespace MigrationFabric.Migration.DataPlane.FaultChannel;
 /// <remarks>The source waits for the open frame before it sends SwitchOver, so the destination has its channel in hand before its vCPUs can fault.</remarks>
 internal static class FaultChannelOpener
 {
-    private const int TokenSize = 16;
-
-    // Pages.OpenDataChannel, as the data channel's negotiation declares it in pages.proto.
-    private static readonly Method<OpenDataChannelRequest, OpenDataChannelResponse> OpenDataChannel =
-        Method<OpenDataChannelRequest, OpenDataChannelResponse>.Create(PagesContract.Service, "OpenDataChannel");
-
     /// <summary>Opens the channel for <paramref name="migrationId"/>; the caller starts serving it once the switch-over has made the pending set (<see cref="FaultChannelServer.Start"/>).</summary>
     /// <exception cref="FaultChannelException">The destination is served over TLS, refused the channel, the connection failed, or no valid open frame came within <paramref name="timeout"/>.</exception>
     public static async Task<FaultChannelServer> OpenAsync(RpcChannel control, Uri destination, string migrationId, string vm, TimeSpan timeout, CancellationToken cancellationToken)
@@ -29,7 +24,7 @@ internal static class FaultChannelOpener
         OpenDataChannelResponse grant;
         try
         {
-            grant = await control.AsyncUnaryCall(OpenDataChannel,
+            grant = await control.AsyncUnaryCall(PagesContract.OpenDataChannel,
                 new OpenDataChannelRequest { MigrationId = migrationId, StreamIndex = 0, Purpose = DataChannelPurpose.RemoteFaults },
                 new CallOptions(CancellationToken: cancellationToken).WithTimeout(timeout)).ResponseAsync.ConfigureAwait(false);
         }
@@ -38,8 +33,8 @@ internal static class FaultChannelOpener
             throw new FaultChannelException($"the destination refused the post-copy fault channel (OpenDataChannel {e.StatusCode}: {e.Status.Detail}); " +
                 "PostCopyOptions/HybridOptions.FaultTransport = Grpc serves faults with RemotePages calls instead.", e);
         }
-        if (grant.Port is 0 or > 65535 || grant.Token.Length != TokenSize)
-            throw new FaultChannelException($"the destination's OpenDataChannel reply is invalid: port {grant.Port}, token of {grant.Token.Length} bytes (expected 1..65535 and {TokenSize}).");
+        if (grant.Port is 0 or > 65535 || grant.Token.Length != DataChannelTokens.Size)
+            throw new FaultChannelException($"the destination's OpenDataChannel reply is invalid: port {grant.Port}, token of {grant.Token.Length} bytes (expected 1..65535 and {DataChannelTokens.Size}).");
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {

@@ -25,9 +25,7 @@ internal static class FaultFrame
         byte[] buffer = ArrayPool<byte>.Shared.Rent(HeaderSize + length);
         try
         {
-            buffer[0] = 0;
-            BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(1), (uint)length);
-            message.WriteTo(buffer.AsSpan(HeaderSize, length));
+            MessageFrameWriter.WriteFrame(buffer.AsSpan(0, HeaderSize + length), message, length);
             SendAll(socket, buffer.AsSpan(0, HeaderSize + length));
         }
         finally

@@ -58,9 +58,7 @@ internal sealed class DataChannelSocket : IDisposable
         var buffer = ArrayPool<byte>.Shared.Rent(GrpcProtocol.FrameHeaderSize + size);
         try
         {
-            buffer[0] = 0;
-            BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(1), (uint)size);
-            message.WriteTo(buffer.AsSpan(GrpcProtocol.FrameHeaderSize, size));
+            MessageFrameWriter.WriteFrame(buffer.AsSpan(0, GrpcProtocol.FrameHeaderSize + size), message, size);
             await SendAsync(buffer.AsMemory(0, GrpcProtocol.FrameHeaderSize + size), cancellationToken).ConfigureAwait(false);
         }
         finally

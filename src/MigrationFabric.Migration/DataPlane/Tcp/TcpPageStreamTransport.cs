@@ -60,9 +60,7 @@ internal sealed class TcpPageStreamTransport : IPageStreamTransport
     public async Task WriteFrameAsync(PageStreamMessage message, ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
         // EncodedBatch.Frame leaves the 5-byte header to the transport (as the gRPC channel fills it): header and batch go in one write.
-        var header = System.Runtime.InteropServices.MemoryMarshal.AsMemory(frame).Span;
-        header[0] = 0;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header[1..], (uint)(frame.Length - GrpcProtocol.FrameHeaderSize));
+        MessageFrameWriter.WriteHeader(System.Runtime.InteropServices.MemoryMarshal.AsMemory(frame).Span);
         await _socket.SendAsync(frame, cancellationToken).ConfigureAwait(false);
     }
 
