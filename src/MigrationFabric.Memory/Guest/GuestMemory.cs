@@ -131,6 +131,23 @@ public sealed unsafe class GuestMemory : IDisposable
         return new Span<byte>(_mapping.Base + (page.Value << Page.Shift), Page.Size);
     }
 
+    /// <summary>Puts RAM behind pages [first, first + count) ahead of their first write, without changing their bytes or residency (a destination's reservation, as QEMU's -mem-prealloc).</summary>
+    /// <remarks>
+    /// Copying into never-touched memory costs the kernel a fault and a page clear per 4 KiB; on a host whose own
+    /// hypervisor reclaims free memory that clear measured 1-3 CPU s per GiB, paid inline on the page stream.
+    /// Paying it once, in large calls, before the pages arrive takes it off the transfer. The RAM then counts in the
+    /// process's RSS while <see cref="ResidentPages"/> still counts only pages that hold data; discarding a page
+    /// (eviction, zero-page discard) gives its RAM back as usual.
+    /// </remarks>
+    /// <returns>False where the kernel cannot (before Linux 5.14, or not Linux): nothing was done and pages fault on first write.</returns>
+    /// <exception cref="InsufficientMemoryException">The kernel could not provide the RAM (ENOMEM).</exception>
+    /// <exception cref="InvalidOperationException">Any other refusal, with its errno.</exception>
+    public bool Preallocate(PageNumber first, long count)
+    {
+        CheckRange(first, count);
+        return count == 0 || _mapping.Populate(first.Value << Page.Shift, count << Page.Shift);
+    }
+
     /// <summary>The host's view of pages [first, first + count) as one span (at most 2 GiB - 1 page).</summary>
     public Span<byte> GetRangeBytes(PageNumber first, int count)
     {

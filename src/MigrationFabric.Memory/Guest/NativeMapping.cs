@@ -12,7 +12,8 @@ internal sealed unsafe partial class NativeMapping : IDisposable
 {
     private const int ProtRead = 0x1, ProtWrite = 0x2;
     private const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
-    private const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15;
+    private const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15, MadvPopulateWrite = 23;
+    private const int Enomem = 12, Einval = 22, Enosys = 38;
     private static readonly nint MapFailed = -1;
 
     private readonly bool _mmapped;
@@ -77,6 +78,25 @@ internal sealed unsafe partial class NativeMapping : IDisposable
         {
             NativeMemory.Clear(b + offset, (nuint)length);
         }
+    }
+
+    /// <summary>Maps RAM behind [offset, offset + length) without changing its bytes (madvise MADV_POPULATE_WRITE); false where the kernel or platform cannot.</summary>
+    public bool Populate(long offset, long length)
+    {
+        var b = Base;
+        if (!_mmapped) return false;
+        if (Madvise((nint)(b + offset), (nuint)length, MadvPopulateWrite) == 0) return true;
+        return PopulateRefusal(Marshal.GetLastPInvokeError(), offset, length) is { } refusal ? throw refusal : false;
+    }
+
+    /// <summary>The error for a failed MADV_POPULATE_WRITE, or null where the failure only means "cannot populate" and first writes fault as usual.</summary>
+    /// <remarks>EINVAL is what a kernel before 5.14 returns for the unknown advice (and what any kernel returns for a range it cannot populate,
+    /// such as one made read-only): either way nothing was populated and nothing is lost.</remarks>
+    internal static Exception? PopulateRefusal(int errno, long offset, long length)
+    {
+        if (errno is Einval or Enosys) return null;
+        string message = $"madvise(MADV_POPULATE_WRITE) of {length} bytes at offset {offset} failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).";
+        return errno == Enomem ? new InsufficientMemoryException(message) : new InvalidOperationException(message);
     }
 
     public void Dispose()

@@ -18,6 +18,20 @@ public class GuestMemoryTests
         Assert.True(m.GetPageBytes(123).IndexOfAnyExcept((byte)0) < 0);
     }
 
+    [Fact]
+    public void Preallocated_pages_keep_their_residency_and_bytes_and_a_range_outside_is_refused()
+    {
+        using var m = new GuestMemory(Size);
+        bool done = m.Preallocate(0, m.PageCount);
+        Assert.True(done || !OperatingSystem.IsLinux(), "MADV_POPULATE_WRITE is refused by this kernel");
+        Assert.Equal(0, m.ResidentPages);
+        Assert.Equal(m.PageCount, m.CountOf(PageResidency.Zero));
+        Assert.True(m.GetRangeBytes(0, (int)m.PageCount).IndexOfAnyExcept((byte)0) < 0);
+        Assert.True(m.Preallocate(10, 0));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => m.Preallocate(4000, 97));
+        Assert.Contains("[4000, 4097)", e.Message);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(-4096)]

@@ -1,9 +1,10 @@
+using System.Runtime.InteropServices;
 using MigrationFabric.Memory.Guest;
 using Xunit;
 
 namespace MigrationFabric.Memory.Tests.Guest;
 
-public class NativeMappingTests
+public partial class NativeMappingTests
 {
     [Fact]
     public void Mmap_failure_is_reported_with_its_errno()
@@ -32,4 +33,67 @@ public class NativeMappingTests
         Assert.Throws<ObjectDisposedException>(() => m.Discard(0, 4096));
         m.Dispose();
     }
+
+    [Fact]
+    public void Populate_puts_RAM_behind_the_range_and_leaves_its_bytes()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var m = new NativeMapping(1 << 20, hugePages: false);
+        unsafe
+        {
+            m.Base[8192] = 9;
+            Assert.Equal(0, ResidentPagesOf((nint)m.Base + 65536, 16));
+            if (!m.Populate(65536, 65536)) { Console.Error.WriteLine("SKIPPED: this kernel has no MADV_POPULATE_WRITE (Linux < 5.14)"); return; }
+            Assert.Equal(16, ResidentPagesOf((nint)m.Base + 65536, 16));
+            Assert.Equal(0, ResidentPagesOf((nint)m.Base + 131072, 16));
+            Assert.True(m.Populate(0, 16384));
+            Assert.Equal(9, m.Base[8192]);
+            Assert.True(new Span<byte>(m.Base + 65536, 65536).IndexOfAnyExcept((byte)0) < 0);
+        }
+    }
+
+    [Fact]
+    public void A_range_the_kernel_cannot_populate_is_left_to_fault_on_first_write()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var m = new NativeMapping(1 << 20, hugePages: false);
+        unsafe
+        {
+            // Linux answers EINVAL for a range it cannot populate for writing, as for the unknown advice before 5.14.
+            Assert.Equal(0, Mprotect((nint)m.Base + 4096, 4096, 1));
+            Assert.False(m.Populate(0, 16384));
+            Assert.Equal(0, Mprotect((nint)m.Base + 4096, 4096, 3));
+            m.Base[4096] = 1;
+            Assert.Equal(1, m.Base[4096]);
+        }
+    }
+
+    [Theory]
+    [InlineData(12, typeof(InsufficientMemoryException))]
+    [InlineData(14, typeof(InvalidOperationException))]
+    [InlineData(4, typeof(InvalidOperationException))]
+    public void A_populate_the_kernel_refuses_is_an_error_naming_the_range_and_errno(int errno, Type expected)
+    {
+        var e = NativeMapping.PopulateRefusal(errno, 65536, 8192);
+        Assert.NotNull(e);
+        Assert.IsType(expected, e);
+        Assert.Contains("MADV_POPULATE_WRITE) of 8192 bytes at offset 65536 failed: errno " + errno, e.Message);
+        Assert.Null(NativeMapping.PopulateRefusal(22, 0, 4096));
+        Assert.Null(NativeMapping.PopulateRefusal(38, 0, 4096));
+    }
+
+    private static unsafe int ResidentPagesOf(nint address, int pages)
+    {
+        var vec = stackalloc byte[pages];
+        Assert.Equal(0, Mincore(address, (nuint)pages * 4096, vec));
+        int n = 0;
+        for (int i = 0; i < pages; i++) n += vec[i] & 1;
+        return n;
+    }
+
+    [LibraryImport("libc", EntryPoint = "mincore", SetLastError = true)]
+    private static unsafe partial int Mincore(nint addr, nuint length, byte* vec);
+
+    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
+    private static partial int Mprotect(nint addr, nuint length, int prot);
 }
