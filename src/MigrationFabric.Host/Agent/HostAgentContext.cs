@@ -32,6 +32,9 @@ public sealed class HostAgentContext
     /// <summary>What carries the pages of migrations this host is the source of (HostAgentOptions.DataChannel).</summary>
     public DataChannel DataChannel { get; init; } = DataChannel.Tcp;
 
+    /// <summary>Whether a migration's destination here puts RAM behind the whole VM before its pages arrive (HostAgentOptions.PreallocateIncomingMemory).</summary>
+    public bool PreallocateIncoming { get; init; } = true;
+
     /// <summary>Directory for this agent's files (private swap files).</summary>
     public string DataDirectory { get; }
 
