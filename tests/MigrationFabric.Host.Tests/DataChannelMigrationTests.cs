@@ -19,6 +19,9 @@ public sealed class DataChannelMigrationTests(TestCluster cluster) : IClassFixtu
 
         var described = await cluster.Call(FabricContract.DescribeMigration, new DescribeMigrationRequest { MigrationId = m.Id });
         Assert.Equal(DataChannelKind.Tcp, described.Report.DataChannel);
+        // The destination holds the whole VM in RAM, so it preallocated it at prepare (HostAgentOptions.PreallocateIncomingMemory's default).
+        Assert.NotNull(described.Report.DestinationPreallocation);
+        Assert.True(described.Report.DestinationPreallocation.ToTimeSpan() > TimeSpan.Zero);
         Assert.Equal(4096UL, described.Report.Integrity.PagesChecked);
         Assert.Equal(0UL, described.Report.Integrity.MismatchedPages);
         Assert.True(described.Report.BytesSent > 0);
@@ -33,14 +36,14 @@ public sealed class DataChannelMigrationTests(TestCluster cluster) : IClassFixtu
     }
 }
 
-/// <summary>Two agents configured with HostAgentOptions.DataChannel = Grpc.</summary>
+/// <summary>Two agents configured with HostAgentOptions.DataChannel = Grpc and without preallocating incoming memory.</summary>
 public sealed class GrpcDataChannelCluster : TestCluster
 {
     protected override EmbeddedClusterOptions ClusterOptions() =>
-        new() { Hosts = 2, MemoryBudgetBytes = Budget, DataChannel = MigrationFabric.Migration.DataPlane.DataChannel.Grpc };
+        new() { Hosts = 2, MemoryBudgetBytes = Budget, DataChannel = MigrationFabric.Migration.DataPlane.DataChannel.Grpc, PreallocateIncomingMemory = false };
 }
 
-/// <summary>The gRPC data channel stays selectable per agent and is reported as such.</summary>
+/// <summary>The gRPC data channel stays selectable per agent and is reported as such; an agent told not to preallocate reports none.</summary>
 public sealed class GrpcDataChannelMigrationTests(GrpcDataChannelCluster cluster) : IClassFixture<GrpcDataChannelCluster>
 {
     [Fact]
@@ -52,6 +55,7 @@ public sealed class GrpcDataChannelMigrationTests(GrpcDataChannelCluster cluster
         Assert.Equal(MigrationPhase.Completed, events[^1].Final.Phase);
         var described = await cluster.Call(FabricContract.DescribeMigration, new DescribeMigrationRequest { MigrationId = m.Id });
         Assert.Equal(DataChannelKind.Grpc, described.Report.DataChannel);
+        Assert.Null(described.Report.DestinationPreallocation);
         Assert.Equal(4096UL, described.Report.Integrity.PagesChecked);
     }
 }

@@ -55,6 +55,8 @@ public sealed class MultiHostMigrationTests(MultiHostCluster cluster) : IClassFi
 
         var final = events[^1].Final;
         Verified(final);
+        // A split main holds a share paged by its pager, not the whole VM: nothing is preallocated.
+        Assert.Null(final.Report.DestinationPreallocation);
         var rows = final.Report.PerDestination.ToDictionary(d => d.Host);
         Assert.Equal(["host-b", "host-c", "host-d"], rows.Keys.Order());
         Assert.Equal(("main", "sub-host", "sub-host"), (rows["host-b"].Role, rows["host-c"].Role, rows["host-d"].Role));
@@ -125,7 +127,9 @@ public sealed class MultiHostMigrationTests(MultiHostCluster cluster) : IClassFi
         await cluster.WarmUp("host-a", "mh-vmem", (long)VmBytes);
 
         var m = await cluster.Start("mh-vmem", "host-b", Strategy.VmemDirect, FewRounds);
-        Verified((await cluster.Watch(m.Id))[^1].Final);
+        var into = (await cluster.Watch(m.Id))[^1].Final;
+        Verified(into);
+        Assert.Null(into.Report.DestinationPreallocation);
 
         var vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "mh-vmem" });
         Assert.Equal(("host-b", VmState.Running), (vm.Host, vm.State));
@@ -145,7 +149,10 @@ public sealed class MultiHostMigrationTests(MultiHostCluster cluster) : IClassFi
         await ErrorStatusTests.WaitUntil(() => local.Workload!.TotalOperations > ops + (4L << 20));
 
         var back = await cluster.Start("mh-vmem", "host-c", Strategy.VmemDevirtualize, FewRounds);
-        Verified((await cluster.Watch(back.Id))[^1].Final);
+        var outOf = (await cluster.Watch(back.Id))[^1].Final;
+        Verified(outOf);
+        // Back on a large host the VM is all in RAM again, preallocated before the pages came.
+        Assert.NotNull(outOf.Report.DestinationPreallocation);
 
         vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "mh-vmem" });
         Assert.Equal(("host-c", 0UL, VmBytes), (vm.Host, vm.SwappedBytes, vm.ShareBytes));

@@ -27,6 +27,9 @@ public sealed class EmbeddedClusterOptions
     /// <summary>Every agent's HostAgentOptions.DataChannel. Default Tcp, as HostAgentOptions.</summary>
     public MigrationFabric.Migration.DataPlane.DataChannel DataChannel { get; set; } = MigrationFabric.Migration.DataPlane.DataChannel.Tcp;
 
+    /// <summary>Every agent's HostAgentOptions.PreallocateIncomingMemory. Default true, as HostAgentOptions.</summary>
+    public bool PreallocateIncomingMemory { get; set; } = true;
+
     /// <summary>Throws naming the first invalid option.</summary>
     public void Validate()
     {
@@ -102,6 +105,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                     MemoryBudgetBytes = options.BudgetOf(i),
                     ApiPort = options.FirstApiPort == 0 ? 0 : options.FirstApiPort + i,
                     DataChannel = options.DataChannel,
+                    PreallocateIncomingMemory = options.PreallocateIncomingMemory,
                 }, cluster.Table, cluster.Storage, options.Membership);
                 await agent.StartAsync(cancellationToken).ConfigureAwait(false);
                 cluster._agents.Add(agent);

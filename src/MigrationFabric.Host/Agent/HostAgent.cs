@@ -39,7 +39,7 @@ public sealed class HostAgent : IAsyncDisposable
         _membershipOptions = membershipOptions;
         _ownsDataDirectory = options.DataDirectory is null;
         string dataDirectory = options.DataDirectory ?? Path.Combine(Path.GetTempPath(), $"mf-agent-{options.HostName}-{Guid.NewGuid():N}");
-        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService(), dataDirectory) { DataChannel = options.DataChannel };
+        _context = new HostAgentContext(options.HostName, new LocalHypervisor(options.HostName, options.MemoryBudgetBytes), new PagesService(), dataDirectory) { DataChannel = options.DataChannel, PreallocateIncoming = options.PreallocateIncomingMemory };
         _context.Coordinator = new MigrationCoordinator(_context, () => Silo.GrainFactory) { Recovery = new RecoveryWatchOptions { Window = options.RecoveryWindow } };
     }
 

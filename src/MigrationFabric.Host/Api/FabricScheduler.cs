@@ -148,8 +148,9 @@ public sealed class FabricScheduler(IGrainFactory grains, Func<MembershipSnapsho
                 await grains.GetGrain<IHostGrain>(part.Host).PrepareHold(id, request.Vm, vm.MemoryBytes, part).ConfigureAwait(false);
                 held.Add(part.Host);
             }
-            await destination.PrepareIncoming(request, vm.MemoryBytes, vm.Workload, plan).ConfigureAwait(false);
+            var preallocation = await destination.PrepareIncoming(request, vm.MemoryBytes, vm.Workload, plan).ConfigureAwait(false);
             prepared = true;
+            plan = plan with { DestinationPreallocation = preallocation };
             await grains.GetGrain<IHostGrain>(vm.Host).StartOutgoing(request, plan).ConfigureAwait(false);
         }
         catch (Exception e)

@@ -23,6 +23,9 @@ public sealed class FabricException(StatusCode code, string detail) : Exception(
     /// <summary>FAILED_PRECONDITION.</summary>
     public static FabricException Precondition(string detail) => new(StatusCode.FailedPrecondition, detail);
 
+    /// <summary>RESOURCE_EXHAUSTED.</summary>
+    public static FabricException Exhausted(string detail) => new(StatusCode.ResourceExhausted, detail);
+
     /// <summary>Maps any exception from a grain call or handler to the status the scheduler sees.</summary>
     public static RpcException ToRpc(Exception e)
     {

@@ -85,7 +85,7 @@ public sealed class HostGrain : Grain, IHostGrain
     }
 
     /// <inheritdoc />
-    public Task PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan)
+    public async Task<TimeSpan> PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan)
     {
         SplitCallbacks? split = null;
         if (request.Strategy == Strategy.Split)
@@ -94,9 +94,23 @@ public sealed class HostGrain : Grain, IHostGrain
             var vmGrain = GrainFactory.GetGrain<IVmGrain>(request.Vm);
             split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(request.MigrationId, host, pages, message));
         }
-        IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
+        var (incoming, wholeVmInRam) = IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
         if (Agent.Hypervisor.Find(request.Vm) is { } local) VmMemoryTerms.Apply(plan.ReservationBytes, plan.Weight, local);
-        return Task.CompletedTask;
+        if (!Agent.PreallocateIncoming || !wholeVmInRam) return TimeSpan.Zero;
+        try
+        {
+            // Before the source starts, as QEMU's -mem-prealloc: the page stream then copies into memory that is already there.
+            // An abort meanwhile (the scheduler gave up, the VM was removed) stops it between chunks.
+            using var abandoned = new CancellationTokenSource();
+            _ = incoming.Completion.ContinueWith(_ => abandoned.Cancel(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return await incoming.PreallocateAsync(abandoned.Token).ConfigureAwait(false) ? incoming.Preallocation : TimeSpan.Zero;
+        }
+        catch (Exception e) when (e is InsufficientMemoryException or InvalidOperationException)
+        {
+            // Nothing of the VM is here yet: failing the incoming migration removes its reservation (IncomingSetup), and the VM runs on at its source.
+            incoming.Abort($"the destination could not preallocate the VM's memory: {e.Message}");
+            throw FabricException.Exhausted($"host {Agent.HostName} could not put RAM behind VM '{request.Vm}' ({memoryBytes} bytes): {e.Message}");
+        }
     }
 
     /// <inheritdoc />

@@ -22,8 +22,9 @@ public interface IHostGrain : IGrainWithStringKey
     /// <summary>Pauses or resumes a VM's vCPUs.</summary>
     Task SetPaused(string vm, bool paused);
 
-    /// <summary>Destination side: reserves what <paramref name="plan"/> says and expects the pages of migration <paramref name="request"/> (FAILED_PRECONDITION when there is no room).</summary>
-    Task PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan);
+    /// <summary>Destination side: reserves what <paramref name="plan"/> says and expects the pages of migration <paramref name="request"/> (FAILED_PRECONDITION when there is no room); returns how long preallocating its RAM took (zero when it did not).</summary>
+    [ResponseTimeout("00:05:00")]
+    Task<TimeSpan> PrepareIncoming(StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan);
 
     /// <summary>Split sub-host / scatter-gather intermediate: reserves <paramref name="part"/>'s bytes and expects its part of VM <paramref name="vm"/> (FAILED_PRECONDITION when there is no room).</summary>
     Task PrepareHold(string migrationId, string vm, ulong memoryBytes, PlannedHost part);

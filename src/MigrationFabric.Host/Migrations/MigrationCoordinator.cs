@@ -112,6 +112,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
                 ReportMapper.Baseline(report, vm.Workload?.Timeline, vm.WorkloadStartedAt), report.ResumedAt, Recovery, running.Cancel.Token).ConfigureAwait(false);
             apiReport = ReportMapper.Report(report, digest, vm.Workload?.Timeline, vm.WorkloadStartedAt, after);
             DestinationMapper.NameReport(apiReport, plan);
+            if (plan.DestinationPreallocation > TimeSpan.Zero) apiReport.DestinationPreallocation = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(plan.DestinationPreallocation);
             newHost = request.Destination;
         }
         catch (OperationCanceledException) when (running.Cancel.IsCancellationRequested)

@@ -30,4 +30,6 @@ public sealed record PlannedHost(string Host, string Endpoint, string Role, long
 /// <param name="SourceInPrivateMemory">The source reads the VM through its private virtual memory (devirtualizing, or VMemDirect from a small host).</param>
 /// <param name="ReservationBytes">The VM's VMMB reservation, which the destination gives it again (CreateVmRequest.reservation_bytes).</param>
 /// <param name="Weight">The VM's VMMB weight, which the destination gives it again (CreateVmRequest.weight; 1 when unset).</param>
-public sealed record MigrationPlan(PlannedHost Destination, PlannedHost[] Others, long SharePages, bool SourceInPrivateMemory, long ReservationBytes = 0, uint Weight = 1);
+/// <param name="DestinationPreallocation">How long the destination took to preallocate the VM's RAM at prepare (zero when it did not), for the report.</param>
+public sealed record MigrationPlan(PlannedHost Destination, PlannedHost[] Others, long SharePages, bool SourceInPrivateMemory, long ReservationBytes = 0, uint Weight = 1,
+    TimeSpan DestinationPreallocation = default);

@@ -106,7 +106,7 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
         {
             var batch = response.Batch ?? new PageBatch();
             var reader = new PageBatchReader(batch, _incoming.Memory.PageCount);
-            if (_incoming.Options.Placement is null) _incoming.PrefaultFreshPages(batch, PageResidency.Remote);
+            if (_incoming.Options.Placement is null && !_incoming.IsPreallocated) _incoming.PrefaultFreshPages(batch, PageResidency.Remote);
             bool got = false;
             while (reader.TryRead(out var entry))
             {
