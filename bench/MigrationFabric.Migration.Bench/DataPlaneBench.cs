@@ -17,12 +17,12 @@ namespace MigrationFabric.Migration.Bench;
 /// </remarks>
 internal static class DataPlaneBench
 {
-    public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window, string channels = "both")
+    public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window, string channels = "both", bool preallocate = true)
     {
         if (channels is not ("both" or "grpc" or "tcp")) throw new ArgumentException($"--channel must be grpc, tcp or both, was '{channels}'.");
         bool grpc = channels != "tcp", tcpChannel = channels != "grpc";
         long size = sizeMib << 20;
-        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn; " +
+        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn, destination memory {(preallocate ? "preallocated before each transfer (not in its window)" : "not preallocated (populated run by run on the stream)")}; " +
             $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}, server GC {System.Runtime.GCSettings.IsServerGC}");
         using var source = new GuestMemory(size);
         using var sourceMmu = new SoftwareMmu(source);
@@ -33,8 +33,8 @@ internal static class DataPlaneBench
             using var warmMmu = new SoftwareMmu(warm);
             Fill(warmMmu);
             await RawTcpAsync(warm.SizeBytes);
-            if (grpc) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true, DataChannel.Grpc);
-            if (tcpChannel) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up-tcp", verify: true, DataChannel.Tcp);
+            if (grpc) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up", verify: true, DataChannel.Grpc, preallocate);
+            if (tcpChannel) await MigrateAsync(warm, warmMmu, streams, batchPages, window, "dp-warm-up-tcp", verify: true, DataChannel.Tcp, preallocate);
         }
         var raw = new List<Cost>();
         var moved = new List<Cost>();
@@ -48,20 +48,21 @@ internal static class DataPlaneBench
             if (grpc)
             {
                 GC.Collect();
-                var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0, DataChannel.Grpc);
+                var run = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-{r}", verify: r == 0, DataChannel.Grpc, preallocate);
                 moved.Add(run);
                 Console.WriteLine($"         gRPC        {Line(run, tcp)}");
             }
             if (tcpChannel)
             {
                 GC.Collect();
-                var channel = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-tcp-{r}", verify: r == 0, DataChannel.Tcp);
+                var channel = await MigrateAsync(source, sourceMmu, streams, batchPages, window, $"dp-tcp-{r}", verify: r == 0, DataChannel.Tcp, preallocate);
                 tcpMoved.Add(channel);
                 Console.WriteLine($"         TCP channel {Line(channel, tcp)}");
             }
         }
         string Line(Cost run, Cost tcp) => $"migration wire {run.GBps(run.Bytes):0.000} GB/s = {run.GBps(run.Bytes) / tcp.GBps(size):0.00} x raw TCP, " +
-            $"{run.CpuPerGB(run.Bytes):0.00} CPU s/GB, {run.Allocated / (run.Bytes / 1e9) / 1e6:0} MB allocated/GB, GCs {run.Gen0}/{run.Gen1}/{run.Gen2}";
+            $"{run.CpuPerGB(run.Bytes):0.00} CPU s/GB, {run.Allocated / (run.Bytes / 1e9) / 1e6:0} MB allocated/GB, GCs {run.Gen0}/{run.Gen1}/{run.Gen2}" +
+            (run.Preallocation > TimeSpan.Zero ? $"; preallocation before it {run.Preallocation.TotalMilliseconds:0} ms, {run.PreallocationCpu.TotalSeconds / (run.Bytes / 1e9):0.00} CPU s/GB" : "");
         double Median(IEnumerable<double> xs) { var s = xs.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
         double rawMedian = Median(raw.Select(c => c.GBps(size)));
         foreach (var (name, runs) in new[] { ("gRPC", moved), ("TCP channel", tcpMoved) })
@@ -75,7 +76,7 @@ internal static class DataPlaneBench
 
     // The data plane without a strategy around it: every page once through PageStreamGroup into an IncomingMigration,
     // timed from the first page added to the last batch acknowledged (applied and checksum-verified at the destination).
-    private static async Task<Cost> MigrateAsync(GuestMemory source, SoftwareMmu sourceMmu, int streams, int batchPages, uint window, string id, bool verify, DataChannel dataChannel)
+    private static async Task<Cost> MigrateAsync(GuestMemory source, SoftwareMmu sourceMmu, int streams, int batchPages, uint window, string id, bool verify, DataChannel dataChannel, bool preallocate)
     {
         var destinationPages = new PagesService();
         await using var listener = destinationPages.StartDataChannels(new MigrationFabric.Migration.DataPlane.Tcp.DataChannelListenerOptions());
@@ -86,6 +87,10 @@ internal static class DataPlaneBench
         using var target = new GuestMemory(source.SizeBytes);
         using var targetMmu = new SoftwareMmu(target);
         var incoming = destinationPages.Accept(new IncomingMigration(id, "vm", target, targetMmu, new IncomingMigrationOptions { Window = window }));
+        // As a host agent does at prepare (HostAgentOptions.PreallocateIncomingMemory), before the source starts: not in the transfer's window.
+        var preallocationCpu = Process.GetCurrentProcess().TotalProcessorTime;
+        if (preallocate && !await incoming.PreallocateAsync(CancellationToken.None)) throw new InvalidOperationException("this kernel cannot preallocate (MADV_POPULATE_WRITE); run with --no-prealloc");
+        preallocationCpu = Process.GetCurrentProcess().TotalProcessorTime - preallocationCpu;
         var channels = new RpcChannel[streams];
         for (int i = 0; i < streams; i++) channels[i] = new RpcChannel(destinationServer.Address, new RpcChannelOptions());
         try
@@ -99,7 +104,7 @@ internal static class DataPlaneBench
             var start = Snapshot.Take();
             for (long p = 0; p < source.PageCount; p++) await group.AddAsync(source, p, 1);
             await group.FlushAsync(1, CancellationToken.None);
-            var cost = Snapshot.Take().Since(start, group.Counters.BytesSent);
+            var cost = Snapshot.Take().Since(start, group.Counters.BytesSent) with { Preallocation = incoming.Preallocation, PreallocationCpu = preallocate ? preallocationCpu : TimeSpan.Zero };
             if (incoming.PagesApplied != source.PageCount) throw new InvalidOperationException($"the destination applied {incoming.PagesApplied} of {source.PageCount} pages");
             if (verify)
                 for (long p = 0; p < source.PageCount; p++)
@@ -135,6 +140,11 @@ internal static class DataPlaneBench
     /// <summary>Bytes moved, wall time, and the process's CPU, allocation and GCs over the same interval.</summary>
     private readonly record struct Cost(long Bytes, TimeSpan Elapsed, TimeSpan Cpu, long Allocated, int Gen0, int Gen1, int Gen2)
     {
+        /// <summary>Wall and CPU time of the destination's preallocation before the transfer (zero when not preallocated).</summary>
+        public TimeSpan Preallocation { get; init; }
+
+        public TimeSpan PreallocationCpu { get; init; }
+
         public double GBps(long bytes) => bytes / Elapsed.TotalSeconds / 1e9;
 
         public double CpuPerGB(long bytes) => Cpu.TotalSeconds / (bytes / 1e9);

@@ -16,6 +16,8 @@ if (Environment.GetEnvironmentVariable("MF_BENCH_MIN_THREADS") is { } minThreads
 for (int i = 0; i < args.Length - 1; i++)
     if (args[i] == "--size-mib") sizeMib = long.Parse(args[i + 1]);
 long size = sizeMib << 20;
+// --no-prealloc: destinations populate their memory run by run on the page stream instead of before the start (as host agents with PreallocateIncomingMemory = false).
+if (args.Contains("--no-prealloc")) Environment.SetEnvironmentVariable("MF_BENCH_NO_PREALLOC", "1");
 
 if (args.Contains("--vmemdirect"))
 {
@@ -40,7 +42,8 @@ if (args.Contains("--dataplane"))
     // --channel grpc|tcp runs one data channel only (for a profile); both by default.
     int channelAt = Array.IndexOf(args, "--channel");
     string channels = channelAt >= 0 && channelAt + 1 < args.Length ? args[channelAt + 1] : "both";
-    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8), channels);
+    // --no-prealloc: the destination's memory is populated run by run on the stream, as before host agents preallocated it.
+    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8), channels, !args.Contains("--no-prealloc"));
     return;
 }
 
@@ -90,14 +93,17 @@ Console.WriteLine($"migration bench: VM {sizeMib} MiB, data channel {dataChannel
 
 double tcp = await RawTcpAsync(2L << 30);
 Console.WriteLine($"raw loopback TCP (one socket pair, 1 MiB writes, 2 GiB): {tcp / 1e9:0.000} GB/s");
+// Warm-up (not reported): a host agent that has migrated before runs optimized code; the first migration in a process runs tier-0 code on every path.
+await MigrateAsync(64L << 20, "idle", new PreCopy(new PreCopyOptions { DataChannel = dataChannel }), postCopyWorkload: false);
 
 foreach (var scenario in new[] { "idle", "hotset" })
 {
-    var (report, _, _, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions { DataChannel = dataChannel }), postCopyWorkload: false);
+    var (report, _, incoming, _) = await MigrateAsync(size, scenario, new PreCopy(new PreCopyOptions { DataChannel = dataChannel }), postCopyWorkload: false);
     double wire = report.BytesSent / report.TransferTime.TotalSeconds;
     Console.WriteLine($"pre-copy {scenario,-6}: total {report.TotalTime.TotalMilliseconds,8:0.0} ms, downtime {report.Downtime.TotalMilliseconds,7:0.00} ms, " +
         $"rounds {report.Rounds.Count}, bytes {report.BytesSent,13:N0}, pages {report.PagesSent:N0} (zero {report.ZeroPagesSent:N0}), " +
-        $"wire {wire / 1e9:0.000} GB/s = {wire / tcp:0.00} x raw TCP, verified {report.PagesVerified:N0} pages");
+        $"wire {wire / 1e9:0.000} GB/s = {wire / tcp:0.00} x raw TCP, verified {report.PagesVerified:N0} pages" +
+        (incoming.IsPreallocated ? $"; destination preallocated before the start in {incoming.Preallocation.TotalMilliseconds:0} ms" : "; destination not preallocated"));
     foreach (var r in report.Rounds)
         Console.WriteLine($"    round {r.Round}: {r.Pages,8:N0} pages {r.Bytes,13:N0} B in {r.Duration.TotalMilliseconds,8:0.0} ms, dirtied meanwhile {r.DirtiedDuringRound:N0}, throttle {r.Throttle:0.00}");
 }
@@ -115,7 +121,8 @@ static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? bat
     Console.WriteLine($"post-copy hotset ({cap}): total {report.TotalTime.TotalMilliseconds:0.0} ms, downtime {report.Downtime.TotalMilliseconds:0.00} ms, " +
         $"bytes {report.BytesSent:N0}, remote faults {report.RemoteFaults:N0} (pages served to faults {report.PagesServedToFaults:N0}), " +
         $"fault latency p50 {report.RemoteFaultP50.TotalMicroseconds:0} us, p99 {report.RemoteFaultP99.TotalMicroseconds:0} us " +
-        $"(destination MMU view incl. coalesced waiters and the vCPU's wake-up: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages");
+        $"(destination MMU view incl. coalesced waiters and the vCPU's wake-up: p50 {faults.P50.TotalMicroseconds:0} us, p99 {faults.P99.TotalMicroseconds:0} us), verified {report.PagesVerified:N0} pages" +
+        (incoming.IsPreallocated ? $"; destination preallocated in {incoming.Preallocation.TotalMilliseconds:0} ms before the start" : "; destination not preallocated"));
     var steps = incoming.RemoteFaultSteps;
     Console.WriteLine("    fault steps (us)             count      p50      p99      max");
     Step("destination: enter -> sent", steps.Issue);
@@ -165,6 +172,8 @@ static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigrat
             return Task.CompletedTask;
         },
     }));
+    // As a host agent does at prepare (HostAgentOptions.PreallocateIncomingMemory), before the source starts; --no-prealloc leaves it to the stream.
+    if (Environment.GetEnvironmentVariable("MF_BENCH_NO_PREALLOC") != "1") await incoming.PreallocateAsync(CancellationToken.None);
     var report = await strategy.RunAsync(new MigrationJob
     {
         MigrationId = id, Vm = "vm", Memory = source, Mmu = sourceMmu, Destination = destinationServer.Address,

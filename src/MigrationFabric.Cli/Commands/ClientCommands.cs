@@ -207,7 +207,8 @@ public static class ClientCommands
         {
             app.Output.MarkupLine($"[green]completed[/]: total {Units.Duration(r.TotalTime.ToTimeSpan())}, downtime {Units.Duration(r.Downtime.ToTimeSpan())}, " +
                 $"{Units.Bytes(r.BytesSent)} sent, integrity {r.Integrity.PagesChecked} pages checked, {r.Integrity.MismatchedPages} mismatched, " +
-                $"recovery {Esc(RecoveryText.Of(r))}, data channel {Esc(DataChannelText.Of(r))}");
+                $"recovery {Esc(RecoveryText.Of(r))}, data channel {Esc(DataChannelText.Of(r))}" +
+                (r.DestinationPreallocation is { } p ? $"; destination memory preallocated before the start in {Units.Duration(p.ToTimeSpan())}" : ""));
             if (r.PerDestination.Count > 1)
                 foreach (var d in r.PerDestination)
                     app.Output.MarkupLine($"  {Esc(d.Host)}{(d.Role.Length > 0 ? $" ({Esc(d.Role)})" : "")}: {Units.Bytes(d.BytesSent)} sent");
