@@ -816,6 +816,34 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
     }
 
+    /// <summary>Puts RAM behind the pager's fixed host memory, its placement staging buffers, ahead of their first use (a destination preallocating its reservation before pages arrive).</summary>
+    /// <remarks>
+    /// The share itself is not touched: its RAM is whichever guest pages direct placement puts in memory as they
+    /// arrive, so nothing about it is fixed before the migration. Buffers holding staged pages are left alone, so this
+    /// is safe at any time.
+    /// </remarks>
+    /// <returns>Bytes preallocated: the free staging buffers' (0 in <see cref="PagingMode.Naive"/>, which stages nothing).</returns>
+    public unsafe long PreallocateStaging()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        long bytes = 0;
+        var size = (nuint)ChunkPages * Page.Size;
+        lock (_stageLock)
+        {
+            // Only free buffers: a taken one holds staged pages (and has had its RAM since it was first written).
+            foreach (var st in _freeStages)
+            {
+                if (_stageBuffers[st] == 0) continue;
+                NativeMemory.Clear((void*)_stageBuffers[st], size);
+                bytes += (long)size;
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>The placement staging buffers' addresses (1 chunk each); tests.</summary>
+    internal IReadOnlyList<nint> StageBufferAddresses => _stageBuffers;
+
     /// <summary>Chunks whose placed pages wait in a staging buffer; diagnostics and tests.</summary>
     public int StagedChunks => _stageBuffers.Length - FreeStageCount;
 
