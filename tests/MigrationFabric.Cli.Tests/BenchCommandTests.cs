@@ -22,6 +22,7 @@ public sealed class BenchCommandTests
     [InlineData("--link-mbps", "-5", "--link-mbps")]
     [InlineData("--emulator-mib", "256", "--emulator-mib")]
     [InlineData("--hot-reserve-mib", "200", "--hot-reserve-mib")]
+    [InlineData("--data-channel", "udp", "--data-channel")]
     public async Task A_wrong_option_exits_2_with_a_message_naming_it_and_runs_nothing(string flag, string value, string named)
     {
         var (exit, _, err) = await Mf("bench", "vmemdirect", "--size-mib", "1024", flag, value);
@@ -54,7 +55,11 @@ public sealed class BenchCommandTests
             Assert.Contains("Migration link: link capped at", output);
             Assert.Contains("swap write rate", output);
             Assert.Contains("| idle | ideal | ", output);
-            Assert.Matches(@"\| idle \| ideal \| (Grpc|Tcp) \| 1: ", output);
+            // The default channel is TCP, and the ideal destination's whole memory was preallocated before its migration.
+            Assert.Matches(@"\| idle \| ideal \| Tcp \([1-9][0-9]* TCP\) \| 1: ", output);
+            Assert.Contains("Data channel: Tcp", output);
+            Assert.Matches(@"\| idle \| ideal \| [0-9.]+ \(16 MiB\) \| ", output);
+            Assert.Contains("- vmem-direct: the pager's placement staging buffers only", output);
             Assert.Contains("warm-up ideal", err);
             Assert.Contains("VMemDirect migration time vs ideal", output);
             Assert.Contains("[2/2] idle ideal", err);
@@ -66,6 +71,15 @@ public sealed class BenchCommandTests
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public void The_data_channel_is_tcp_by_default_grpc_on_request_in_any_case()
+    {
+        Assert.Equal(MigrationFabric.Migration.DataPlane.DataChannel.Tcp, BenchCommand.ParseDataChannel(null));
+        Assert.Equal(MigrationFabric.Migration.DataPlane.DataChannel.Tcp, BenchCommand.ParseDataChannel("tcp"));
+        Assert.Equal(MigrationFabric.Migration.DataPlane.DataChannel.Grpc, BenchCommand.ParseDataChannel("GRPC"));
+        Assert.Contains("'quic'", Assert.Throws<UsageException>(() => BenchCommand.ParseDataChannel("quic")).Message);
     }
 
     [Fact]

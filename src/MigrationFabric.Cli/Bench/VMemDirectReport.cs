@@ -19,11 +19,20 @@ public static class VMemDirectReport
         var hotMib = options.HotReserveMib;
         sb.Append(c, $"VMemDirect's hot reserve: {(hotMib > 0 ? $"{hotMib} MiB of the budget kept for pages retransferred during migration (placed in memory, not updated in swap)" : "off")}.\n\n");
         sb.Append(c, $"Naive's device emulator: {(options.DeviceEmulatorMib > 0 ? $"{options.DeviceEmulatorMib} MiB, paged out when the VM fills the budget and in at the resume (in the downtime)" : "not modelled")}; VMemDirect's runs outside its private memory.\n\n");
-        sb.Append("| workload | kind | migration (ms) | downtime (ms) | rounds | sent (MiB) | verified pages | membench after (GB/s) | kv ops/s before | kv ops/s last 2 s | kv recovery (s) | paging during migration | paging after |\n");
-        sb.Append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+        sb.Append(c, $"Data channel: {options.DataChannel} for every kind's page streams (split: the sub-host's too); the per-round table shows the most TCP connections each host served at once.\n\n");
+        if (options.Preallocate)
+        {
+            sb.Append("Preallocated before each migration (RAM behind pages ahead of their first write; column prealloc, not in the migration time), what each kind reserves as fixed RAM by design:\n\n");
+            foreach (var kind in options.Kinds) sb.Append(c, $"- {kind}: {VMemDirectBench.PreallocationOf(kind)}.\n");
+            sb.Append('\n');
+        }
+        else sb.Append("Preallocation off (--no-prealloc): every page's RAM comes at its first write.\n\n");
+        sb.Append("| workload | kind | prealloc (ms) | migration (ms) | downtime (ms) | rounds | sent (MiB) | verified pages | membench after (GB/s) | kv ops/s before | kv ops/s last 2 s | kv recovery (s) | paging during migration | paging after |\n");
+        sb.Append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
         foreach (var r in runs)
         {
-            sb.Append(c, $"| {r.Workload} | {r.Kind} | {r.MigrationTime.TotalMilliseconds:0.0} | {r.Downtime.TotalMilliseconds:0.00} | {r.Rounds} | {r.BytesSent / 1048576.0:0} | {r.PagesVerified:N0} | ");
+            var prealloc = r.Preallocation is { } pa ? string.Format(c, "{0:0.0} ({1:0} MiB)", pa.TotalMilliseconds, r.PreallocatedBytes / 1048576.0) : "-";
+            sb.Append(c, $"| {r.Workload} | {r.Kind} | {prealloc} | {r.MigrationTime.TotalMilliseconds:0.0} | {r.Downtime.TotalMilliseconds:0.00} | {r.Rounds} | {r.BytesSent / 1048576.0:0} | {r.PagesVerified:N0} | ");
             sb.Append(r.MembenchAfterBytesPerSecond is { } m ? (m / 1e9).ToString("0.000", c) : "");
             sb.Append(" | ");
             if (r.Timeline.Count > 0)
@@ -130,7 +139,8 @@ public static class VMemDirectReport
         foreach (var r in runs)
         {
             if (r.RoundDetails is not { Count: > 0 } rounds) continue;
-            sb.Append(c, $"| {r.Workload} | {r.Kind} | {r.DataChannel} | ");
+            var tcp = r.Kind == "split" ? $"{r.TcpChannelsAtDestination} + sub-host {r.TcpChannelsAtSubHost}" : $"{r.TcpChannelsAtDestination}";
+            sb.Append(c, $"| {r.Workload} | {r.Kind} | {r.DataChannel} ({tcp} TCP) | ");
             for (var i = 0; i < rounds.Count; i++)
             {
                 var x = rounds[i];

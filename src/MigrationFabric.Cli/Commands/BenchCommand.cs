@@ -43,15 +43,19 @@ public static class BenchCommand
         var emulator = new Option<long>("--emulator-mib") { Description = "Naive only: the destination's device emulator memory, paged out while the VM arrives and in at the resume (0: not modelled).", DefaultValueFactory = _ => 32 };
         var syncWrites = new Option<bool>("--sync-placement-writes") { Description = "VMemDirect writes each completed staged chunk on the stream that placed its last page (the old behaviour), not on the pager's writer thread." };
         var hot = new Option<long>("--hot-reserve-mib") { Description = "VMemDirect: MiB of the budget kept for pages retransferred during migration, placed in memory instead of updated in swap (0: off).", DefaultValueFactory = _ => 0 };
+        var channel = new Option<string>("--data-channel") { Description = "What carries every kind's page streams (split: the sub-host's too): tcp (data channels, as between host agents) or grpc (PageStream calls).", DefaultValueFactory = _ => "tcp" };
+        var noPrealloc = new Option<bool>("--no-prealloc") { Description = "Do not preallocate each kind's fixed RAM before its migration (every page's RAM comes at its first write)." };
         var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
         {
-            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot,
+            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot, channel, noPrealloc,
         };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
             var options = Parse(r.GetValue(size), r.GetValue(budget), r.GetValue(kinds), r.GetValue(workloads), r.GetValue(measure), r.GetValue(kvAfter), r.GetValue(swapDir), r.GetValue(directIo), r.GetValue(link), r.GetValue(emulator));
             options.AsyncPlacementWrites = !r.GetValue(syncWrites);
             options.HotReserveMib = r.GetValue(hot);
+            options.DataChannel = ParseDataChannel(r.GetValue(channel));
+            options.Preallocate = !r.GetValue(noPrealloc);
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var outDir = r.GetValue(output)!;
@@ -82,6 +86,14 @@ public static class BenchCommand
         }
         return options;
     }
+
+    /// <summary>--data-channel's value: tcp or grpc (any case); anything else is a <see cref="UsageException"/> naming the flag.</summary>
+    public static MigrationFabric.Migration.DataPlane.DataChannel ParseDataChannel(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "tcp" => MigrationFabric.Migration.DataPlane.DataChannel.Tcp,
+        "grpc" => MigrationFabric.Migration.DataPlane.DataChannel.Grpc,
+        _ => throw new UsageException($"--data-channel must be tcp or grpc, was '{value}'."),
+    };
 
     // "--kinds naive,ideal" and "--kinds naive ideal" both work.
     private static List<string> Split(string[] values) =>

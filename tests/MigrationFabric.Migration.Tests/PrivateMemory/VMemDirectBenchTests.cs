@@ -1,3 +1,4 @@
+using MigrationFabric.Migration.DataPlane;
 using MigrationFabric.Migration.PrivateMemory.Bench;
 
 namespace MigrationFabric.Migration.Tests.PrivateMemory;
@@ -138,6 +139,67 @@ public class VMemDirectBenchTests
         }
         else Assert.Null(run.EmulatorPageIn);
         if (kind == "split") Assert.NotNull(run.RemotePagesAfter);
+    }
+
+    [Theory]
+    [InlineData("split", DataChannel.Tcp)]
+    [InlineData("vmem-direct", DataChannel.Tcp)]
+    [InlineData("ideal", DataChannel.Grpc)]
+    public async Task A_run_moves_its_pages_on_the_chosen_data_channel_at_every_host_it_streams_to(string kind, DataChannel channel)
+    {
+        var o = Small();
+        o.DataChannel = channel;
+        var run = await new VMemDirectBench(o).RunOneAsync(kind, "idle", null, CancellationToken.None).WaitAsync(Long);
+
+        Assert.Equal(4096, run.PagesVerified);
+        Assert.Equal(channel, run.DataChannel);
+        if (channel == DataChannel.Tcp)
+        {
+            // Seen at the hosts while the pages moved, not just what was asked for: the destination (and split's sub-host) served TCP data channels.
+            Assert.True(run.TcpChannelsAtDestination > 0, "the destination served no TCP data channel");
+            if (kind == "split") Assert.True(run.TcpChannelsAtSubHost > 0, "the sub-host served no TCP data channel");
+        }
+        else Assert.Equal((0, 0), (run.TcpChannelsAtDestination, run.TcpChannelsAtSubHost));
+    }
+
+    [Fact]
+    public void The_default_data_channel_is_tcp_and_an_undefined_one_is_refused_by_name()
+    {
+        Assert.Equal(DataChannel.Tcp, new VMemDirectBenchOptions().DataChannel);
+        var o = Small();
+        o.DataChannel = (DataChannel)7;
+        Assert.Contains("--data-channel", Assert.Throws<ArgumentException>(o.Validate).Message);
+    }
+
+    [Theory]
+    [InlineData("ideal", 16L << 20)]
+    [InlineData("vmem-direct", 16L << 20)]
+    [InlineData("naive", -1L)]
+    [InlineData("split", -1L)]
+    public async Task Each_kind_preallocates_what_it_reserves_as_fixed_ram_before_its_migration(string kind, long bytes)
+    {
+        var run = await new VMemDirectBench(Small()).RunOneAsync(kind, "idle", null, CancellationToken.None).WaitAsync(Long);
+
+        Assert.Equal(4096, run.PagesVerified);
+        Assert.DoesNotContain("unknown", VMemDirectBench.PreallocationOf(kind));
+        if (bytes < 0)
+        {
+            // Demand-paged by design: nothing is reserved ahead.
+            Assert.Null(run.Preallocation);
+            Assert.Equal(0, run.PreallocatedBytes);
+            Assert.StartsWith("nothing", VMemDirectBench.PreallocationOf(kind));
+        }
+        else
+        {
+            Assert.NotNull(run.Preallocation);
+            // ideal: the whole 16 MiB VM; VMemDirect: its 16 staging buffers of one 1 MiB chunk (the 16 MiB VM has exactly 16 chunks), not the share.
+            Assert.True(run.PreallocatedBytes == bytes || !OperatingSystem.IsLinux(), $"preallocated {run.PreallocatedBytes} bytes, expected {bytes}");
+        }
+        var off = Small();
+        off.Preallocate = false;
+        var plain = await new VMemDirectBench(off).RunOneAsync(kind, "idle", null, CancellationToken.None).WaitAsync(Long);
+        Assert.Null(plain.Preallocation);
+        Assert.Equal(4096, plain.PagesVerified);
     }
 
     private sealed class SyncProgress(List<string> phases) : IProgress<string>

@@ -74,6 +74,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             MaxRounds = _options.MaxRounds, SwapDirectory = _options.SwapDirectory, DirectIo = _options.DirectIo, LinkMbps = 0,
             DeviceEmulatorMib = Math.Min(_options.DeviceEmulatorMib, Math.Max(4, size / 4) / 2), WarmUp = false,
             AsyncPlacementWrites = _options.AsyncPlacementWrites, HotReserveMib = Math.Min(_options.HotReserveMib, Math.Max(4, size / 4) / 2),
+            DataChannel = _options.DataChannel, Preallocate = _options.Preallocate,
         });
         foreach (var kind in _options.Kinds)
             await warm.RunOneAsync(kind, "idle", new Progress($"warm-up {kind}", progress), cancellationToken).ConfigureAwait(false);
@@ -81,11 +82,47 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 
     private sealed class Progress(string tag, IProgress<string>? inner) : IProgress<MigrationProgress>
     {
+        private readonly Lock _lock = new();
+        private Func<(int Destination, int SubHost)>? _tcpChannels;
+
+        // The most TCP data-channel connections each host served at once, sampled at every progress report (the
+        // migration's streams are open from before its first report to after its last round): what the run really used.
+        public (int Destination, int SubHost) MostTcpChannels { get; private set; }
+
+        public void WatchTcpChannels(Func<(int Destination, int SubHost)> count) => _tcpChannels = count;
+
         public void Report(string phase) => inner?.Report($"{tag}: {phase}");
 
-        public void Report(MigrationProgress p) =>
+        public void Report(MigrationProgress p)
+        {
+            if (_tcpChannels is { } count)
+            {
+                var (d, s) = count();
+                lock (_lock) MostTcpChannels = (Math.Max(d, MostTcpChannels.Destination), Math.Max(s, MostTcpChannels.SubHost));
+            }
             Report($"migrating: {p.Phase} round {p.Round}, {p.BytesSent >> 20} MiB sent, {p.RemainingPages:N0} pages to go, {p.Elapsed.TotalSeconds:0.0} s");
+        }
     }
+
+    /// <summary>What a destination <paramref name="kind"/> reserves as fixed RAM by design, which the bench preallocates before its migration starts, and why (the runs' output header lists it).</summary>
+    public static string PreallocationOf(string kind) => kind switch
+    {
+        "ideal" => "the whole destination memory (a destination with room for the VM reserves all of it, as a host agent does at prepare and QEMU's -mem-prealloc)",
+        "vmem-direct" or "vmem-direct-m2" =>
+            "the pager's placement staging buffers only (fixed host memory outside the share, 1 MiB each); not the share: its RAM is whichever guest pages direct placement puts in memory as they arrive (a page count, not fixed frames), so nothing of it is known before the first page arrives; placement populates it per 64-page block as first copies land",
+        "naive" => "nothing: plain swap, demand-paged by the kernel in the model; it keeps no frame pool (no staging), and its device emulator's memory is resident from the start",
+        "split" => "nothing: the main host's RemotePager takes RAM page by page within its budget (demand-paged, clock page-out, no frame pool); the sub-host holds the part the source's plan gives it when the migration starts and takes RAM only for pages it holds",
+        _ => throw new ArgumentException($"unknown kind '{kind}' (known: {string.Join(", ", VMemDirectBenchOptions.KnownKinds)}).", nameof(kind)),
+    };
+
+    // The preallocation PreallocationOf describes, as a host agent makes it; returns the bytes given RAM (0: the kernel
+    // cannot), or null if the kind preallocates nothing.
+    private static async Task<long?> PreallocateFixedAsync(string kind, IncomingMigration? ideal, PrivateMemoryDestination? pvm, CancellationToken cancellationToken) => kind switch
+    {
+        "ideal" => await ideal!.PreallocateAsync(cancellationToken).ConfigureAwait(false) ? ideal.Memory.PageCount * Page.Size : 0,
+        "vmem-direct" or "vmem-direct-m2" => pvm!.Pager.PreallocateStaging(),
+        _ => null,
+    };
 
     /// <summary>Runs one destination <paramref name="kind"/> with one <paramref name="workload"/>.</summary>
     public Task<VMemDirectRun> RunOneAsync(string kind, string workload, IProgress<string>? progress, CancellationToken cancellationToken) =>
@@ -111,7 +148,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 
         using var sourceStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var targetStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var clock = Stopwatch.StartNew();
+        // Started with the source's workload, after the destination's preallocation (the key-value timeline is on this clock).
+        var clock = new Stopwatch();
         Task? sourceRun = null;
         Task? targetRun = null;
         KeyValueStoreWorkload? sourceKv = null, targetKv = null;
@@ -119,18 +157,6 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         PagingSnapshot? during = null;
         PrivateMemoryDestination? pvm = null;
         var kvOptions = workload == "kv" ? KvOptions(vm.PageCount) : null;
-        if (workload == "active")
-        {
-            sourceRun = new MemoryBenchmarkWorkload(new MemoryBenchmarkOptions { Pages = vm.PageCount / 16 }).RunAsync(vmMmu, sourceStop.Token);
-            await Task.Delay(500, cancellationToken).ConfigureAwait(false);
-        }
-        else if (kvOptions is not null)
-        {
-            progress.Report($"key-value store on the source for {_options.KvBefore.TotalSeconds:0.#} s");
-            sourceKv = new KeyValueStoreWorkload(kvOptions());
-            sourceRun = sourceKv.RunAsync(vmMmu, sourceStop.Token);
-            await Task.Delay(_options.KvBefore, cancellationToken).ConfigureAwait(false);
-        }
 
         using var target = new GuestMemory(size);
         using var subMemory = new GuestMemory(size);
@@ -152,6 +178,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             return Task.CompletedTask;
         };
         SplitMainHost? main = null;
+        IncomingMigration? idealIncoming = null;
         SoftwareMmu? plainMmu = null;
         string id = $"bench-{kind}-{workload}";
         MigrationStrategy strategy;
@@ -167,6 +194,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 strategy = new VMemDirect(new VMemDirectOptions
                 {
                     Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap,
+                    DataChannel = _options.DataChannel,
                 });
                 break;
             case "split":
@@ -178,12 +206,42 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 break;
             default:
                 targetMmu = plainMmu = new SoftwareMmu(target);
-                destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
-                strategy = new VMemDirect(new VMemDirectOptions { Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap });
+                idealIncoming = destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
+                strategy = new VMemDirect(new VMemDirectOptions
+                {
+                    Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap, DataChannel = _options.DataChannel,
+                });
                 break;
         }
         try
         {
+            // The destination reserves its fixed RAM before the source starts (a host agent's prepare): timed apart, not migration time.
+            TimeSpan? preallocation = null;
+            long preallocated = 0;
+            if (_options.Preallocate)
+            {
+                var started = Stopwatch.GetTimestamp();
+                if (await PreallocateFixedAsync(kind, idealIncoming, pvm, cancellationToken).ConfigureAwait(false) is { } bytes)
+                {
+                    preallocation = Stopwatch.GetElapsedTime(started);
+                    preallocated = bytes;
+                    progress.Report($"preallocated {bytes >> 20} MiB in {preallocation.Value.TotalMilliseconds:0} ms");
+                }
+            }
+            clock.Start();
+            if (workload == "active")
+            {
+                sourceRun = new MemoryBenchmarkWorkload(new MemoryBenchmarkOptions { Pages = vm.PageCount / 16 }).RunAsync(vmMmu, sourceStop.Token);
+                await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+            }
+            else if (kvOptions is not null)
+            {
+                progress.Report($"key-value store on the source for {_options.KvBefore.TotalSeconds:0.#} s");
+                sourceKv = new KeyValueStoreWorkload(kvOptions());
+                sourceRun = sourceKv.RunAsync(vmMmu, sourceStop.Token);
+                await Task.Delay(_options.KvBefore, cancellationToken).ConfigureAwait(false);
+            }
+            progress.WatchTcpChannels(() => (destination.Pages.DataChannels?.Connections ?? 0, kind == "split" ? sub.Pages.DataChannels?.Connections ?? 0 : 0));
             var migrationStart = clock.Elapsed;
             progress.Report("migrating");
             var report = await strategy.RunAsync(new MigrationJob
@@ -214,7 +272,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 during, after is { } a && during is { } d ? a.Since(d) : null,
                 main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
                 sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
-                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, report.DataChannel, pvm?.DeviceEmulator?.PageInTime);
+                migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, report.DataChannel, pvm?.DeviceEmulator?.PageInTime,
+                preallocation, preallocated, progress.MostTcpChannels.Destination, progress.MostTcpChannels.SubHost);
         }
         finally
         {
@@ -230,7 +289,10 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 
     // The split baseline's construction, in one place (its options are changing to a list of sub-hosts).
     private Split SplitStrategy(Uri subHost, long budgetPages) =>
-        new(new SplitOptions { SubHosts = [subHost], MainBudgetPages = budgetPages, SplitMaxRounds = _options.MaxRounds, BandwidthCap = LinkCap });
+        new(new SplitOptions
+        {
+            SubHosts = [subHost], MainBudgetPages = budgetPages, SplitMaxRounds = _options.MaxRounds, BandwidthCap = LinkCap, DataChannel = _options.DataChannel,
+        });
 
     private long? LinkCap => Link.BytesPerSecond is { } b ? (long)b : null;
 

@@ -60,6 +60,12 @@ public sealed class VMemDirectBenchOptions
     /// <summary>VMemDirect: MiB of the budget first copies leave for retransferred (hot) pages, which then go into memory instead of being updated in swap (<c>PrivateVirtualMemoryOptions.HotReservePages</c>); 0: off. Default 0 (32 MiB made the key-value store slower after the resume in two loaded pairs: bench/RESULTS.md, session 3).</summary>
     public long HotReserveMib { get; set; }
 
+    /// <summary>What carries every kind's page streams (split: the sub-host's too): TCP data channels, as between host agents (HostAgentOptions.DataChannel), or gRPC PageStream calls. Default Tcp.</summary>
+    public DataPlane.DataChannel DataChannel { get; set; } = DataPlane.DataChannel.Tcp;
+
+    /// <summary>Before each migration (outside its time), preallocate what the destination kind reserves as fixed RAM by design (<see cref="VMemDirectBench.PreallocationOf"/>); false: every page's RAM comes at its first write, as before 2026-11-22 session 4. Default true.</summary>
+    public bool Preallocate { get; set; } = true;
+
     /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
     public bool WarmUp { get; set; } = true;
 
@@ -82,6 +88,8 @@ public sealed class VMemDirectBenchOptions
             throw new ArgumentException($"VMemDirectBenchOptions.DeviceEmulatorMib (--emulator-mib) must be within 0..{BudgetMib - 1} (below the budget), was {DeviceEmulatorMib}.", nameof(DeviceEmulatorMib));
         if (HotReserveMib < 0 || HotReserveMib > BudgetMib / 2)
             throw new ArgumentException($"VMemDirectBenchOptions.HotReserveMib (--hot-reserve-mib) must be within 0..{BudgetMib / 2} (half the budget), was {HotReserveMib}.", nameof(HotReserveMib));
+        if (!Enum.IsDefined(DataChannel))
+            throw new ArgumentException($"VMemDirectBenchOptions.DataChannel (--data-channel) must be Grpc or Tcp, was {(int)DataChannel}.", nameof(DataChannel));
         if (LinkMbps is { } link && (!double.IsFinite(link) || link < 0))
             throw new ArgumentException($"VMemDirectBenchOptions.LinkMbps (--link-mbps) must be 0 (uncapped) or a positive number of megabits per second, was {link}.", nameof(LinkMbps));
         if (SwapDirectory is { } d && !Directory.Exists(d))

@@ -23,6 +23,10 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// <param name="RoundDetails">The migration's rounds (the last is the stop-and-copy): pages, time.</param>
 /// <param name="DataChannel">What carried the page streams (gRPC calls or TCP data channels).</param>
 /// <param name="EmulatorPageIn">Naive with a modelled device emulator: how long its page-ins took at the resume (in the downtime), else null.</param>
+/// <param name="Preallocation">How long preallocating the destination's fixed RAM took before the migration started (not in <paramref name="MigrationTime"/>); null: the kind preallocates nothing (<see cref="VMemDirectBench.PreallocationOf"/>) or preallocation was off.</param>
+/// <param name="PreallocatedBytes">Bytes that preallocation put RAM behind (0 where the kernel cannot, or nothing was preallocated).</param>
+/// <param name="TcpChannelsAtDestination">The most TCP data-channel connections the destination served at once during the migration (0 on gRPC page streams).</param>
+/// <param name="TcpChannelsAtSubHost">Split: the same at the sub-host; else 0.</param>
 public sealed record VMemDirectRun(
     string Kind,
     string Workload,
@@ -41,7 +45,11 @@ public sealed record VMemDirectRun(
     long KvCorruptReads,
     IReadOnlyList<RoundReport>? RoundDetails = null,
     DataPlane.DataChannel DataChannel = default,
-    TimeSpan? EmulatorPageIn = null)
+    TimeSpan? EmulatorPageIn = null,
+    TimeSpan? Preallocation = null,
+    long PreallocatedBytes = 0,
+    int TcpChannelsAtDestination = 0,
+    int TcpChannelsAtSubHost = 0)
 {
     /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
     public double KvBaseline
