@@ -7,7 +7,7 @@ using MigrationFabric.Memory.Pages;
 
 namespace MigrationFabric.Migration.Codec;
 
-/// <summary>Accumulates pages into one wire batch in pooled buffers: zero pages as a flag, a checksum per page, optional deflate.</summary>
+/// <summary>Accumulates pages into one wire batch in pooled buffers: zero pages as a flag, a checksum per page (XXH64 or XXH3), optional deflate.</summary>
 /// <remarks>
 /// Each page is copied once, from guest memory into the pooled payload, and hashed from that copy, so the
 /// checksum always matches what travels even while vCPUs keep writing the page. <see cref="Build"/> hands the
@@ -18,6 +18,8 @@ public sealed class PageBatchBuilder
     private readonly int _capacity;
     private readonly PageCompression _compression;
     private readonly int _headroom;
+    private readonly PageDigestKind _checksum;
+    private readonly ulong _zeroChecksum;
     private byte[] _payload;
     private byte[] _flags;
     private long[] _pages;
@@ -34,10 +36,16 @@ public sealed class PageBatchBuilder
     /// <param name="compression">How payloads are compressed.</param>
     /// <param name="frameHeadroom">Leave room before the payload for the gRPC frame header and the batch's other fields, so
     /// <see cref="EncodedBatch.Frame"/> can lay out the whole PageStream message in place (no serialization copy of the payload).</param>
-    public PageBatchBuilder(int capacityPages, PageCompression compression = PageCompression.None, bool frameHeadroom = false)
+    /// <param name="checksum">The per-page checksum (the receiver must verify with the same kind).</param>
+    public PageBatchBuilder(int capacityPages, PageCompression compression = PageCompression.None, bool frameHeadroom = false,
+        PageDigestKind checksum = PageDigestKind.Xxh64)
     {
         if (capacityPages < 1 || capacityPages > 1024)
             throw new ArgumentOutOfRangeException(nameof(capacityPages), capacityPages, "a batch holds 1 to 1024 pages.");
+        if (checksum is not (PageDigestKind.Xxh64 or PageDigestKind.Xxh3))
+            throw new ArgumentOutOfRangeException(nameof(checksum), checksum, "not a page digest kind (Xxh64, Xxh3).");
+        _checksum = checksum;
+        _zeroChecksum = PageDigest.ZeroPageOf(checksum);
         _capacity = capacityPages;
         _compression = compression;
         _headroom = frameHeadroom ? EncodedBatch.MaxFrameOverhead(capacityPages) : 0;
@@ -56,6 +64,9 @@ public sealed class PageBatchBuilder
     /// <summary>Payload bytes so far.</summary>
     public int PayloadBytes => _payloadLength;
 
+    /// <summary>The per-page checksum kind.</summary>
+    public PageDigestKind Checksum => _checksum;
+
     /// <summary>Adds page <paramref name="page"/> with <paramref name="contents"/> (4096 bytes), which may be changing under running vCPUs.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Hot per-page loop: optimized from its first call, not after tiering (a migration is often the first thing an agent runs for minutes).
     public void AddPage(long page, ReadOnlySpan<byte> contents, byte extraFlags = PageFlags.None)
@@ -66,15 +77,15 @@ public sealed class PageBatchBuilder
         {
             var copy = _payload.AsSpan(_headroom + _payloadLength, Page.Size);
             contents.CopyTo(copy);
-            if (!copy.ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
+            if (!copy.ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, _zeroChecksum, 0); return; }
             _payloadLength += Page.Size;
-            Append(page, extraFlags, Xxh64.Hash(copy), 0);
+            Append(page, extraFlags, PageDigest.Hash(_checksum, copy), 0);
             return;
         }
         _scratch ??= new byte[Page.Size];
         contents.CopyTo(_scratch);
-        if (!_scratch.AsSpan().ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, PageDigest.ZeroPage, 0); return; }
-        ulong checksum = Xxh64.Hash(_scratch);
+        if (!_scratch.AsSpan().ContainsAnyExcept((byte)0)) { Append(page, PageFlags.Zero | extraFlags, _zeroChecksum, 0); return; }
+        ulong checksum = PageDigest.Hash(_checksum, _scratch);
         int compressed = Deflate(_scratch, _payload.AsSpan(_headroom + _payloadLength, Page.Size));
         if (compressed > 0)
         {
@@ -92,7 +103,7 @@ public sealed class PageBatchBuilder
     public void AddZeroPage(long page, byte extraFlags = PageFlags.None)
     {
         CheckRoom();
-        Append(page, (byte)(PageFlags.Zero | extraFlags), PageDigest.ZeroPage, 0);
+        Append(page, (byte)(PageFlags.Zero | extraFlags), _zeroChecksum, 0);
     }
 
     /// <summary>Makes the wire batch of the pages added so far and starts an empty one; the batch owns the buffers until disposed.</summary>

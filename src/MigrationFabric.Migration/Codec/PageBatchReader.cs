@@ -12,13 +12,20 @@ public struct PageBatchReader
     private readonly PageBatch _batch;
     private readonly ReadOnlyMemory<byte> _payload;
     private readonly ReadOnlyMemory<byte> _flags;
+    private readonly PageDigestKind _checksum;
     private int _index;
     private int _offset;
 
     /// <summary>Checks <paramref name="batch"/> against a VM of <paramref name="totalPages"/> pages; throws <see cref="PageBatchFormatException"/> naming what is wrong.</summary>
-    public PageBatchReader(PageBatch batch, long totalPages)
+    /// <param name="batch">The received batch.</param>
+    /// <param name="totalPages">The VM's pages: every page number must be below.</param>
+    /// <param name="checksum">The kind of the batch's checksums (what the sender was told to compute).</param>
+    public PageBatchReader(PageBatch batch, long totalPages, PageDigestKind checksum = PageDigestKind.Xxh64)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        if (checksum is not (PageDigestKind.Xxh64 or PageDigestKind.Xxh3))
+            throw new ArgumentOutOfRangeException(nameof(checksum), checksum, "not a page digest kind (Xxh64, Xxh3).");
+        _checksum = checksum;
         _batch = batch;
         _payload = batch.Payload.Memory;
         _flags = batch.Flags.Memory;
@@ -66,7 +73,7 @@ public struct PageBatchReader
         if (_index >= Count) { entry = default; return false; }
         byte f = _flags.Span[_index];
         int length = (f & PageFlags.Zero) != 0 ? 0 : (f & PageFlags.Compressed) != 0 ? (int)_batch.Lengths[_index] : Page.Size;
-        entry = new PageBatchEntry((long)_batch.PageNumbers[_index], f, _batch.Checksums[_index], _payload.Slice(_offset, length));
+        entry = new PageBatchEntry((long)_batch.PageNumbers[_index], f, _batch.Checksums[_index], _payload.Slice(_offset, length), _checksum);
         _offset += length;
         _index++;
         return true;
@@ -76,12 +83,13 @@ public struct PageBatchReader
 /// <summary>One page of a received batch: its number, flags, checksum and encoded bytes.</summary>
 public readonly struct PageBatchEntry
 {
-    internal PageBatchEntry(long page, byte flags, ulong checksum, ReadOnlyMemory<byte> encoded)
+    internal PageBatchEntry(long page, byte flags, ulong checksum, ReadOnlyMemory<byte> encoded, PageDigestKind kind)
     {
         Page = page;
         Flags = flags;
         Checksum = checksum;
         Encoded = encoded;
+        ChecksumKind = kind;
     }
 
     /// <summary>Guest page number.</summary>
@@ -90,8 +98,11 @@ public readonly struct PageBatchEntry
     /// <summary><see cref="PageFlags"/> bits.</summary>
     public byte Flags { get; }
 
-    /// <summary>The sender's XXH64 of the page's contents.</summary>
+    /// <summary>The sender's digest of the page's contents, of <see cref="ChecksumKind"/>.</summary>
     public ulong Checksum { get; }
+
+    /// <summary>Which hash <see cref="Checksum"/> is.</summary>
+    public PageDigestKind ChecksumKind { get; }
 
     /// <summary>The page's bytes as sent (raw, deflated, or empty for zero pages).</summary>
     public ReadOnlyMemory<byte> Encoded { get; }
@@ -109,15 +120,16 @@ public readonly struct PageBatchEntry
         if (IsZero) destination.Clear();
         else if ((Flags & PageFlags.Compressed) != 0) Inflate(destination);
         else Encoded.Span.CopyTo(destination);
-        ulong actual = IsZero ? PageDigest.ZeroPage : Xxh64.Hash(destination);
-        if (actual != Checksum) throw new PageChecksumException(Page, Checksum, actual);
+        ulong actual = IsZero ? PageDigest.ZeroPageOf(ChecksumKind) : PageDigest.Hash(ChecksumKind, destination);
+        if (actual != Checksum) throw new PageChecksumException(Page, Checksum, actual, ChecksumKind);
         return actual;
     }
 
     /// <summary>For a zero page: checks that its checksum is the zero page's (no bytes to write).</summary>
     public void VerifyZero()
     {
-        if (Checksum != PageDigest.ZeroPage) throw new PageChecksumException(Page, Checksum, PageDigest.ZeroPage);
+        ulong zero = PageDigest.ZeroPageOf(ChecksumKind);
+        if (Checksum != zero) throw new PageChecksumException(Page, Checksum, zero, ChecksumKind);
     }
 
     private void Inflate(Span<byte> destination)

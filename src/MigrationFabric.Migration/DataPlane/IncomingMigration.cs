@@ -140,12 +140,37 @@ public sealed class IncomingMigration
     /// <summary>The device state received at switch-over.</summary>
     public ReadOnlyMemory<byte> DeviceState { get; private set; }
 
+    private int _checksum;
+
+    /// <summary>The migration's per-page checksum kind once named (by a stream's open, the switch-over or the integrity check, which must agree); null before.</summary>
+    /// <remarks>The arriving checksums are kept as the pages' digests, so the kind is fixed once: a page installed before any was named fixes XXH64.</remarks>
+    public PageDigestKind? Checksum => Volatile.Read(ref _checksum) is var k and not 0 ? (PageDigestKind)k : null;
+
+    /// <summary>Fixes the migration's checksum kind to <paramref name="kind"/> if none is yet, or checks that it is that one.</summary>
+    /// <exception cref="ArgumentException"><paramref name="namedBy"/> names another kind than the one fixed.</exception>
+    internal void UseChecksum(PageDigestKind kind, string namedBy)
+    {
+        int fixedKind = Interlocked.CompareExchange(ref _checksum, (int)kind, 0);
+        if (fixedKind != 0 && fixedKind != (int)kind)
+            throw new ArgumentException($"migration {MigrationId}: {namedBy} names checksum {kind}, but the migration's pages carry {(PageDigestKind)fixedKind}.");
+    }
+
+    /// <summary>The kind arriving pages are verified and kept in (fixing XXH64 if none was named).</summary>
+    internal PageDigestKind ChecksumInUse
+    {
+        get
+        {
+            Interlocked.CompareExchange(ref _checksum, (int)PageDigestKind.Xxh64, 0);
+            return (PageDigestKind)Volatile.Read(ref _checksum);
+        }
+    }
+
     internal bool IsFinished => Phase is IncomingPhase.Completed or IncomingPhase.Failed;
 
     /// <summary>Installs one received batch; throws <see cref="PageChecksumException"/> or <see cref="PageBatchFormatException"/> on bad input.</summary>
     internal int Apply(PageBatch batch)
     {
-        var reader = new PageBatchReader(batch, Memory.PageCount);
+        var reader = new PageBatchReader(batch, Memory.PageCount, ChecksumInUse);
         // Counted before the phase check so an abort can wait for appliers already past it.
         Interlocked.Increment(ref _activeApplies);
         try
@@ -299,6 +324,8 @@ public sealed class IncomingMigration
             if (Phase != IncomingPhase.Receiving)
                 throw new InvalidOperationException($"migration {MigrationId} is {Phase}, not receiving: switch-over happens once.");
         }
+        // Post-copy pages are asked for in this kind: it must be the streams' (and the check's).
+        UseChecksum(PageChecksums.FromWire(request.Checksum), "the switch-over");
         long pending = 0;
         var bits = request.PendingPages.Span;
         if (bits.Length != 0 && bits.Length != (Memory.PageCount + 7) / 8)
@@ -353,6 +380,7 @@ public sealed class IncomingMigration
     internal async Task<VerifyPagesResponse> VerifyAsync(VerifyPagesRequest request, CancellationToken cancellationToken)
     {
         if (Phase is IncomingPhase.Receiving) throw new InvalidOperationException($"migration {MigrationId} has not switched over: nothing to verify yet.");
+        UseChecksum(PageChecksums.FromWire(request.Checksum), "VerifyPages");
         if (request.FirstPage + (ulong)request.Digests.Count > (ulong)Memory.PageCount)
             throw new ArgumentException($"digests for pages [{request.FirstPage}, {request.FirstPage + (ulong)request.Digests.Count}) go beyond the VM's {Memory.PageCount} pages.");
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _completionCancel.Token))
@@ -407,7 +435,7 @@ public sealed class IncomingMigration
         // Only on failure: the pages are named for the operator (the source has the same list per chunk).
         var pages = new List<long>();
         for (long p = 0; p < _digests.Length && pages.Count < 1000; p++)
-            if (_digests[p] != PageDigest.Of(Memory, p)) pages.Add(p);
+            if (_digests[p] != PageDigest.Of(Memory, p, kind: ChecksumInUse)) pages.Add(p);
         return pages;
     }
 

@@ -61,15 +61,17 @@ internal sealed class OutgoingMigration
     public bool HasUrgent => Volatile.Read(ref _urgent) != 0;
 
     /// <summary>Builds the reply to a fault; the caller calls <see cref="ReplyWritten"/> once the reply has left (until then the push holds off).</summary>
-    /// <remarks>Throws (and is then done) on a page outside the VM.</remarks>
+    /// <remarks>Throws (and is then done) on a page outside the VM (ArgumentOutOfRangeException) or a checksum kind this build does not know
+    /// (<see cref="UnsupportedChecksumException"/>). The reply carries the kind the request names: the destination keeps those checksums as its digests.</remarks>
     public RemotePagesResponse Serve(RemotePagesRequest request)
     {
         long receivedNs = RemoteFaultSteps.NowNanoseconds();
         Interlocked.Increment(ref _urgent);
         try
         {
+            var checksum = PageChecksums.FromWire(request.Checksum);
             int prefetch = (int)Math.Min(request.Prefetch, 256u);
-            var builder = new PageBatchBuilder(Math.Min(1024, request.PageNumbers.Count + prefetch));
+            var builder = new PageBatchBuilder(Math.Min(1024, request.PageNumbers.Count + prefetch), checksum: checksum);
             long last = -1;
             foreach (ulong p in request.PageNumbers)
             {

@@ -25,7 +25,7 @@ public sealed class PageStreamGroup : IAsyncDisposable
     private Exception? _fault;
     private int _disposed;
 
-    private PageStreamGroup(PageStreamSender[] senders, int batchPages, PageCompression compression)
+    private PageStreamGroup(PageStreamSender[] senders, int batchPages, PageCompression compression, Memory.Integrity.PageDigestKind checksum)
     {
         _senders = senders;
         // Not linked to the migration's token: the streams outlive a cancel that comes after switch-over; rollback disposes them.
@@ -35,7 +35,7 @@ public sealed class PageStreamGroup : IAsyncDisposable
         _pumps = new Task[senders.Length];
         for (int i = 0; i < senders.Length; i++)
         {
-            _builders[i] = new PageBatchBuilder(batchPages, compression, frameHeadroom: true);
+            _builders[i] = new PageBatchBuilder(batchPages, compression, frameHeadroom: true, checksum);
             _queues[i] = Channel.CreateBounded<object>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
             int index = i;
             _pumps[i] = Task.Run(() => PumpAsync(index));
@@ -52,10 +52,12 @@ public sealed class PageStreamGroup : IAsyncDisposable
     public DataChannel DataChannel { get; private set; }
 
     /// <summary>Opens one page stream per channel of <paramref name="channels"/> (a channel each, so each stream has its own connection and read loop) for the migration described by <paramref name="open"/>:
-    /// a PageStream call on it, or with <paramref name="dataChannel"/> Tcp a data channel negotiated on it (OpenDataChannel) to the same host.</summary>
+    /// a PageStream call on it, or with <paramref name="dataChannel"/> Tcp a data channel negotiated on it (OpenDataChannel) to the same host.
+    /// The batches carry the checksum kind <paramref name="open"/>'s codec names (not set: XXH64), as the receiver will verify.</summary>
     public static async Task<PageStreamGroup> OpenAsync(IReadOnlyList<RpcChannel> channels, StreamOpen open, int batchPages,
         PageCompression compression, TokenBucket? bucket, CancellationToken cancellationToken, DataChannel dataChannel = DataChannel.Grpc)
     {
+        var checksum = PageChecksums.FromWire(open.Codec?.Checksum ?? ChecksumKind.Unspecified);
         var counters = new DataPlaneCounters();
         int streams = channels.Count;
         var opening = new Task<PageStreamSender>[streams];
@@ -77,7 +79,7 @@ public sealed class PageStreamGroup : IAsyncDisposable
                 if (t.IsCompletedSuccessfully) await t.Result.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        var group = new PageStreamGroup([.. opening.Select(t => t.Result)], batchPages, compression);
+        var group = new PageStreamGroup([.. opening.Select(t => t.Result)], batchPages, compression, checksum);
         group.Counters = counters;
         group.DataChannel = dataChannel;
         return group;

@@ -132,6 +132,7 @@ public sealed class PagesService
         catch (ObjectDisposedException e) { throw new RpcException(StatusCode.NotFound, $"StorePages: {e.Message}"); }
         catch (PageChecksumException e) { throw new RpcException(StatusCode.DataLoss, $"StorePages: {e.Message}"); }
         catch (PageBatchFormatException e) { throw new RpcException(StatusCode.InvalidArgument, $"StorePages: {e.Message}"); }
+        catch (UnsupportedChecksumException e) { throw new RpcException(StatusCode.InvalidArgument, $"StorePages: {e.Message}"); }
         catch (InvalidOperationException e) { throw new RpcException(StatusCode.FailedPrecondition, $"StorePages: {e.Message}"); }
     }
 
@@ -177,6 +178,10 @@ public sealed class PagesService
             throw new RpcException(StatusCode.InvalidArgument, $"PageStream: page_size {open.PageSize} is not supported (only {Page.Size}).");
         if (open.TotalPages != (ulong)migration.Memory.PageCount)
             throw new RpcException(StatusCode.InvalidArgument, $"PageStream: total_pages {open.TotalPages} differs from the destination memory's {migration.Memory.PageCount} pages.");
+        // The checksums this stream's batches carry are kept as the pages' digests: every stream of the migration, its
+        // switch-over and its integrity check must name the same kind.
+        try { migration.UseChecksum(PageChecksums.FromWire(open.Codec?.Checksum ?? ChecksumKind.Unspecified), $"stream {open.StreamIndex}"); }
+        catch (ArgumentException e) { throw new RpcException(StatusCode.InvalidArgument, $"PageStream: {e.Message}"); }
         uint window = migration.Options.Window;
         await writeAck(new PageAck { AckedThrough = 0, Window = window }, ct).ConfigureAwait(false);
         ulong expected = 1, applied = 0;
@@ -239,6 +244,7 @@ public sealed class PagesService
             try { return store.Serve(request); }
             catch (ObjectDisposedException e) { throw new RpcException(StatusCode.NotFound, $"RemotePages: {e.Message}"); }
             catch (ArgumentOutOfRangeException e) { throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}"); }
+            catch (UnsupportedChecksumException e) { throw new RpcException(StatusCode.InvalidArgument, $"RemotePages: {e.Message}"); }
         }
         if (!_outgoing.TryGetValue(request.MigrationId, out var outgoing))
             throw new RpcException(StatusCode.NotFound, $"RemotePages: this host serves no pages for migration '{request.MigrationId}'.");
@@ -252,6 +258,10 @@ public sealed class PagesService
         catch (ArgumentOutOfRangeException e)
         {
             throw new RpcException(StatusCode.OutOfRange, $"RemotePages: {e.Message}");
+        }
+        catch (UnsupportedChecksumException e)
+        {
+            throw new RpcException(StatusCode.InvalidArgument, $"RemotePages: {e.Message}");
         }
         // The background push holds off until the reply has left, not only while it is built: on a shared core the
         // push's batch encoding would otherwise delay the reply's write. Kestrel reports completion after the last frame.

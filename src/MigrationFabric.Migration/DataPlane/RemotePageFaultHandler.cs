@@ -62,7 +62,7 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
     {
         if (_incoming.Phase == IncomingPhase.Failed)
             throw new PageFaultException(fault.Page, $"migration {_incoming.MigrationId} failed; {fault.Page} is not available.");
-        var request = new RemotePagesRequest { MigrationId = _incoming.MigrationId, Vm = _incoming.Vm, Prefetch = (uint)_prefetch };
+        var request = new RemotePagesRequest { MigrationId = _incoming.MigrationId, Vm = _incoming.Vm, Prefetch = (uint)_prefetch, Checksum = PageChecksums.ToWire(_incoming.ChecksumInUse) };
         request.PageNumbers.Add((ulong)fault.Page.Value);
         return request;
     }
@@ -105,7 +105,7 @@ internal sealed class RemotePageFaultHandler : IPageFaultHandler, IDisposable
         try
         {
             var batch = response.Batch ?? new PageBatch();
-            var reader = new PageBatchReader(batch, _incoming.Memory.PageCount);
+            var reader = new PageBatchReader(batch, _incoming.Memory.PageCount, _incoming.ChecksumInUse);
             if (_incoming.Options.Placement is null && !_incoming.IsPreallocated) _incoming.PrefaultFreshPages(batch, PageResidency.Remote);
             bool got = false;
             while (reader.TryRead(out var entry))

@@ -54,7 +54,7 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
             throw new PageFaultException(fault.Page, $"scatter-gather resolves Remote pages only; this page is {fault.Residency}.");
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         int k = ScatterPlan.IntermediateOf(fault.Page.Value, _channels.Length);
-        var request = new RemotePagesRequest { Vm = Incoming.Vm };
+        var request = new RemotePagesRequest { Vm = Incoming.Vm, Checksum = PageChecksums.ToWire(Incoming.ChecksumInUse) };
         request.PageNumbers.Add((ulong)fault.Page.Value);
         var response = await FetchAsync(k, request, cancellationToken).ConfigureAwait(false)
             ?? throw new PageFaultException(fault.Page, $"intermediate {_intermediates[k]} is lost; the page was only there.");
@@ -64,7 +64,7 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
 
     private void Install(RemotePagesResponse response, long faulted)
     {
-        var reader = new PageBatchReader(response.Batch ?? new PageBatch(), Incoming.Memory.PageCount);
+        var reader = new PageBatchReader(response.Batch ?? new PageBatch(), Incoming.Memory.PageCount, Incoming.ChecksumInUse);
         while (reader.TryRead(out var entry)) Incoming.InstallRemote(entry, mustBeResident: entry.Page == faulted);
     }
 
@@ -96,7 +96,7 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
     private async Task GatherFromAsync(int k)
     {
         var memory = Incoming.Memory;
-        var request = new RemotePagesRequest { Vm = Incoming.Vm };
+        var request = new RemotePagesRequest { Vm = Incoming.Vm, Checksum = PageChecksums.ToWire(Incoming.ChecksumInUse) };
         for (long p = 0; p < memory.PageCount && !_stop.IsCancellationRequested; p++)
         {
             if (ScatterPlan.IntermediateOf(p, _channels.Length) == k && memory.GetResidency(p) == PageResidency.Remote) request.PageNumbers.Add((ulong)p);

@@ -27,6 +27,9 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
     /// <summary>Most pages one call may ask for: 512 pages (2 MiB) keep a reply under a channel's default 4 MiB receive limit, which 1024 exceed.</summary>
     public const int MaxRunPages = 512;
 
+    // Fetched pages are only verified on arrival and cached (the page streams hash them again in the migration's kind): the faster hash.
+    private const Memory.Integrity.PageDigestKind FetchChecksum = Memory.Integrity.PageDigestKind.Xxh3;
+
     private readonly string _vm;
     private readonly GuestMemory _memory;
     private readonly RemotePager _pager;
@@ -120,7 +123,7 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
     private void Fetch(long page, int host)
     {
         var map = _pager.Map;
-        var request = new RemotePagesRequest { Vm = _vm };
+        var request = new RemotePagesRequest { Vm = _vm, Checksum = PageChecksums.ToWire(FetchChecksum) };
         long end = Math.Min(_memory.PageCount, page + 4L * _runPages);
         for (long q = page; q < end && request.PageNumbers.Count < _runPages; q++)
             if (map.HostOf(q) == host && _memory.GetResidency(q) == PageResidency.Remote) request.PageNumbers.Add((ulong)q);
@@ -138,7 +141,7 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
         }
         _cachedCount = 0;
         _cacheVersion = -1;
-        var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _memory.PageCount);
+        var reader = new PageBatchReader(response.Batch ?? new PageBatch(), _memory.PageCount, FetchChecksum);
         // Requested pages are ascending; the cache keeps them so, for the binary search.
         while (reader.TryRead(out var entry) && _cachedCount < _runPages)
         {

@@ -41,8 +41,9 @@ public sealed class RemotePageStore
     /// <summary>Pages received from the main host's page-outs.</summary>
     public long PagesStored => Volatile.Read(ref _stored);
 
-    /// <summary>Builds the reply to a main host's fault: every asked page (never held: zeroes).</summary>
+    /// <summary>Builds the reply to a main host's fault: every asked page (never held: zeroes), with the checksum kind the request names.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A page is outside the VM.</exception>
+    /// <exception cref="UnsupportedChecksumException">The request names a checksum kind this build does not know.</exception>
     /// <exception cref="ObjectDisposedException">The store was released (<see cref="ReleaseAsync"/>).</exception>
     public RemotePagesResponse Serve(RemotePagesRequest request)
     {
@@ -53,7 +54,8 @@ public sealed class RemotePageStore
 
     private RemotePagesResponse ServeHeld(RemotePagesRequest request)
     {
-        var builder = new PageBatchBuilder(Math.Min(1024, Math.Max(1, request.PageNumbers.Count)));
+        var checksum = PageChecksums.FromWire(request.Checksum);
+        var builder = new PageBatchBuilder(Math.Min(1024, Math.Max(1, request.PageNumbers.Count)), checksum: checksum);
         foreach (ulong p in request.PageNumbers)
         {
             if (p >= (ulong)Memory.PageCount) throw new ArgumentOutOfRangeException(nameof(request), $"page {p} is outside VM {Vm}'s {Memory.PageCount} pages.");
@@ -70,6 +72,7 @@ public sealed class RemotePageStore
     /// <summary>Keeps the pages of a main host's page-out (verified against their checksums).</summary>
     /// <exception cref="PageChecksumException">A page does not match its checksum; pages before it were kept.</exception>
     /// <exception cref="PageBatchFormatException">The batch is malformed.</exception>
+    /// <exception cref="UnsupportedChecksumException">The request names a checksum kind this build does not know.</exception>
     /// <exception cref="ObjectDisposedException">The store was released (<see cref="ReleaseAsync"/>).</exception>
     public StorePagesResponse Store(StorePagesRequest request)
     {
@@ -80,7 +83,7 @@ public sealed class RemotePageStore
 
     private StorePagesResponse StoreHeld(StorePagesRequest request)
     {
-        var reader = new PageBatchReader(request.Batch ?? new PageBatch(), Memory.PageCount);
+        var reader = new PageBatchReader(request.Batch ?? new PageBatch(), Memory.PageCount, PageChecksums.FromWire(request.Checksum));
         int n = 0;
         while (reader.TryRead(out var entry))
         {

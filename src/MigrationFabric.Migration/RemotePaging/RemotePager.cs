@@ -156,7 +156,7 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
             Task<RemotePagesResponse>? fetch = null;
             if (host != MemoryMap.Main)
             {
-                var request = new RemotePagesRequest { Vm = Vm };
+                var request = new RemotePagesRequest { Vm = Vm, Checksum = PageChecksums.ToWire(_options.Checksum) };
                 for (int i = 0; i < wanted; i++) request.PageNumbers.Add((ulong)_wanted[i]);
                 fetch = CallAsync(PagesContract.RemotePages, request, host, fault.Page, cancellationToken);
             }
@@ -219,7 +219,7 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
     /// <summary>Installs the faulted page and, while <paramref name="room"/> lasts, the prefetched ones of <paramref name="host"/>.</summary>
     private void Install(PageBatch batch, PageNumber faulted, int host, long room)
     {
-        var reader = new PageBatchReader(batch, _memory.PageCount);
+        var reader = new PageBatchReader(batch, _memory.PageCount, _options.Checksum);
         bool got = false;
         int installed = 0;
         Span<long> done = stackalloc long[_wanted.Length];
@@ -269,13 +269,13 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
     /// <summary>Stores the victims at <paramref name="host"/>, records them there, then frees them here; false (victims still Evicting) when that sub-host was lost meanwhile.</summary>
     private async Task<bool> TryStoreAsync(int host, int n, long faulted, CancellationToken cancellationToken)
     {
-        var builder = new PageBatchBuilder(n);
+        var builder = new PageBatchBuilder(n, checksum: _options.Checksum);
         for (int i = 0; i < n; i++) builder.AddPage(_victims[i], _memory.GetPageBytes(_victims[i]));
         using (var encoded = builder.Build(0))
         {
             try
             {
-                await CallAsync(PagesContract.StorePages, new StorePagesRequest { Vm = Vm, Batch = encoded.Batch }, host, new PageNumber(faulted), cancellationToken).ConfigureAwait(false);
+                await CallAsync(PagesContract.StorePages, new StorePagesRequest { Vm = Vm, Batch = encoded.Batch, Checksum = PageChecksums.ToWire(_options.Checksum) }, host, new PageNumber(faulted), cancellationToken).ConfigureAwait(false);
             }
             catch (PageFaultException) when (Volatile.Read(ref _lostHosts[host]) is not null)
             {

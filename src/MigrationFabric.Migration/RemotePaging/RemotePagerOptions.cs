@@ -21,6 +21,9 @@ public sealed class RemotePagerOptions
     /// <summary>Called with the map after each page-out batch is stored at its sub-host and before the main frees those pages (persist it there: see MultiHost/README.md, "Memory map"); a throw cancels the page-out. Default null.</summary>
     public Func<MemoryMap, CancellationToken, ValueTask>? MapChanged { get; set; }
 
+    /// <summary>Per-page checksum of the pages stored at and fetched from the sub-hosts (StorePages and RemotePages name it; the sub-host follows). Default Xxh3.</summary>
+    public Memory.Integrity.PageDigestKind Checksum { get; set; } = Memory.Integrity.PageDigestKind.Xxh3;
+
     /// <summary>How long a fetch or store may take before the sub-host is declared lost. Default 10 s.</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -50,5 +53,7 @@ public sealed class RemotePagerOptions
         }
         if (Timeout <= TimeSpan.Zero)
             throw new ArgumentException($"{nameof(RemotePagerOptions)}.{nameof(Timeout)} must be positive, was {Timeout}.");
+        if (Checksum is not (Memory.Integrity.PageDigestKind.Xxh64 or Memory.Integrity.PageDigestKind.Xxh3))
+            throw new ArgumentException($"{nameof(RemotePagerOptions)}.{nameof(Checksum)} must be Xxh64 or Xxh3, was {(int)Checksum}.");
     }
 }

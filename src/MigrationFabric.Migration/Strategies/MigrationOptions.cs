@@ -18,6 +18,9 @@ public abstract class MigrationOptions
     /// <summary>Payload compression. Default none (loopback and datacenter links are faster than deflate).</summary>
     public PageCompression Compression { get; set; } = PageCompression.None;
 
+    /// <summary>Per-page checksum the streams carry, the destination keeps as the pages' digests and the integrity check compares (StreamOpen.codec.checksum). Default Xxh3 (vectorized; about twice XXH64's speed per page, bench/RESULTS.md).</summary>
+    public Memory.Integrity.PageDigestKind Checksum { get; set; } = Memory.Integrity.PageDigestKind.Xxh3;
+
     /// <summary>Time allowed before switch-over; past it the migration fails cleanly and the VM stays at the source. Default 10 min.</summary>
     public TimeSpan Deadline { get; set; } = TimeSpan.FromMinutes(10);
 
@@ -47,6 +50,8 @@ public abstract class MigrationOptions
         if (SwitchOverTimeout <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(SwitchOverTimeout)} must be positive, was {SwitchOverTimeout}.");
         if (ProgressInterval <= TimeSpan.Zero) throw new ArgumentException($"{n}.{nameof(ProgressInterval)} must be positive, was {ProgressInterval}.");
         ArgumentNullException.ThrowIfNull(TimeProvider, $"{n}.{nameof(TimeProvider)}");
+        if (Checksum is not (Memory.Integrity.PageDigestKind.Xxh64 or Memory.Integrity.PageDigestKind.Xxh3))
+            throw new ArgumentException($"{n}.{nameof(Checksum)} must be Xxh64 or Xxh3, was {(int)Checksum}.");
         if (!Enum.IsDefined(DataChannel)) throw new ArgumentException($"{n}.{nameof(DataChannel)} must be Grpc or Tcp, was {(int)DataChannel}.");
     }
 }

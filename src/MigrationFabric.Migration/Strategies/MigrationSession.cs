@@ -100,7 +100,7 @@ internal sealed class MigrationSession : IAsyncDisposable
             Codec = new CodecOptions
             {
                 Compression = Options.Compression == Codec.PageCompression.Deflate ? Compression.Deflate : Compression.None,
-                Checksum = ChecksumKind.Xxh64,
+                Checksum = Codec.PageChecksums.ToWire(Options.Checksum),
             },
         };
         Streams = await PageStreamGroup.OpenAsync(_streamChannels, open, Options.BatchPages, Options.Compression, _bucket, cancellationToken, Options.DataChannel)

@@ -80,7 +80,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
             var open = new StreamOpen
             {
                 MigrationId = parts[0].MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
-                Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
+                Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = PageChecksums.ToWire(Options.Checksum) },
             };
             foreach (var part in parts)
                 part.Streams = await PageStreamGroup.OpenAsync(part.StreamChannels, open, Options.BatchPages, Options.Compression, bucket, cancellationToken, Options.DataChannel).ConfigureAwait(false);
@@ -119,7 +119,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
             for (int i = 0; i < last.Count; i++) await RouteAsync(parts, memory, pages[i], final, PageFlags.Retransfer).ConfigureAwait(false);
             await FlushAsync(parts, final, cancellationToken).ConfigureAwait(false);
             foreach (var part in parts)
-                await part.Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = part.MigrationId },
+                await part.Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = part.MigrationId, Checksum = PageChecksums.ToWire(Options.Checksum) },
                     new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
             // Every page is on an intermediate: the source's memory is no longer needed.
             EvictionTime = session.Elapsed;
@@ -132,6 +132,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
                 MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(deviceState),
                 PendingPages = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(bits), PendingCount = (ulong)memory.PageCount,
                 SourceAddress = parts[0].Address.ToString(),
+                Checksum = PageChecksums.ToWire(Options.Checksum),
             }, new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
             session.MarkSwitchedOver(session.Since(pauseTs));
             session.PostCopyPages = (long)response.PendingCount;
@@ -185,7 +186,7 @@ public sealed class ScatterGather(ScatterGatherOptions options) : MigrationStrat
         for (int k = 0; k < parts.Length; k++)
         {
             int holder = k;
-            mismatched += await IntegrityCheck.MismatchedAtHolderAsync(session.Job, parts[k].Control, parts[k].MigrationId,
+            mismatched += await IntegrityCheck.MismatchedAtHolderAsync(session.Job, session.Options.Checksum, parts[k].Control, parts[k].MigrationId,
                 page => ScatterPlan.IntermediateOf(page, parts.Length) == holder, cancellationToken).ConfigureAwait(false);
         }
         if (mismatched > 0) throw new MigrationIntegrityException(session.Job.MigrationId, mismatched, []);

@@ -105,7 +105,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             var open = new StreamOpen
             {
                 MigrationId = links[0].MigrationId, Vm = job.Vm, TotalPages = (ulong)memory.PageCount, PageSize = Page.Size,
-                Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = ChecksumKind.Xxh64 },
+                Codec = new CodecOptions { Compression = Options.Compression == PageCompression.Deflate ? Compression.Deflate : Compression.None, Checksum = PageChecksums.ToWire(Options.Checksum) },
             };
             var opening = new Task<PageStreamGroup>[links.Length];
             for (int k = 0; k < links.Length; k++)
@@ -156,7 +156,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             session.RemainingPages = 0;
             // The sub-hosts first: once the main resumes, its faults need them serving.
             for (int k = 0; k < links.Length; k++)
-                flushes[k] = links[k].Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = links[k].MigrationId },
+                flushes[k] = links[k].Control.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = links[k].MigrationId, Checksum = PageChecksums.ToWire(Options.Checksum) },
                     new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync;
             flushes[links.Length] = Task.CompletedTask;
             await WhenAllNamingAsync(part, flushes).ConfigureAwait(false);
@@ -164,7 +164,7 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
             var state = SplitSwitchOverState.Wrap(planMap, deviceState.Span);
             cancellationToken.ThrowIfCancellationRequested();
             await session.Channel.AsyncUnaryCall(PagesContract.SwitchOver,
-                new SwitchOverRequest { MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(state) },
+                new SwitchOverRequest { MigrationId = job.MigrationId, DeviceState = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(state), Checksum = PageChecksums.ToWire(Options.Checksum) },
                 new CallOptions().WithTimeout(Options.SwitchOverTimeout)).ResponseAsync.ConfigureAwait(false);
             session.MarkSwitchedOver(session.Since(pauseTs));
         }
@@ -242,11 +242,11 @@ public sealed class Split(SplitOptions options) : MigrationStrategy(options)
         {
             // Each host is checked for the pages it was given.
             var checks = new Task<long>[part.Links.Length + 1];
-            checks[0] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, session.Channel, session.Job.MigrationId, page => part.Plan.HostOf(page) == MemoryMap.Main, cancellationToken);
+            checks[0] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, session.Options.Checksum, session.Channel, session.Job.MigrationId, page => part.Plan.HostOf(page) == MemoryMap.Main, cancellationToken);
             for (int k = 0; k < part.Links.Length; k++)
             {
                 int host = k + 1;
-                checks[host] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, part.Links[k].Control, part.Links[k].MigrationId, page => part.Plan.HostOf(page) == host, cancellationToken);
+                checks[host] = IntegrityCheck.MismatchedAtHolderAsync(session.Job, session.Options.Checksum, part.Links[k].Control, part.Links[k].MigrationId, page => part.Plan.HostOf(page) == host, cancellationToken);
             }
             long mismatched = 0;
             foreach (long m in await Task.WhenAll(checks).ConfigureAwait(false)) mismatched += m;

@@ -66,6 +66,7 @@ internal static class SwitchOver
             MigrationId = job.MigrationId,
             DeviceState = UnsafeByteOperations.UnsafeWrap(deviceState),
             Prefetch = (uint)prefetch,
+            Checksum = PageChecksums.ToWire(session.Options.Checksum),
         };
         long pendingCount = 0;
         if (pending is not null)

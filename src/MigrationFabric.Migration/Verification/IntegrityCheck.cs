@@ -16,21 +16,22 @@ internal static class IntegrityCheck
     /// <summary>Pages per VerifyPages call (512 KiB of digests).</summary>
     public const int ChunkPages = 65536;
 
-    /// <summary>The source's digest of <paramref name="page"/>; with a page reader every non-zero page is read through it.</summary>
-    /// <remarks>A pager's page-out can still complete while the VM is paused: hashing RAM it is discarding would digest zeroes, and the reader holds the page still.</remarks>
-    internal static ulong SourceDigest(MigrationJob job, long page)
+    /// <summary>The source's <paramref name="kind"/> digest of <paramref name="page"/>; with a page reader every non-zero page is read through it.</summary>
+    /// <remarks>A pager's page-out can still complete while the VM is paused: hashing RAM it is discarding would digest zeroes, and the reader holds the page still.
+    /// The kind is the migration's (its streams' checksum): the destination's digests are the checksums that arrived.</remarks>
+    internal static ulong SourceDigest(MigrationJob job, long page, PageDigestKind kind)
     {
-        if (job.PageReader is not { } reader) return PageDigest.Of(job.Memory, page);
+        if (job.PageReader is not { } reader) return PageDigest.Of(job.Memory, page, kind: kind);
         var residency = job.Memory.GetResidency(page);
-        if (residency is PageResidency.Zero or PageResidency.Ballooned) return PageDigest.ZeroPage;
+        if (residency is PageResidency.Zero or PageResidency.Ballooned) return PageDigest.ZeroPageOf(kind);
         Span<byte> contents = stackalloc byte[Page.Size];
         reader.ReadPage(page, residency, contents);
-        return Xxh64.Hash(contents);
+        return PageDigest.Hash(kind, contents);
     }
 
     /// <summary>Mismatches at one holder of part of the VM (a split sub-host, a scatter intermediate), checked for the pages <paramref name="holds"/> names.</summary>
     /// <remarks>0 stands for "not given to this holder": never a real digest's place, as its table holds 0 there too.</remarks>
-    internal static async Task<long> MismatchedAtHolderAsync(MigrationJob job, RpcChannel channel, string migrationId, Func<long, bool> holds,
+    internal static async Task<long> MismatchedAtHolderAsync(MigrationJob job, PageDigestKind kind, RpcChannel channel, string migrationId, Func<long, bool> holds,
         CancellationToken cancellationToken)
     {
         var memory = job.Memory;
@@ -38,9 +39,9 @@ internal static class IntegrityCheck
         for (long first = 0; first < memory.PageCount; first += ChunkPages)
         {
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
-            var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
+            var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount, Checksum = Codec.PageChecksums.ToWire(kind) };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(holds(first + i) ? SourceDigest(job, first + i) : 0);
+            for (int i = 0; i < count; i++) request.Digests.Add(holds(first + i) ? SourceDigest(job, first + i, kind) : 0);
             var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken))
                 .ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;
@@ -52,6 +53,7 @@ internal static class IntegrityCheck
     {
         var job = session.Job;
         var memory = job.Memory;
+        var kind = session.Options.Checksum;
         session.Report(MigrationPhase.Verifying);
         using var span = MigrationTelemetry.ActivitySource.StartActivity("migration verify");
         long mismatched = 0;
@@ -60,9 +62,9 @@ internal static class IntegrityCheck
         for (long first = 0; first < memory.PageCount; first += ChunkPages)
         {
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
-            var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount };
+            var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount, Checksum = Codec.PageChecksums.ToWire(kind) };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(SourceDigest(job, first + i));
+            for (int i = 0; i < count; i++) request.Digests.Add(SourceDigest(job, first + i, kind));
             var response = await session.Channel.AsyncUnaryCall(PagesContract.VerifyPages, request,
                 new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;

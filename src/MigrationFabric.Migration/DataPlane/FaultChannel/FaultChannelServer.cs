@@ -108,6 +108,11 @@ internal sealed class FaultChannelServer : IDisposable
             Refuse(StatusCode.OutOfRange, e.Message, close: false);
             return;
         }
+        catch (Codec.UnsupportedChecksumException e)
+        {
+            Refuse(StatusCode.InvalidArgument, e.Message, close: false);
+            return;
+        }
         try { FaultFrame.WriteMessage(_socket, response); }
         finally { _outgoing.ReplyWritten((long)response.ReadAtNs); }
     }
