@@ -464,6 +464,17 @@ public sealed class IncomingMigration
             Fail(new IOException($"migration {MigrationId}: the source was lost after switch-over; every page had arrived, but the integrity check could not run.", cause));
             return;
         }
+        if (Phase == IncomingPhase.PostCopy && SourceLostInPostCopy is { } elsewhere) { elsewhere(cause); return; }
+        PagesLost(cause);
+    }
+
+    /// <summary>Set by a destination whose post-copy pages come from other hosts (scatter-gather's intermediates): a lost source goes there instead of failing the migration at once.</summary>
+    /// <remarks>When a page holder dies after switch-over the source's run fails too and its streams here break, often first: the holder's own error, which names it, must be the one reported.</remarks>
+    internal Action<Exception>? SourceLostInPostCopy { get; set; }
+
+    /// <summary>Pages still remote can no longer arrive (post-copy): the migration fails with <see cref="MigrationSourceLostException"/> counting them.</summary>
+    internal void PagesLost(Exception cause)
+    {
         if (Phase != IncomingPhase.PostCopy || PagesRemaining == 0) return;
         Volatile.Write(ref _phase, (int)IncomingPhase.Failed);
         ReleaseFaultHandler();

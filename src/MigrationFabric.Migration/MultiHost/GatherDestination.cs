@@ -13,7 +13,10 @@ namespace MigrationFabric.Migration.MultiHost;
 /// <remarks>
 /// Pages are installed through the incoming migration's post-copy path, so the integrity check and the "all arrived"
 /// wait work as in post-copy. An intermediate failing a call is the loss of the pages only it held: the incoming
-/// migration fails with <see cref="MigrationSourceLostException"/> naming how many pages were still missing.
+/// migration fails with <see cref="MigrationSourceLostException"/> naming the intermediate and how many pages were still missing.
+/// After switch-over the source holds nothing this side needs, so its streams breaking (its run fails when an intermediate
+/// dies, often before the gather meets the dead intermediate) waits for the gather's end: an intermediate lost meanwhile is
+/// what the migration fails with; with every page gathered it fails because the source cannot run the integrity check.
 /// </remarks>
 public sealed class GatherDestination : IPageFaultHandler, IDisposable
 {
@@ -21,7 +24,10 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
     private readonly RpcChannel[] _channels;
     private readonly Uri[] _intermediates;
     private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource<Exception> _sourceLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _gather = Task.CompletedTask;
+    private int _gatherEnded;
+    private int _resolving;
 
     /// <summary>Prepares to receive VM <paramref name="vm"/> into <paramref name="memory"/> (vCPUs on <paramref name="mmu"/>) from <paramref name="intermediates"/> (in the source's order).</summary>
     public GatherDestination(string migrationId, string vm, GuestMemory memory, SoftwareMmu mmu, IReadOnlyList<Uri> intermediates, IncomingMigrationOptions? options = null)
@@ -38,7 +44,7 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
             if (resume is not null) await resume(state, ct).ConfigureAwait(false);
             _gather = Task.Run(GatherAllAsync);
         };
-        Incoming = new IncomingMigration(migrationId, vm, memory, mmu, options);
+        Incoming = new IncomingMigration(migrationId, vm, memory, mmu, options) { SourceLostInPostCopy = OnSourceLost };
     }
 
     /// <summary>The incoming migration to accept on the destination's PagesService.</summary>
@@ -47,11 +53,29 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
     /// <summary>Completes when the background gather ends (every page here, or an intermediate lost).</summary>
     public Task Gathered => _gather;
 
+    /// <summary>Completes with the cause if the source's page streams broke after switch-over; the migration fails for it only once the gather has ended.</summary>
+    public Task<Exception> SourceLost => _sourceLost.Task;
+
     /// <inheritdoc/>
     public async ValueTask ResolveAsync(PageFault fault, CancellationToken cancellationToken)
     {
         if (fault.Residency != PageResidency.Remote)
             throw new PageFaultException(fault.Page, $"scatter-gather resolves Remote pages only; this page is {fault.Residency}.");
+        // Counted before the stop check so Dispose can wait for a fault already past it (a vCPU stopped meanwhile leaves its handler running).
+        Interlocked.Increment(ref _resolving);
+        try
+        {
+            if (_stop.IsCancellationRequested) throw new PageFaultException(fault.Page, $"VM {Incoming.Vm}: the gatherer is disposed.");
+            await ResolveCountedAsync(fault, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _resolving);
+        }
+    }
+
+    private async ValueTask ResolveCountedAsync(PageFault fault, CancellationToken cancellationToken)
+    {
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         int k = ScatterPlan.IntermediateOf(fault.Page.Value, _channels.Length);
         var request = new RemotePagesRequest { Vm = Incoming.Vm, Checksum = PageChecksums.ToWire(Incoming.ChecksumInUse) };
@@ -77,7 +101,7 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
         }
         catch (Exception e) when (e is RpcException or IOException or HttpRequestException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            Incoming.SourceLost(new IOException($"intermediate {_intermediates[k]} is lost: {e.Message}", e));
+            Incoming.PagesLost(new IOException($"intermediate {_intermediates[k]} is lost: {e.Message}", e));
             return null;
         }
     }
@@ -90,7 +114,32 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
             int index = k;
             tasks[k] = Task.Run(() => GatherFromAsync(index));
         }
-        await Task.WhenAll(tasks).ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(tasks).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Paired with OnSourceLost: each side publishes, then looks at the other's, so one of them sees both.
+            Interlocked.Exchange(ref _gatherEnded, 1);
+            if (_sourceLost.Task.IsCompleted) ConcludeSourceLost(_sourceLost.Task.Result);
+        }
+    }
+
+    private void OnSourceLost(Exception cause)
+    {
+        if (!_sourceLost.TrySetResult(cause)) return;
+        if (Volatile.Read(ref _gatherEnded) == 1) ConcludeSourceLost(cause);
+    }
+
+    private void ConcludeSourceLost(Exception cause)
+    {
+        // Already failed (an intermediate named) or verified, or stopped by Dispose: nothing to add.
+        if (Incoming.IsFinished || _stop.IsCancellationRequested) return;
+        if (Incoming.PagesRemaining == 0)
+            Incoming.Fail(new IOException($"migration {Incoming.MigrationId}: the source was lost after switch-over ({cause.Message}); every page was gathered, but the integrity check could not run.", cause));
+        else
+            Incoming.PagesLost(cause);
     }
 
     private async Task GatherFromAsync(int k)
@@ -109,11 +158,13 @@ public sealed class GatherDestination : IPageFaultHandler, IDisposable
         }
     }
 
-    /// <inheritdoc/>
+    /// <summary>Stops gathering; returns once no gather call and no fault is installing into the memory (its owner unmaps it next).</summary>
     public void Dispose()
     {
         _stop.Cancel();
         try { _gather.Wait(TimeSpan.FromSeconds(10)); } catch (AggregateException) { }
+        // A fault's fetch ends with the MMU's lifetime token, which the owner cancels before this (the vCPUs stop first).
+        SpinWait.SpinUntil(() => Volatile.Read(ref _resolving) == 0, TimeSpan.FromSeconds(10));
         foreach (var c in _channels) c.Dispose();
         _stop.Dispose();
     }
