@@ -15,6 +15,9 @@ public sealed class HostAgentContext
         Pages = pages;
         DataDirectory = dataDirectory;
         Held = new HeldParts(hostName, hypervisor, pages, () => Endpoint);
+        // Every way a VM leaves (stopped, migrated away, a failed incoming migration, the agent stopping) goes through the
+        // hypervisor: attachments let go of the memory after the vCPUs stop and before it is unmapped.
+        hypervisor.BeforeUnmap = Attachments.Detach;
     }
 
     /// <summary>The host's name.</summary>
@@ -44,14 +47,8 @@ public sealed class HostAgentContext
     /// <summary>What migrations left attached to this host's VMs (split main's pager, a gatherer).</summary>
     public VmAttachments Attachments { get; } = new();
 
-    /// <summary>Stops and frees VM <paramref name="name"/> here and disposes what is attached to it; returns the bytes its reservation freed.</summary>
-    public async Task<long> RemoveVmAsync(string name)
-    {
-        var vm = Hypervisor.Find(name);
-        long freed = await Hypervisor.RemoveAsync(name).ConfigureAwait(false);
-        if (vm is not null) Attachments.Detach(vm);
-        return freed;
-    }
+    /// <summary>Stops and frees VM <paramref name="name"/> here and disposes what is attached to it (after its vCPUs stop, before its memory is unmapped: see <see cref="LocalHypervisor.BeforeUnmap"/>); returns the bytes its reservation freed.</summary>
+    public Task<long> RemoveVmAsync(string name) => Hypervisor.RemoveAsync(name);
 
     /// <summary>Runs the migrations this host is the source of.</summary>
     public MigrationCoordinator Coordinator { get; internal set; } = null!;

@@ -3,7 +3,8 @@ namespace MigrationFabric.Host.Agent;
 using System.Collections.Concurrent;
 using MigrationFabric.Host.Hypervisor;
 
-/// <summary>What a migration left attached to a VM here (a split main's remote pager, a gatherer): disposed after the VM's vCPUs stopped.</summary>
+/// <summary>What a migration left attached to a VM here (a split main's remote pager, a gatherer): disposed after the VM's vCPUs stopped and before its memory is unmapped.</summary>
+/// <remarks>An attachment's Dispose must return only once nothing of it touches the VM's memory any more (a page install in flight finishes or is abandoned first): the memory is unmapped right after.</remarks>
 public sealed class VmAttachments
 {
     private readonly ConcurrentDictionary<LocalVm, List<IDisposable>> _attached = new();
@@ -18,7 +19,7 @@ public sealed class VmAttachments
         lock (list) return list.OfType<T>().FirstOrDefault();
     }
 
-    /// <summary>Disposes what is attached to <paramref name="vm"/> (call once its vCPUs are stopped).</summary>
+    /// <summary>Disposes what is attached to <paramref name="vm"/> (call once its vCPUs are stopped and while its memory is mapped: LocalHypervisor.BeforeUnmap).</summary>
     public void Detach(LocalVm vm)
     {
         if (!_attached.TryRemove(vm, out var list)) return;

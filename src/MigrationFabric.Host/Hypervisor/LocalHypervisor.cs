@@ -83,6 +83,9 @@ public sealed class LocalHypervisor : IAsyncDisposable
         return vm;
     }
 
+    /// <summary>Called for each VM removed, once its vCPUs have stopped and before its memory is unmapped: the agent detaches what migrations attached to the VM (HostAgentContext.Attachments). Default null.</summary>
+    public Action<LocalVm>? BeforeUnmap { get; set; }
+
     /// <summary>Stops and frees the VM; returns the bytes freed (0 if it was not here).</summary>
     public async Task<long> RemoveAsync(string name)
     {
@@ -90,7 +93,7 @@ public sealed class LocalHypervisor : IAsyncDisposable
         long bytes;
         // Under the budget lock so a share change (ChangeShare) is either wholly before this or sees the VM gone.
         lock (_budgetLock) _reservedOf.TryRemove(name, out bytes);
-        await vm.DisposeAsync().ConfigureAwait(false);
+        await vm.DisposeAsync(BeforeUnmap).ConfigureAwait(false);
         Release(bytes);
         return bytes;
     }

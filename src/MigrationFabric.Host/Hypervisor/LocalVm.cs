@@ -141,7 +141,10 @@ public sealed class LocalVm : IAsyncDisposable
     }
 
     /// <summary>Stops the vCPUs and frees the memory.</summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => DisposeAsync(beforeUnmap: null);
+
+    /// <summary>Stops the vCPUs, calls <paramref name="beforeUnmap"/> (what a migration attached to the VM lets go of its memory), then frees the memory.</summary>
+    internal async ValueTask DisposeAsync(Action<LocalVm>? beforeUnmap)
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -156,6 +159,9 @@ public sealed class LocalVm : IAsyncDisposable
             // A vCPU failure was already visible through Run; the VM is going away either way.
         }
         Mmu.Dispose();
+        // A fault handler the stopped vCPUs gave up on may still be installing a page (a split main's pager, a gatherer):
+        // whoever attached it waits for that here, while the memory is still mapped.
+        beforeUnmap?.Invoke(this);
         // The pager detaches from the memory and deletes its swap file before the memory goes.
         if (Pager is not null) await Pager.DisposeAsync().ConfigureAwait(false);
         Memory.Dispose();
