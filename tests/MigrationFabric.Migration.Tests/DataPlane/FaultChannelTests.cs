@@ -135,6 +135,35 @@ public class FaultChannelTests
         Assert.False(outgoing.HasUrgent);
     }
 
+    [Fact]
+    public async Task A_request_replies_in_the_checksum_kind_it_names_and_an_unknown_kind_gets_an_error_reply_naming_it()
+    {
+        var (outgoing, vm) = Source();
+        using var _ = vm;
+        var (destination, source) = await PairAsync();
+        using var d = destination;
+        using var server = new FaultChannelServer(source);
+        server.Start(outgoing);
+
+        var xxh3 = Ask(7);
+        xxh3.Checksum = ChecksumKind.Xxh3;
+        WriteFrame(destination, 0, xxh3.ToByteArray());
+        var reply = RemotePagesResponse.Parser.ParseFrom(ReadFrame(destination));
+        var unknown = Ask(8);
+        unknown.Checksum = (ChecksumKind)11;
+        WriteFrame(destination, 0, unknown.ToByteArray());
+        var refused = RemotePagesResponse.Parser.ParseFrom(ReadFrame(destination));
+
+        Assert.Equal(0u, reply.ErrorCode);
+        Assert.Equal(MigrationFabric.Memory.Integrity.Xxh3.Hash(vm.Memory.GetPageBytes(7)), Assert.Single(reply.Batch.Checksums));
+        Assert.Equal((uint)StatusCode.InvalidArgument, refused.ErrorCode);
+        Assert.Contains("checksum kind 11", refused.ErrorMessage);
+        // Refused before anything was taken from the pending set, and the push is not held by it.
+        Assert.True(outgoing.Pending.IsSet(8));
+        await outgoing.WaitForNoUrgentAsync(Long, CancellationToken.None).AsTask().WaitAsync(Long);
+        Assert.False(outgoing.HasUrgent);
+    }
+
     [Theory]
     [InlineData("compressed")]
     [InlineData("not protobuf")]
