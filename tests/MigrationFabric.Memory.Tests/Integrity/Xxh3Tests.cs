@@ -114,6 +114,27 @@ public class Xxh3Tests
     }
 
     [Fact]
+    public void Page_digests_of_kind_xxh3_agree_wherever_the_page_lives_and_differ_from_xxh64()
+    {
+        Assert.Equal(0x93d76fe148c689baUL, PageDigest.ZeroPageXxh3);
+        Assert.Equal(PageDigest.ZeroPageXxh3, PageDigest.ZeroPageOf(PageDigestKind.Xxh3));
+        Assert.Equal(PageDigest.ZeroPage, PageDigest.ZeroPageOf(PageDigestKind.Xxh64));
+        using var memory = new MigrationFabric.Memory.Guest.GuestMemory(1 << 20);
+        var page = SeededPage(42);
+        memory.TryInstall(3, MigrationFabric.Memory.Pages.PageResidency.Zero, page);
+        Assert.Equal(0x61199dcc5512d970UL, PageDigest.Of(memory, 3, kind: PageDigestKind.Xxh3));
+        Assert.Equal(0x61199dcc5512d970UL, PageDigest.Of(page, PageDigestKind.Xxh3));
+        Assert.Equal(Xxh64.Hash(page), PageDigest.Of(memory, 3));
+        Assert.Equal(PageDigest.ZeroPageXxh3, PageDigest.Of(memory, 4, kind: PageDigestKind.Xxh3));
+        Span<ulong> perPage = new ulong[memory.PageCount];
+        ulong vm = PageDigest.OfMemory(memory, perPage: perPage, kind: PageDigestKind.Xxh3);
+        Assert.Equal(0x61199dcc5512d970UL, perPage[3]);
+        Assert.NotEqual(PageDigest.OfMemory(memory), vm);
+        Assert.Throws<ArgumentException>(() => PageDigest.Of(new byte[100], PageDigestKind.Xxh3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PageDigest.Hash((PageDigestKind)9, page));
+    }
+
+    [Fact]
     public void Long_paths_refuse_short_input()
     {
         var e = Assert.Throws<ArgumentException>(() => Xxh3.HashLongScalar(new byte[240]));
