@@ -104,7 +104,7 @@ public sealed class MigrationCoordinator(HostAgentContext agent, Func<IGrainFact
         {
             var report = await strategy.RunAsync(job, running.Cancel.Token).ConfigureAwait(false);
             // The source's memory stays as it was at switch-over (paused), so its digest is the switch-over digest.
-            ulong digest = PageDigest.OfMemory(vm.Memory, job.PageReader);
+            ulong digest = await MigrationFabric.Migration.Verification.VmDigest.OfMemoryAsync(vm.Memory, job.PageReader, cancellationToken: CancellationToken.None).ConfigureAwait(false);
             phase = ApiPhase.Completed;
             // The report's recovery time needs the destination's workload back at 90% (or the window passed): wait for it, bounded.
             var destinationHost = factory.GetGrain<IHostGrain>(request.Destination);

@@ -92,12 +92,14 @@ public sealed class PageStreamGroup : IAsyncDisposable
     }
 
     /// <summary>Adds page <paramref name="page"/> of <paramref name="memory"/> (read now; zero and untouched pages go as a flag).</summary>
-    public ValueTask AddAsync(GuestMemory memory, long page, uint round, byte flags = PageFlags.None)
+    /// <param name="cancellationToken">Ends a read through an <see cref="IAsyncPageContentReader"/> (the other reads do not wait).</param>
+    public ValueTask AddAsync(GuestMemory memory, long page, uint round, byte flags = PageFlags.None, CancellationToken cancellationToken = default)
     {
         int s = (int)((page >> BlockShift) % _senders.Length);
         var builder = _builders[s];
         var residency = memory.GetResidency(page);
         if (residency is PageResidency.Zero or PageResidency.Ballooned) builder.AddZeroPage(page, flags);
+        else if (PageReader is IAsyncPageContentReader remote) return AddReadAsync(remote, s, page, residency, round, flags, cancellationToken);
         else if (PageReader is { } reader) AddRead(reader, builder, page, residency, flags);
         else if (residency is PageResidency.Swapped or PageResidency.Remote)
             throw new NotSupportedException($"page {page} is {residency} at the source: migrating pages that are not in RAM is not supported by this strategy.");
@@ -108,6 +110,18 @@ public sealed class PageStreamGroup : IAsyncDisposable
     /// <summary>Reads every non-zero page through this reader instead of from guest RAM (memory-devirtualizing: a page in the share or in private swap, read without a page-in). Default null.</summary>
     /// <remarks>Resident pages go through it too: a pager evicting the page meanwhile would otherwise leave a discarded page to copy.</remarks>
     public IPageContentReader? PageReader { get; set; }
+
+    // One page of scratch for the awaited reads: AddAsync has one caller at a time (its builders are not shared either).
+    private byte[]? _readScratch;
+
+    private async ValueTask AddReadAsync(IAsyncPageContentReader reader, int s, long page, PageResidency residency, uint round, byte flags, CancellationToken cancellationToken)
+    {
+        var contents = _readScratch ??= new byte[Page.Size];
+        await reader.ReadPageAsync(page, residency, contents, cancellationToken).ConfigureAwait(false);
+        var builder = _builders[s];
+        builder.AddPage(page, contents, flags);
+        if (builder.IsFull) await EnqueueAsync(s, builder.Build(round)).ConfigureAwait(false);
+    }
 
     private static void AddRead(IPageContentReader reader, PageBatchBuilder builder, long page, PageResidency residency, byte flags)
     {

@@ -12,14 +12,14 @@ namespace MigrationFabric.Migration.MultiHost;
 
 /// <summary>Reads a split VM's pages at its main host wherever they live (the main's RAM, or the sub-host its memory map names) without paging them in: the source side of moving a split VM again, and its integrity check.</summary>
 /// <remarks>
-/// Each read holds the main's paging off (<see cref="RemotePager.HoldPaging"/>), so a page cannot be paged out between
+/// Each read holds the main's paging off (<see cref="RemotePager.HoldPagingAsync"/>), so a page cannot be paged out between
 /// reading its residency and copying it. A page Remote at the main is fetched from its sub-host with up to
 /// runPages - 1 following pages that sub-host holds, kept until the map changes (a page-in or page-out bumps
 /// its version); within a version a sub-host's copy of a page Remote at the main is the only one, so it is current. A
 /// page Remote at the main and owned by it was never written: zeroes. A sub-host that does not answer fails the read
 /// with an <see cref="IOException"/> naming it (before switch-over the migration fails and the VM stays split at the main).
 /// </remarks>
-public sealed class SplitSourceReader : IPageContentReader, IDisposable
+public sealed class SplitSourceReader : IAsyncPageContentReader, IDisposable
 {
     /// <summary>Default of the pages asked of a sub-host in one RemotePages call at most (the read one and the next ones it holds).</summary>
     public const int DefaultRunPages = 64;
@@ -76,38 +76,69 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
     public long Calls => Volatile.Read(ref _calls);
 
     /// <inheritdoc/>
-    /// <remarks>The caller's <paramref name="residency"/> may be stale: the page is looked at again with paging held.</remarks>
+    /// <remarks>The caller's <paramref name="residency"/> may be stale: the page is looked at again with paging held. Blocks a thread
+    /// while a fault's paging or a sub-host's reply is awaited: for synchronous callers only (<see cref="PageDigest.OfMemory"/>, the
+    /// report's VM digest); the page streams and the integrity check use <see cref="ReadPageAsync"/>.</remarks>
     public void ReadPage(PageNumber page, PageResidency residency, Span<byte> destination)
     {
-        if (destination.Length != Page.Size)
-            throw new ArgumentException($"a page read fills exactly {Page.Size} bytes, got {destination.Length}.", nameof(destination));
+        CheckLength(destination.Length);
         long p = page.Value;
         using var hold = _pager.HoldPaging();
+        if (TryReadHeld(p, destination, out int host)) return;
+        FetchAsync(p, host, CancellationToken.None).GetAwaiter().GetResult();
+        CopyFetched(p, host, destination);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>The caller's <paramref name="residency"/> may be stale: the page is looked at again with paging held.
+    /// One caller at a time (the fetched run is cached for the next pages).</remarks>
+    public async ValueTask ReadPageAsync(PageNumber page, PageResidency residency, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        CheckLength(destination.Length);
+        long p = page.Value;
+        using var hold = await _pager.HoldPagingAsync(cancellationToken).ConfigureAwait(false);
+        if (TryReadHeld(p, destination.Span, out int host)) return;
+        await FetchAsync(p, host, cancellationToken).ConfigureAwait(false);
+        CopyFetched(p, host, destination.Span);
+    }
+
+    private static void CheckLength(int length)
+    {
+        if (length != Page.Size)
+            throw new ArgumentException($"a page read fills exactly {Page.Size} bytes, got {length}.", "destination");
+    }
+
+    /// <summary>Reads page <paramref name="p"/> with paging held if that needs no call: from the main's RAM, as zeroes, or from the cached run; otherwise false and the sub-host to fetch it from.</summary>
+    private bool TryReadHeld(long p, Span<byte> destination, out int host)
+    {
+        host = MemoryMap.Main;
         var now = _memory.GetResidency(p);
         switch (now)
         {
             case PageResidency.Resident or PageResidency.Evicting:
                 // Evicting still has its bytes: a page-out only drops them inside the paging just held off.
                 _memory.GetPageBytes(p).CopyTo(destination);
-                return;
+                return true;
             case PageResidency.Zero or PageResidency.Ballooned:
                 destination.Clear();
-                return;
+                return true;
             case PageResidency.Remote:
-                int host = _pager.Map.HostOf(p);
+                host = _pager.Map.HostOf(p);
                 if (host == MemoryMap.Main)
                 {
                     destination.Clear();
-                    return;
+                    return true;
                 }
-                if (TryCached(p, destination)) return;
-                Fetch(p, host);
-                if (!TryCached(p, destination))
-                    throw new IOException($"VM {_vm}: sub-host {_pager.Map.SubHosts[host - 1]} did not return page {p}, which the main's memory map says it holds.");
-                return;
+                return TryCached(p, destination);
             default:
                 throw new InvalidOperationException($"VM {_vm}: page {p} is {now} at the main while its paging is held; it cannot be read.");
         }
+    }
+
+    private void CopyFetched(long p, int host, Span<byte> destination)
+    {
+        if (!TryCached(p, destination))
+            throw new IOException($"VM {_vm}: sub-host {_pager.Map.SubHosts[host - 1]} did not return page {p}, which the main's memory map says it holds.");
     }
 
     private bool TryCached(long page, Span<byte> destination)
@@ -120,7 +151,7 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
     }
 
     /// <summary>Fetches <paramref name="page"/> and the next pages Remote here that <paramref name="host"/> holds (looked for within 4 x the run) into the cache.</summary>
-    private void Fetch(long page, int host)
+    private async Task FetchAsync(long page, int host, CancellationToken cancellationToken)
     {
         var map = _pager.Map;
         var request = new RemotePagesRequest { Vm = _vm, Checksum = PageChecksums.ToWire(FetchChecksum) };
@@ -131,11 +162,10 @@ public sealed class SplitSourceReader : IPageContentReader, IDisposable
         try
         {
             Interlocked.Increment(ref _calls);
-            // Synchronous: IPageContentReader is called per page by the page streams and the integrity check.
-            response = _channels[host]!.AsyncUnaryCall(PagesContract.RemotePages, request, new CallOptions().WithTimeout(_timeout))
-                .ResponseAsync.ConfigureAwait(false).GetAwaiter().GetResult();
+            response = await _channels[host]!.AsyncUnaryCall(PagesContract.RemotePages, request, new CallOptions(CancellationToken: cancellationToken).WithTimeout(_timeout))
+                .ResponseAsync.ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RpcException or IOException or HttpRequestException or OperationCanceledException)
+        catch (Exception e) when (e is RpcException or IOException or HttpRequestException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
             throw new IOException($"VM {_vm}: sub-host {map.SubHosts[host - 1]} failed to return page {page} and the {request.PageNumbers.Count - 1} after it that it holds: {e.Message}", e);
         }

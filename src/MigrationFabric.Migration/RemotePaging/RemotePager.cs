@@ -424,6 +424,13 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         return new PagingHold(_gate);
     }
 
+    /// <summary>As <see cref="HoldPaging"/>, waiting for a fault's paging in flight without blocking a thread.</summary>
+    public async ValueTask<PagingHold> HoldPagingAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new PagingHold(_gate);
+    }
+
     /// <summary>Paging held off by <see cref="HoldPaging"/>; dispose to let it run again.</summary>
     public readonly struct PagingHold : IDisposable
     {

@@ -152,7 +152,7 @@ internal sealed class MigrationSession : IAsyncDisposable
         var memory = Job.Memory;
         for (long p = 0; p < memory.PageCount; p++)
         {
-            await Streams.AddAsync(memory, p, round, flags).ConfigureAwait(false);
+            await Streams.AddAsync(memory, p, round, flags, cancellationToken).ConfigureAwait(false);
             if ((p & 4095) == 4095)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -179,7 +179,7 @@ internal sealed class MigrationSession : IAsyncDisposable
     {
         for (int i = 0; i < count; i++)
         {
-            await Streams.AddAsync(Job.Memory, pages[i], round, flags).ConfigureAwait(false);
+            await Streams.AddAsync(Job.Memory, pages[i], round, flags, cancellationToken).ConfigureAwait(false);
             if ((i & 4095) == 4095)
             {
                 cancellationToken.ThrowIfCancellationRequested();

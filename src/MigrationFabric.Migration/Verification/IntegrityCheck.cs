@@ -29,6 +29,28 @@ internal static class IntegrityCheck
         return PageDigest.Hash(kind, contents);
     }
 
+    /// <summary>Adds the source's digests of pages [<paramref name="first"/>, first + <paramref name="count"/>) to <paramref name="request"/> (0 where <paramref name="holds"/> says no).</summary>
+    /// <remarks>A reader that waits on the network (a split VM's sub-hosts) is awaited; every other source is hashed in a plain loop.</remarks>
+    private static async ValueTask AddDigestsAsync(MigrationJob job, VerifyPagesRequest request, long first, int count, PageDigestKind kind, Func<long, bool>? holds,
+        CancellationToken cancellationToken)
+    {
+        if (job.PageReader is not IAsyncPageContentReader remote)
+        {
+            for (int i = 0; i < count; i++) request.Digests.Add(holds is null || holds(first + i) ? SourceDigest(job, first + i, kind) : 0);
+            return;
+        }
+        var contents = new byte[Page.Size];
+        for (int i = 0; i < count; i++)
+        {
+            long page = first + i;
+            if (holds is not null && !holds(page)) { request.Digests.Add(0); continue; }
+            var residency = job.Memory.GetResidency(page);
+            if (residency is PageResidency.Zero or PageResidency.Ballooned) { request.Digests.Add(PageDigest.ZeroPageOf(kind)); continue; }
+            await remote.ReadPageAsync(page, residency, contents, cancellationToken).ConfigureAwait(false);
+            request.Digests.Add(PageDigest.Hash(kind, contents));
+        }
+    }
+
     /// <summary>Mismatches at one holder of part of the VM (a split sub-host, a scatter intermediate), checked for the pages <paramref name="holds"/> names.</summary>
     /// <remarks>0 stands for "not given to this holder": never a real digest's place, as its table holds 0 there too.</remarks>
     internal static async Task<long> MismatchedAtHolderAsync(MigrationJob job, PageDigestKind kind, RpcChannel channel, string migrationId, Func<long, bool> holds,
@@ -41,7 +63,7 @@ internal static class IntegrityCheck
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
             var request = new VerifyPagesRequest { MigrationId = migrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount, Checksum = Codec.PageChecksums.ToWire(kind) };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(holds(first + i) ? SourceDigest(job, first + i, kind) : 0);
+            await AddDigestsAsync(job, request, first, count, kind, holds, cancellationToken).ConfigureAwait(false);
             var response = await channel.AsyncUnaryCall(PagesContract.VerifyPages, request, new CallOptions(CancellationToken: cancellationToken))
                 .ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;
@@ -64,7 +86,7 @@ internal static class IntegrityCheck
             int count = (int)Math.Min(ChunkPages, memory.PageCount - first);
             var request = new VerifyPagesRequest { MigrationId = job.MigrationId, FirstPage = (ulong)first, Last = first + count >= memory.PageCount, Checksum = Codec.PageChecksums.ToWire(kind) };
             request.Digests.Capacity = count;
-            for (int i = 0; i < count; i++) request.Digests.Add(SourceDigest(job, first + i, kind));
+            await AddDigestsAsync(job, request, first, count, kind, holds: null, cancellationToken).ConfigureAwait(false);
             var response = await session.Channel.AsyncUnaryCall(PagesContract.VerifyPages, request,
                 new CallOptions(CancellationToken: cancellationToken)).ResponseAsync.ConfigureAwait(false);
             mismatched += (long)response.MismatchedCount;

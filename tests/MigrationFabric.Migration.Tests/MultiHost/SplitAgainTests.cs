@@ -76,6 +76,9 @@ public class SplitAgainTests
         // The main is paused since switch-over: what it and its sub-host hold is frozen, and the new host has exactly that.
         Assert.True(target.Mmu.IsPaused);
         Assert.Equal(HeldDigest(target.Memory, subMemory, mainHost.Pager.Map), PageDigest.OfMemory(moved.Memory));
+        // The report's VM digest, awaited through the reader, is the blocking one's.
+        Assert.Equal(PageDigest.OfMemory(moved.Memory), await MigrationFabric.Migration.Verification.VmDigest.OfMemoryAsync(target.Memory, reader).WaitAsync(Long));
+        Assert.Equal(PageDigest.OfMemory(target.Memory, reader), await MigrationFabric.Migration.Verification.VmDigest.OfMemoryAsync(target.Memory, reader).WaitAsync(Long));
         for (long p = 0; p < moved.Memory.PageCount; p++)
             Assert.True(moved.Memory.GetResidency(p) is PageResidency.Resident or PageResidency.Zero, $"page {p} is {moved.Memory.GetResidency(p)} at the new host");
         await target.StopWorkloadAsync();
@@ -109,12 +112,45 @@ public class SplitAgainTests
         var e = Assert.Throws<IOException>(() => reader.ReadPage(remote, PageResidency.Remote, buffer));
         Assert.Contains(sub.Address.Authority, e.Message);
         Assert.Contains($"page {remote}", e.Message);
+        var awaited = await Assert.ThrowsAsync<IOException>(() => reader.ReadPageAsync(remote, PageResidency.Remote, buffer, CancellationToken.None).AsTask());
+        Assert.Contains(sub.Address.Authority, awaited.Message);
         // Pages the main holds still read.
         long resident = -1;
         for (long p = 0; p < target.Memory.PageCount && resident < 0; p++)
             if (target.Memory.GetResidency(p) == PageResidency.Resident) resident = p;
         reader.ReadPage(resident, PageResidency.Resident, buffer);
         Assert.Equal(PageDigest.Of(target.Memory, resident), PageDigest.Of(buffer));
+    }
+
+    [Fact]
+    public async Task An_awaited_read_waits_for_the_mains_paging_without_blocking_and_can_be_cancelled()
+    {
+        using var memory = new GuestMemory(VmBytes);
+        using var pager = new RemotePager("vm-1", memory, new MemoryMap(memory.PageCount, [new Uri("http://127.0.0.1:1")]), new RemotePagerOptions { BudgetPages = 128 });
+        using var reader = new SplitSourceReader("vm-1", memory, pager);
+        var page = new byte[Page.Size];
+        page[0] = 1;
+
+        ValueTask read;
+        using (pager.HoldPaging())
+        {
+            // A fault's paging holds the gate: the read is pending, not a blocked thread.
+            read = reader.ReadPageAsync(0, PageResidency.Remote, page, CancellationToken.None);
+            Assert.False(read.IsCompleted, "the read waits while paging is held");
+        }
+        await read.AsTask().WaitAsync(Long);
+        Assert.All(page, b => Assert.Equal(0, b));
+
+        using var cancel = new CancellationTokenSource();
+        Task pending;
+        using (pager.HoldPaging())
+        {
+            pending = reader.ReadPageAsync(1, PageResidency.Remote, page, cancel.Token).AsTask();
+            await cancel.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Long));
+        }
+        Assert.Contains("4096", (await Assert.ThrowsAsync<ArgumentException>(() => reader.ReadPageAsync(0, PageResidency.Remote, new byte[10], CancellationToken.None).AsTask())).Message);
+        Assert.Equal(0, reader.Calls);
     }
 
     [Fact]
