@@ -228,7 +228,8 @@ public static class Xxh3
         var product = Avx2.Multiply(key.AsUInt32(), (key >> 32).AsUInt32());
         // 0b01_00_11_10 swaps the two 64-bit lanes of each 128-bit half: lane i's input goes to accumulator i ^ 1.
         var swapped = Avx2.Shuffle(value.AsUInt32(), 0b01_00_11_10).AsUInt64();
-        return acc + swapped + product;
+        // One add on the accumulator's dependency chain per stripe, not two.
+        return acc + (swapped + product);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -305,7 +306,7 @@ public static class Xxh3
         var key = value ^ secret.AsUInt64();
         var product = Sse2.Multiply(key.AsUInt32(), (key >> 32).AsUInt32());
         var swapped = Sse2.Shuffle(value.AsUInt32(), 0b01_00_11_10).AsUInt64();
-        return acc + swapped + product;
+        return acc + (swapped + product);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
