@@ -18,7 +18,7 @@ public abstract class MigrationOptions
     /// <summary>Payload compression. Default none (loopback and datacenter links are faster than deflate).</summary>
     public PageCompression Compression { get; set; } = PageCompression.None;
 
-    /// <summary>Per-page checksum the streams carry, the destination keeps as the pages' digests and the integrity check compares (StreamOpen.codec.checksum). Default Xxh3 (vectorized; about twice XXH64's speed per page, bench/RESULTS.md).</summary>
+    /// <summary>Per-page checksum the streams carry, the destination keeps as the pages' digests and the integrity check compares (StreamOpen.codec.checksum). Default Xxh3 (vectorized: 3-5x XXH64's speed per page, about 0.1 CPU s/GB less on the data plane; bench/RESULTS.md, "XXH3 page checksums").</summary>
     public Memory.Integrity.PageDigestKind Checksum { get; set; } = Memory.Integrity.PageDigestKind.Xxh3;
 
     /// <summary>Time allowed before switch-over; past it the migration fails cleanly and the VM stays at the source. Default 10 min.</summary>
