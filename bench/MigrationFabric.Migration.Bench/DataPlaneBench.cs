@@ -22,7 +22,7 @@ internal static class DataPlaneBench
         if (channels is not ("both" or "grpc" or "tcp")) throw new ArgumentException($"--channel must be grpc, tcp or both, was '{channels}'.");
         bool grpc = channels != "tcp", tcpChannel = channels != "grpc";
         long size = sizeMib << 20;
-        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn, destination memory {(preallocate ? "preallocated before each transfer (not in its window)" : "not preallocated (populated run by run on the stream)")}; " +
+        Console.WriteLine($"data-plane bench: idle VM {sizeMib} MiB pre-copy, {streams} streams, {batchPages}-page batches, window {window}, {reps} repetitions of raw TCP, gRPC and TCP data channels in turn, page checksums {(Environment.GetEnvironmentVariable("MF_BENCH_CHECKSUM") == "xxh64" ? "XXH64" : "XXH3")}, destination memory {(preallocate ? "preallocated before each transfer (not in its window)" : "not preallocated (populated run by run on the stream)")}; " +
             $"{Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss} UTC, load {File.ReadAllText("/proc/loadavg").Trim()}, server GC {System.Runtime.GCSettings.IsServerGC}");
         using var source = new GuestMemory(size);
         using var sourceMmu = new SoftwareMmu(source);
@@ -78,6 +78,8 @@ internal static class DataPlaneBench
     // timed from the first page added to the last batch acknowledged (applied and checksum-verified at the destination).
     private static async Task<Cost> MigrateAsync(GuestMemory source, SoftwareMmu sourceMmu, int streams, int batchPages, uint window, string id, bool verify, DataChannel dataChannel, bool preallocate)
     {
+        // The per-page checksum strategies send (MigrationOptions.Checksum's default); MF_BENCH_CHECKSUM=xxh64 for the older one.
+        var checksum = Environment.GetEnvironmentVariable("MF_BENCH_CHECKSUM") == "xxh64" ? ChecksumKind.Xxh64 : ChecksumKind.Xxh3;
         var destinationPages = new PagesService();
         await using var listener = destinationPages.StartDataChannels(new MigrationFabric.Migration.DataPlane.Tcp.DataChannelListenerOptions());
         // As a host agent configures it (HostAgentOptions.MaxReceiveMessageSize): 1024-page batches exceed gRPC's default 4 MiB.
@@ -98,7 +100,7 @@ internal static class DataPlaneBench
             var open = new StreamOpen
             {
                 MigrationId = id, Vm = "vm", TotalPages = (ulong)source.PageCount, PageSize = Page.Size,
-                Codec = new CodecOptions { Compression = Compression.None, Checksum = ChecksumKind.Xxh64 },
+                Codec = new CodecOptions { Compression = Compression.None, Checksum = checksum },
             };
             await using var group = await PageStreamGroup.OpenAsync(channels, open, batchPages, PageCompression.None, bucket: null, CancellationToken.None, dataChannel);
             var start = Snapshot.Take();
