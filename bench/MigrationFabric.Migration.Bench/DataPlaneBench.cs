@@ -17,6 +17,7 @@ namespace MigrationFabric.Migration.Bench;
 /// </remarks>
 internal static class DataPlaneBench
 {
+
     public static async Task RunAsync(long sizeMib, int reps, int streams, int batchPages, uint window, string channels = "both", bool preallocate = true)
     {
         if (channels is not ("both" or "grpc" or "tcp")) throw new ArgumentException($"--channel must be grpc, tcp or both, was '{channels}'.");
@@ -106,6 +107,9 @@ internal static class DataPlaneBench
             var start = Snapshot.Take();
             for (long p = 0; p < source.PageCount; p++) await group.AddAsync(source, p, 1);
             await group.FlushAsync(1, CancellationToken.None);
+            // MF_BENCH_MARKS=1: the transfer's window in CLOCK_MONOTONIC seconds (Stopwatch's clock on Linux), to cut a `perf record -k mono` profile to it.
+            if (Environment.GetEnvironmentVariable("MF_BENCH_MARKS") == "1")
+                Console.WriteLine($"  mark {id} transfer {start.Timestamp / (double)Stopwatch.Frequency:0.000000} {Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency:0.000000}");
             var cost = Snapshot.Take().Since(start, group.Counters.BytesSent) with { Preallocation = incoming.Preallocation, PreallocationCpu = preallocate ? preallocationCpu : TimeSpan.Zero };
             if (incoming.PagesApplied != source.PageCount) throw new InvalidOperationException($"the destination applied {incoming.PagesApplied} of {source.PageCount} pages");
             if (verify)

@@ -70,7 +70,7 @@ if (args.Contains("--postcopy"))
         if (args[i] == "--fault-transports") transports = args[i + 1];
     // Warm-up (not reported): the first migration in a process runs cold (tier-0) code on every path.
     await MigrateAsync(64L << 20, "hotset", new PostCopy(), postCopyWorkload: true);
-    foreach (var cap in caps.Split(','))
+        foreach (var cap in caps.Split(','))
         foreach (var hold in holds.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
             foreach (var batch in batches.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
                 foreach (var window in windows.Split(',', StringSplitOptions.RemoveEmptyEntries).DefaultIfEmpty(""))
