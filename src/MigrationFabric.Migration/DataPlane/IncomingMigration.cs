@@ -374,12 +374,39 @@ public sealed class IncomingMigration
                 throw;
             }
         }
+        _ = WatchForVerifyAsync();
         return new SwitchOverResponse { PendingCount = (ulong)pending };
+    }
+
+    private int _verifyRequests;
+
+    // Once every page is here, the source's integrity check is all that is left; a source gone before it or in the middle of
+    // it (its streams already closed cleanly, so nothing breaks here) must not leave this side waiting forever.
+    private async Task WatchForVerifyAsync()
+    {
+        try
+        {
+            await _allArrived.Task.WaitAsync(_completionCancel.Token).ConfigureAwait(false);
+            int seen = -1;
+            while (true)
+            {
+                await Task.Delay(Options.VerifyTimeout, _completionCancel.Token).ConfigureAwait(false);
+                if (IsFinished) return;
+                int now = Volatile.Read(ref _verifyRequests);
+                if (now == seen) break;
+                seen = now;
+                if (now == 0) break;
+            }
+        }
+        catch (Exception) { return; }
+        Fail(new TimeoutException($"migration {MigrationId}: every page arrived, but the source's integrity check did not " +
+            $"{(Volatile.Read(ref _verifyRequests) == 0 ? "start" : "finish")} within {Options.VerifyTimeout} (IncomingMigrationOptions.VerifyTimeout); the source is presumed lost."));
     }
 
     internal async Task<VerifyPagesResponse> VerifyAsync(VerifyPagesRequest request, CancellationToken cancellationToken)
     {
         if (Phase is IncomingPhase.Receiving) throw new InvalidOperationException($"migration {MigrationId} has not switched over: nothing to verify yet.");
+        Interlocked.Increment(ref _verifyRequests);
         UseChecksum(PageChecksums.FromWire(request.Checksum), "VerifyPages");
         if (request.FirstPage + (ulong)request.Digests.Count > (ulong)Memory.PageCount)
             throw new ArgumentException($"digests for pages [{request.FirstPage}, {request.FirstPage + (ulong)request.Digests.Count}) go beyond the VM's {Memory.PageCount} pages.");
@@ -466,6 +493,9 @@ public sealed class IncomingMigration
         }
         if (Phase == IncomingPhase.PostCopy && SourceLostInPostCopy is { } elsewhere) { elsewhere(cause); return; }
         PagesLost(cause);
+        // Nothing was left to lose (the last pages arrived before or while the source went): the check cannot run either.
+        if (Phase == IncomingPhase.PostCopy)
+            Fail(new IOException($"migration {MigrationId}: the source was lost after switch-over; every page had arrived, but the integrity check could not run.", cause));
     }
 
     /// <summary>Set by a destination whose post-copy pages come from other hosts (scatter-gather's intermediates): a lost source goes there instead of failing the migration at once.</summary>

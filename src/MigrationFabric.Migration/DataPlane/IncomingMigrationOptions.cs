@@ -30,6 +30,9 @@ public sealed class IncomingMigrationOptions
     /// <summary>How long verification waits for post-copy pages still on their way. Default 5 min.</summary>
     public TimeSpan ArrivalTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>How long, once every page is here and the VM has resumed, the destination waits for the source's integrity check (VerifyPages) before it fails the migration: a source that died after its last page and before the check would otherwise leave it waiting forever. Default 2 min.</summary>
+    public TimeSpan VerifyTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Puts pages received before switch-over somewhere other than straight into guest RAM (VMemDirect: memory or private swap). Default null (guest RAM).</summary>
     public IPagePlacement? Placement { get; set; }
 
@@ -40,5 +43,6 @@ public sealed class IncomingMigrationOptions
         if (RemoteFaultTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(RemoteFaultTimeout)} must be positive, was {RemoteFaultTimeout}.");
         if (FaultPriorityHold < TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(FaultPriorityHold)} must not be negative, was {FaultPriorityHold}.");
         if (ArrivalTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(ArrivalTimeout)} must be positive, was {ArrivalTimeout}.");
+        if (VerifyTimeout <= TimeSpan.Zero) throw new ArgumentException($"{nameof(IncomingMigrationOptions)}.{nameof(VerifyTimeout)} must be positive, was {VerifyTimeout}.");
     }
 }

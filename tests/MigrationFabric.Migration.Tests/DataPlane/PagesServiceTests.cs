@@ -141,6 +141,73 @@ public class PagesServiceTests
         Assert.Equal(PageResidency.Resident, target.Memory.GetResidency(11));
     }
 
+    [Theory]
+    [InlineData(false, "did not start")]
+    [InlineData(true, "did not finish")]
+    public async Task A_source_that_never_finishes_the_integrity_check_fails_the_migration_after_the_verify_timeout(bool oneChunk, string expected)
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(1 << 20);
+        var incoming = agent.Pages.Accept(new IncomingMigration("v1", "vm-1", target.Memory, target.Mmu, new IncomingMigrationOptions { VerifyTimeout = TimeSpan.FromSeconds(3) }));
+        using var channel = new RpcChannel(agent.Address);
+        // Every page is zero, so nothing needs to be sent: the switch-over leaves the VM resumed with every page here.
+        await channel.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest { MigrationId = "v1" }).ResponseAsync.WaitAsync(Long);
+        Assert.Equal(IncomingPhase.Resumed, incoming.Phase);
+        if (oneChunk)
+        {
+            // The first chunk of the check, then nothing.
+            var first = new VerifyPagesRequest { MigrationId = "v1", FirstPage = 0, Last = false };
+            first.Digests.Add(0UL);
+            await channel.AsyncUnaryCall(PagesContract.VerifyPages, first).ResponseAsync.WaitAsync(Long);
+        }
+
+        // The source is gone (or stalled) and sends nothing more: the destination does not wait forever.
+        var e = await Assert.ThrowsAsync<TimeoutException>(() => incoming.Completion.WaitAsync(Long));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("VerifyTimeout", e.Message);
+        Assert.Equal(IncomingPhase.Failed, incoming.Phase);
+    }
+
+    [Fact]
+    public async Task A_source_lost_after_its_last_post_copy_page_fails_the_migration_at_once_as_unverifiable()
+    {
+        await using var agent = await Agent.StartAsync();
+        using var target = new TestVm(16 * 4096);
+        var incoming = agent.Pages.Accept(new IncomingMigration("l1", "vm-1", target.Memory, target.Mmu));
+        using var channel = new RpcChannel(agent.Address);
+        var call = channel.AsyncDuplexStreamingCall(PagesContract.PageStream);
+        await call.RequestStream.WriteAsync(new PageStreamMessage { Open = Open("l1", pages: 16) });
+        Assert.True(await call.ResponseStream.MoveNext().WaitAsync(Long));
+        // Switch over with every page still at the source, then push all of them: nothing is left to lose.
+        await channel.AsyncUnaryCall(PagesContract.SwitchOver, new SwitchOverRequest
+        {
+            MigrationId = "l1", PendingPages = ByteString.CopyFrom(0xFF, 0xFF), PendingCount = 16, SourceAddress = agent.Address.ToString(),
+        }).ResponseAsync.WaitAsync(Long);
+        var builder = new PageBatchBuilder(16);
+        var bytes = new byte[Page.Size];
+        for (int p = 0; p < 16; p++) { new Random(p).NextBytes(bytes); builder.AddPage(p, bytes); }
+        var batch = builder.Build(1).Batch.Clone();
+        batch.Sequence = 1;
+        await call.RequestStream.WriteAsync(new PageStreamMessage { Batch = batch });
+        Assert.True(await call.ResponseStream.MoveNext().WaitAsync(Long));
+        Assert.Equal(0, incoming.PagesRemaining);
+
+        // The source goes before its integrity check: its stream breaks without a close.
+        call.Dispose();
+
+        var e = await Assert.ThrowsAsync<IOException>(() => incoming.Completion.WaitAsync(Long));
+        Assert.Contains("every page had arrived, but the integrity check could not run", e.Message);
+        Assert.Equal(IncomingPhase.Failed, incoming.Phase);
+    }
+
+    [Fact]
+    public void A_verify_timeout_of_zero_is_refused_by_name()
+    {
+        using var target = new TestVm(1 << 20);
+        var e = Assert.Throws<ArgumentException>(() => new IncomingMigration("v0", "vm-1", target.Memory, target.Mmu, new IncomingMigrationOptions { VerifyTimeout = TimeSpan.Zero }));
+        Assert.Contains("VerifyTimeout", e.Message);
+    }
+
     [Fact]
     public void A_post_copy_window_of_zero_is_refused_by_name()
     {
