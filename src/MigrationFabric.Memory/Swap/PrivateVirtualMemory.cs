@@ -49,7 +49,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly int _stageWords;
     private int _stageCursor;
     private readonly Channel<int> _pageInQueue = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Channel<int> _placementWrites = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<int> _placementWrites = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = false });
     private readonly Task _placementWriter;
     private long _pendingPlacementWrites;
     private readonly SemaphoreSlim _pageOutSignal = new(0, 1);
@@ -124,7 +124,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
 
         _pageOutThread = Task.Run(PageOutLoopAsync);
         _pageInThread = Task.Run(PageInLoopAsync);
-        _placementWriter = _options.AsyncPlacementWrites && stages > 0 ? Task.Run(PlacementWriteLoopAsync) : Task.CompletedTask;
+        _placementWriter = _options.AsyncPlacementWrites && stages > 0
+            ? Task.WhenAll(Enumerable.Range(0, _options.PlacementWriters).Select(_ => Task.Run(PlacementWriteLoopAsync)))
+            : Task.CompletedTask;
         _scanThread = _options.ScanAccessBitsPeriodically ? Task.Run(ScanLoopAsync) : Task.CompletedTask;
     }
 

@@ -49,6 +49,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>A staged chunk whose placed pages are complete is written by the pager's placement writer thread instead of the stream that placed its last page, which goes on receiving; false writes it on the placing thread. Default true.</summary>
     public bool AsyncPlacementWrites { get; set; } = true;
 
+    /// <summary>Placement writer threads (with <see cref="AsyncPlacementWrites"/>): chunks written at once, each under its own chunk's lock. One keeps a single write in flight, and on shared cores the disk then idles while the writer waits for a core. Default 2.</summary>
+    public int PlacementWriters { get; set; } = 2;
+
     /// <summary>Naive mode: swapped pages read per fault, an aligned window around the faulting page within its chunk (Linux's swap readahead, vm.page-cluster = 3); 1 reads only the faulting page. Default 8.</summary>
     public int NaiveReadaheadPages { get; set; } = 8;
 
@@ -83,6 +86,8 @@ public sealed class PrivateVirtualMemoryOptions
             throw new ArgumentException($"PrivateVirtualMemoryOptions.HotReservePages must be within 0..half the share, was {HotReservePages}.", nameof(HotReservePages));
         if (PlacementStagingChunks is < 0 or > 4096)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementStagingChunks must be within 0..4096, was {PlacementStagingChunks}.", nameof(PlacementStagingChunks));
+        if (PlacementWriters is < 1 or > 16)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementWriters must be within 1..16, was {PlacementWriters}.", nameof(PlacementWriters));
         if (NaiveReadaheadPages is < 1 or > 256 || (NaiveReadaheadPages & (NaiveReadaheadPages - 1)) != 0)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.NaiveReadaheadPages must be a power of two within 1..256, was {NaiveReadaheadPages}.", nameof(NaiveReadaheadPages));
         if (AccessScanInterval <= TimeSpan.Zero)

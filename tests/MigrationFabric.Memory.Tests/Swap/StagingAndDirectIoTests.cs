@@ -158,6 +158,36 @@ public sealed class StagingAndDirectIoTests : IDisposable
     }
 
     [Fact]
+    public async Task Several_placement_writers_write_every_completed_chunk_with_its_own_pages()
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 2, staging: 8);
+        options.PlacementWriters = 3;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        for (long p = 0; p < Chunk; p++) Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, Contents(p, 1)));
+        // Eight chunks to swap from four placing threads at once: three writers take the completed chunks concurrently.
+        long first = 4 * Chunk, count = 8 * Chunk;
+        var placers = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            for (long p = first + t * (count / 4); p < first + (t + 1) * (count / 4); p++) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 1)));
+        })).ToArray();
+        await Task.WhenAll(placers).WaitAsync(VcpuThread.Generous);
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.Equal(0, pvm.StagedChunks);
+        Assert.Equal(count, pvm.Statistics.Snapshot().PlacementWrites);
+        var buf = new byte[Page.Size];
+        for (long c = first; c < first + count; c += Chunk)
+        {
+            var slot = SlotBase(pvm, c);
+            for (long p = c; p < c + Chunk; p++)
+            {
+                pvm.SwapFile.Read(slot + (int)(p - c), buf);
+                AssertPage(buf, p, 1);
+            }
+        }
+    }
+
+    [Fact]
     public async Task With_a_hot_reserve_first_copies_leave_it_free_and_retransfers_of_swapped_pages_move_into_it_without_a_read()
     {
         using var memory = new GuestMemory(Size);
@@ -330,5 +360,7 @@ public sealed class StagingAndDirectIoTests : IDisposable
         Assert.Contains("NaiveReadaheadPages", e.Message);
         e = Assert.Throws<ArgumentException>(() => new PrivateVirtualMemoryOptions { PlacementStagingChunks = -1 }.Validate(Pages));
         Assert.Contains("PlacementStagingChunks", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new PrivateVirtualMemoryOptions { PlacementWriters = 0 }.Validate(Pages));
+        Assert.Contains("PlacementWriters", e.Message);
     }
 }
