@@ -102,7 +102,11 @@ public sealed class HostGrain : Grain, IHostGrain
             // Before the source starts, as QEMU's -mem-prealloc: the page stream then copies into memory that is already there.
             // An abort meanwhile (the scheduler gave up, the VM was removed) stops it between chunks.
             using var abandoned = new CancellationTokenSource();
-            _ = incoming.Completion.ContinueWith(_ => abandoned.Cancel(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            _ = incoming.Completion.ContinueWith(_ =>
+            {
+                try { abandoned.Cancel(); }
+                catch (ObjectDisposedException) { /* the preallocation ended long before the migration did */ }
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             return await incoming.PreallocateAsync(abandoned.Token).ConfigureAwait(false) ? incoming.Preallocation : TimeSpan.Zero;
         }
         catch (Exception e) when (e is InsufficientMemoryException or InvalidOperationException)
