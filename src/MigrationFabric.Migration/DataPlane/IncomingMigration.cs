@@ -214,6 +214,8 @@ public sealed class IncomingMigration
     {
         if (Options.Placement is not null)
             throw new InvalidOperationException($"migration {MigrationId}: memory placed by {Options.Placement.GetType().Name} is not the VM's RAM and is not preallocated here.");
+        using var span = Telemetry.MigrationTelemetry.ActivitySource.StartActivity("migration preallocate");
+        span?.SetTag("migration.id", MigrationId).SetTag("vm", Vm).SetTag("bytes", Memory.SizeBytes);
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         bool done = await Task.Factory.StartNew(() =>
         {
@@ -225,7 +227,12 @@ public sealed class IncomingMigration
             return true;
         }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         Preallocation = System.Diagnostics.Stopwatch.GetElapsedTime(start);
-        if (done) Volatile.Write(ref _preallocated, 1);
+        span?.SetTag("preallocated", done);
+        if (done)
+        {
+            Volatile.Write(ref _preallocated, 1);
+            Telemetry.MigrationTelemetry.Preallocation.Record(Preallocation.TotalMilliseconds);
+        }
         return done;
     }
 

@@ -15,8 +15,21 @@ public class PreallocationTests
         using var target = new TestVm(16 * Mib);
         var incoming = new IncomingMigration("pa-1", "vm", target.Memory, target.Mmu);
         Assert.False(incoming.IsPreallocated);
+        var spans = new System.Collections.Concurrent.ConcurrentQueue<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = s => s.Name == MigrationFabric.Migration.Telemetry.MigrationTelemetry.Name,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Enqueue,
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
 
         bool done = await incoming.PreallocateAsync(CancellationToken.None);
+
+        // Traced like every other step of a migration (other tests' spans may be in the queue too).
+        var span = Assert.Single(spans, a => a.DisplayName == "migration preallocate" && (string?)a.GetTagItem("migration.id") == "pa-1");
+        Assert.Equal(16 * Mib, span.GetTagItem("bytes"));
+        Assert.Equal(done, span.GetTagItem("preallocated"));
 
         Assert.True(done || !OperatingSystem.IsLinux(), "MADV_POPULATE_WRITE refused by this kernel");
         Assert.Equal(done, incoming.IsPreallocated);
