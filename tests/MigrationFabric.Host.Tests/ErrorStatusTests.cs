@@ -119,6 +119,35 @@ public sealed class ErrorStatusTests(TestCluster cluster) : IClassFixture<TestCl
     }
 
     [Fact]
+    public async Task A_destination_that_cannot_preallocate_the_vm_is_resource_exhausted_and_the_vm_stays_at_the_source()
+    {
+        await cluster.CreateVm("e-prealloc", "host-a", 16 << 20, Idle);
+        var destination = cluster.Cluster.Agent("host-c").Context;
+        var preallocate = destination.Preallocate;
+        destination.Preallocate = (_, _) => throw new InsufficientMemoryException("madvise(MADV_POPULATE_WRITE) of 8388608 bytes at offset 0 failed: errno 12 (Cannot allocate memory).");
+        try
+        {
+            Is(await cluster.Fails(FabricContract.StartMigration, new StartMigrationRequest { Vm = "e-prealloc", Destination = "host-c", Strategy = Strategy.PreCopy }),
+                StatusCode.ResourceExhausted, "host-c", "e-prealloc", "errno 12");
+        }
+        finally
+        {
+            destination.Preallocate = preallocate;
+        }
+
+        var vm = await cluster.Call(FabricContract.DescribeVm, new DescribeVmRequest { Name = "e-prealloc" });
+        Assert.Equal(("host-a", VmState.Running, ""), (vm.Host, vm.State, vm.MigrationId));
+        // Nothing stays at the destination: the incoming migration was aborted and its reservation freed.
+        await WaitUntil(() => cluster.Cluster.Agent("host-c").Hypervisor.Find("e-prealloc") is null);
+        await WaitUntil(() => cluster.Cluster.Agent("host-c").Hypervisor.ReservedBytes == 0);
+        var failed = Assert.Single((await cluster.Call(FabricContract.ListMigrations, new ListMigrationsRequest { Vm = "e-prealloc" })).Migrations);
+        Assert.Equal(MigrationPhase.Failed, failed.Phase);
+        Assert.StartsWith($"{StatusCode.ResourceExhausted}:", failed.Error);
+        Assert.Null(cluster.Cluster.Agent("host-c").Pages.FindIncoming(failed.Id));
+        await cluster.Call(FabricContract.DeleteVm, new DeleteVmRequest { Name = "e-prealloc" });
+    }
+
+    [Fact]
     public async Task A_vm_already_migrating_is_a_failed_precondition_and_cancel_leaves_it_at_the_source()
     {
         // A hot set over all memory dirtying as fast as it can, a 1 MiB/s cap, no auto-converge: pre-copy runs until cancelled.

@@ -52,6 +52,8 @@ public sealed class HostAgent : IAsyncDisposable
     /// <summary>This host's VMs and budget.</summary>
     public LocalHypervisor Hypervisor => _context.Hypervisor;
 
+    internal HostAgentContext Context => _context;
+
     /// <summary>This host's data plane (the Pages service and its data-channel listener).</summary>
     public PagesService Pages => _context.Pages;
 

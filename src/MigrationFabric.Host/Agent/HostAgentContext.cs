@@ -38,6 +38,9 @@ public sealed class HostAgentContext
     /// <summary>Whether a migration's destination here puts RAM behind the whole VM before its pages arrive (HostAgentOptions.PreallocateIncomingMemory).</summary>
     public bool PreallocateIncoming { get; init; } = true;
 
+    /// <summary>How an incoming migration's memory is preallocated; tests replace it to make this host refuse (a kernel cannot be made to).</summary>
+    internal Func<IncomingMigration, CancellationToken, Task<bool>> Preallocate { get; set; } = (incoming, cancellationToken) => incoming.PreallocateAsync(cancellationToken);
+
     /// <summary>Directory for this agent's files (private swap files).</summary>
     public string DataDirectory { get; }
 

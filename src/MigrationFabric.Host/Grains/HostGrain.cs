@@ -107,7 +107,7 @@ public sealed class HostGrain : Grain, IHostGrain
                 try { abandoned.Cancel(); }
                 catch (ObjectDisposedException) { /* the preallocation ended long before the migration did */ }
             }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return await incoming.PreallocateAsync(abandoned.Token).ConfigureAwait(false) ? incoming.Preallocation : TimeSpan.Zero;
+            return await Agent.Preallocate(incoming, abandoned.Token).ConfigureAwait(false) ? incoming.Preallocation : TimeSpan.Zero;
         }
         catch (Exception e) when (e is InsufficientMemoryException or InvalidOperationException)
         {
