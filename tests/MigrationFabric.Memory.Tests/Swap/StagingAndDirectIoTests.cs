@@ -148,12 +148,18 @@ public sealed class StagingAndDirectIoTests : IDisposable
         var s = pvm.Statistics.Snapshot();
         Assert.Equal(Chunk, s.PlacementWrites);
         Assert.True(s.PlaceTime >= s.PlacementWriteIo && s.PlacementWriteIo > TimeSpan.Zero, $"place {s.PlaceTime}, writes {s.PlacementWriteIo}");
+        AssertChunkInSwap(pvm, first, version: 1);
+    }
+
+    /// <summary>The chunk starting at page <paramref name="first"/> sits in one swap run, each page in its slot with its <paramref name="version"/> contents.</summary>
+    private static void AssertChunkInSwap(PrivateVirtualMemory pvm, long first, int version)
+    {
         var buf = new byte[Page.Size];
         var slot = SlotBase(pvm, first);
         for (long p = first; p < first + Chunk; p++)
         {
             pvm.SwapFile.Read(slot + (int)(p - first), buf);
-            AssertPage(buf, p, 1);
+            AssertPage(buf, p, version);
         }
     }
 
@@ -175,16 +181,7 @@ public sealed class StagingAndDirectIoTests : IDisposable
         await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
         Assert.Equal(0, pvm.StagedChunks);
         Assert.Equal(count, pvm.Statistics.Snapshot().PlacementWrites);
-        var buf = new byte[Page.Size];
-        for (long c = first; c < first + count; c += Chunk)
-        {
-            var slot = SlotBase(pvm, c);
-            for (long p = c; p < c + Chunk; p++)
-            {
-                pvm.SwapFile.Read(slot + (int)(p - c), buf);
-                AssertPage(buf, p, 1);
-            }
-        }
+        for (long c = first; c < first + count; c += Chunk) AssertChunkInSwap(pvm, c, version: 1);
     }
 
     [Fact]

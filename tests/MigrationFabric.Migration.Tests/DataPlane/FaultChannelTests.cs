@@ -73,6 +73,26 @@ public class FaultChannelTests
         return (new OutgoingMigration("m-1", "vm-1", vm.Memory, pending), vm);
     }
 
+    /// <summary>A source end serving <see cref="Source"/>'s migration on one socket of a pair; the test talks on <see cref="Destination"/>.</summary>
+    private sealed record Served(OutgoingMigration Outgoing, TestVm Vm, Socket Destination, FaultChannelServer Server) : IDisposable
+    {
+        public void Dispose()
+        {
+            Server.Dispose();
+            Destination.Dispose();
+            Vm.Dispose();
+        }
+    }
+
+    private static async Task<Served> ServeAsync()
+    {
+        var (outgoing, vm) = Source();
+        var (destination, source) = await PairAsync();
+        var server = new FaultChannelServer(source);
+        server.Start(outgoing);
+        return new Served(outgoing, vm, destination, server);
+    }
+
     [Fact]
     public async Task The_source_end_answers_each_request_with_the_page_and_its_prefetch_and_the_push_holds_off_until_the_reply_has_left()
     {
@@ -107,12 +127,8 @@ public class FaultChannelTests
     [Fact]
     public async Task A_request_for_a_page_outside_the_VM_or_of_another_migration_gets_an_error_reply_and_the_channel_stays_open()
     {
-        var (outgoing, vm) = Source();
-        using var _ = vm;
-        var (destination, source) = await PairAsync();
-        using var d = destination;
-        using var server = new FaultChannelServer(source);
-        server.Start(outgoing);
+        using var served = await ServeAsync();
+        var (outgoing, vm, destination, server) = served;
 
         WriteFrame(destination, 0, Ask(64).ToByteArray());
         var outside = RemotePagesResponse.Parser.ParseFrom(ReadFrame(destination));
@@ -138,12 +154,8 @@ public class FaultChannelTests
     [Fact]
     public async Task A_request_replies_in_the_checksum_kind_it_names_and_an_unknown_kind_gets_an_error_reply_naming_it()
     {
-        var (outgoing, vm) = Source();
-        using var _ = vm;
-        var (destination, source) = await PairAsync();
-        using var d = destination;
-        using var server = new FaultChannelServer(source);
-        server.Start(outgoing);
+        using var served = await ServeAsync();
+        var (outgoing, vm, destination, server) = served;
 
         var xxh3 = Ask(7);
         xxh3.Checksum = ChecksumKind.Xxh3;
@@ -170,12 +182,8 @@ public class FaultChannelTests
     [InlineData("too long")]
     public async Task A_garbled_request_gets_an_error_reply_naming_it_and_the_source_closes_the_channel(string garble)
     {
-        var (outgoing, vm) = Source();
-        using var _ = vm;
-        var (destination, source) = await PairAsync();
-        using var d = destination;
-        using var server = new FaultChannelServer(source);
-        server.Start(outgoing);
+        using var served = await ServeAsync();
+        var (outgoing, vm, destination, server) = served;
 
         if (garble == "compressed") WriteFrame(destination, 1, Ask(1).ToByteArray());
         else if (garble == "not protobuf") WriteFrame(destination, 0, [0xFF, 0xFF, 0xFF, 0xFF]);
