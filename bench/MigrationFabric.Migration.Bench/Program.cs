@@ -17,7 +17,7 @@ for (int i = 0; i < args.Length - 1; i++)
     if (args[i] == "--size-mib") sizeMib = long.Parse(args[i + 1]);
 long size = sizeMib << 20;
 // --no-prealloc: destinations populate their memory run by run on the page stream instead of before the start (as host agents with PreallocateIncomingMemory = false).
-if (args.Contains("--no-prealloc")) Environment.SetEnvironmentVariable("MF_BENCH_NO_PREALLOC", "1");
+bool preallocate = !args.Contains("--no-prealloc");
 
 if (args.Contains("--vmemdirect"))
 {
@@ -42,8 +42,7 @@ if (args.Contains("--dataplane"))
     // --channel grpc|tcp runs one data channel only (for a profile); both by default.
     int channelAt = Array.IndexOf(args, "--channel");
     string channels = channelAt >= 0 && channelAt + 1 < args.Length ? args[channelAt + 1] : "both";
-    // --no-prealloc: the destination's memory is populated run by run on the stream, as before host agents preallocated it.
-    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8), channels, !args.Contains("--no-prealloc"));
+    await MigrationFabric.Migration.Bench.DataPlaneBench.RunAsync(sizeMib, Arg("--reps", 3), Arg("--streams", 4), Arg("--batch-pages", 256), (uint)Arg("--window", 8), channels, preallocate);
     return;
 }
 
@@ -131,7 +130,7 @@ if (preCopyReps > 1)
 
 await PostCopyAsync(size, 256, null, null);
 
-static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages, uint? window = null, RemoteFaultTransport transport = RemoteFaultTransport.Grpc)
+async Task PostCopyAsync(long size, long capMib, double? holdMs, int? batchPages, uint? window = null, RemoteFaultTransport transport = RemoteFaultTransport.Grpc)
 {
     var options = new PostCopyOptions { BandwidthCap = capMib > 0 ? capMib << 20 : null, FaultTransport = transport };
     if (batchPages is { } b) options.BatchPages = b;
@@ -160,7 +159,7 @@ static async Task PostCopyAsync(long size, long capMib, double? holdMs, int? bat
         Console.WriteLine($"    {name,-30} {h.Count,6} {h.PercentileNanoseconds(0.5) / 1e3,8:0} {h.PercentileNanoseconds(0.99) / 1e3,8:0} {h.MaxNanoseconds / 1e3,8:0}");
 }
 
-static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null, uint? window = null)
+async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigration Incoming, RemotePagesServing Serving)> MigrateAsync(long size, string scenario, MigrationStrategy strategy, bool postCopyWorkload, TimeSpan? faultHold = null, uint? window = null)
 {
     var sourcePages = new PagesService();
     var destinationPages = new PagesService();
@@ -194,7 +193,7 @@ static async Task<(MigrationReport Report, SoftwareMmu TargetMmu, IncomingMigrat
         },
     }));
     // As a host agent does at prepare (HostAgentOptions.PreallocateIncomingMemory), before the source starts; --no-prealloc leaves it to the stream.
-    if (Environment.GetEnvironmentVariable("MF_BENCH_NO_PREALLOC") != "1") await incoming.PreallocateAsync(CancellationToken.None);
+    if (preallocate) await incoming.PreallocateAsync(CancellationToken.None);
     var report = await strategy.RunAsync(new MigrationJob
     {
         MigrationId = id, Vm = "vm", Memory = source, Mmu = sourceMmu, Destination = destinationServer.Address,
