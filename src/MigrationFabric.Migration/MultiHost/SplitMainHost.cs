@@ -10,7 +10,6 @@ public sealed class SplitMainHost : IDisposable
 {
     private readonly Uri? _expectedSubHost;
     private RemotePager? _pager;
-    private int _disposed;
 
     /// <summary>Prepares VM <paramref name="vm"/>'s main part in <paramref name="memory"/> (vCPUs on <paramref name="mmu"/>); the sub-hosts come with the source's memory map at switch-over.</summary>
     public SplitMainHost(string migrationId, string vm, GuestMemory memory, SoftwareMmu mmu, RemotePagerOptions pagerOptions, IncomingMigrationOptions? options = null)
@@ -57,10 +56,7 @@ public sealed class SplitMainHost : IDisposable
     /// <summary>Disposes the pager once no page-in or page-out is in flight: a fault the stopped vCPUs gave up on may still be installing into the memory its owner unmaps next.</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0 || Volatile.Read(ref _pager) is not { } pager) return;
-        // Paging is serialized on the pager's gate: holding it means none is in flight. Its calls end with the MMU's
-        // lifetime token (cancelled when the vCPUs stop, before this) or its timeout.
-        using (pager.HoldPaging()) { }
-        pager.Dispose();
+        // Returns once no paging is in flight and none can start (RemotePager.Dispose, which may be called more than once).
+        Volatile.Read(ref _pager)?.Dispose();
     }
 }

@@ -145,6 +145,8 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // A fault a stopped vCPU gave up on can reach the gate after Dispose: it must not page into memory about to go.
+            if (Volatile.Read(ref _closed) != 0) throw new PageFaultException(fault.Page, $"VM {Vm}: the remote pager is disposed.");
             if (_memory.GetResidency(page) != PageResidency.Remote) return;
             host = Map.HostOf(page);
             if (Volatile.Read(ref _lostHosts[host]) is { } lost) throw new PageFaultException(fault.Page, lost.Message, lost);
@@ -421,14 +423,21 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
     public PagingHold HoldPaging()
     {
         _gate.Wait();
-        return new PagingHold(_gate);
+        return Held();
     }
 
     /// <summary>As <see cref="HoldPaging"/>, waiting for a fault's paging in flight without blocking a thread.</summary>
     public async ValueTask<PagingHold> HoldPagingAsync(CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        return new PagingHold(_gate);
+        return Held();
+    }
+
+    private PagingHold Held()
+    {
+        if (Volatile.Read(ref _closed) == 0) return new PagingHold(_gate);
+        _gate.Release();
+        throw new ObjectDisposedException(nameof(RemotePager), $"VM {Vm}: the remote pager is disposed.");
     }
 
     /// <summary>Paging held off by <see cref="HoldPaging"/>; dispose to let it run again.</summary>
@@ -442,10 +451,22 @@ public sealed class RemotePager : IPageFaultHandler, IDisposable
         public void Dispose() => _gate?.Release();
     }
 
-    /// <inheritdoc/>
+    private int _closed;
+
+    /// <summary>Waits for paging in flight (serialized on the gate), then closes: later faults and holds are refused, so nothing pages into the VM's memory once this returns.</summary>
+    /// <remarks>The gate itself is not disposed: a fault that gave up waiting on it may still take it, and must find the pager closed and release it.
+    /// Paging's calls end with the MMU's lifetime token or their timeout, which bounds the wait.</remarks>
     public void Dispose()
     {
-        for (int k = 1; k < _channels.Length; k++) _channels[k].Dispose();
-        _gate.Dispose();
+        _gate.Wait();
+        try
+        {
+            if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+            for (int k = 1; k < _channels.Length; k++) _channels[k].Dispose();
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 }

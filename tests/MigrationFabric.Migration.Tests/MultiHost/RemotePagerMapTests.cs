@@ -196,6 +196,33 @@ public class RemotePagerMapTests
         Assert.Equal(MemoryMap.Main, restored.HostOf(10));
     }
     [Fact]
+    public async Task Dispose_waits_for_paging_in_flight_and_a_fault_that_comes_later_is_refused_without_paging()
+    {
+        await using var h = await CreateAsync();
+        var pager = new RemotePager("vm-1", h.Main, h.Map, Options());
+        long page = Budget;
+        Assert.Equal(PageResidency.Remote, h.Main.GetResidency(page));
+        Assert.NotEqual(MemoryMap.Main, h.Map.HostOf(page));
+
+        // Paging in flight (held here): Dispose waits for it.
+        var hold = pager.HoldPaging();
+        var disposing = Task.Run(pager.Dispose);
+        await Task.Delay(200);
+        Assert.False(disposing.IsCompleted, "Dispose returned while paging was in flight");
+        hold.Dispose();
+        await disposing.WaitAsync(Long);
+
+        // A fault a stopped vCPU gave up on, reaching the pager only now: refused, nothing paged in.
+        var e = await Assert.ThrowsAsync<PageFaultException>(() =>
+            pager.ResolveAsync(new PageFault(h.Main, page, PageResidency.Remote, PageAccess.Read, 0), CancellationToken.None).AsTask().WaitAsync(Long));
+        Assert.Contains("disposed", e.Message);
+        Assert.Equal(PageResidency.Remote, h.Main.GetResidency(page));
+        Assert.Throws<ObjectDisposedException>(() => pager.HoldPaging());
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await pager.HoldPagingAsync());
+        pager.Dispose();
+    }
+
+    [Fact]
     public async Task A_probe_finds_a_dead_sub_host_before_any_fault_and_reports_the_pages_only_it_held()
     {
         await using var h = await CreateAsync();
