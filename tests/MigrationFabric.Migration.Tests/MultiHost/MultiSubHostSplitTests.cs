@@ -240,8 +240,14 @@ public class MultiSubHostSplitTests
         var pager = c.MainHost.Pager;
         // Some paging first, so the map is not the plan any more.
         await RunWorkloadAtMainAsync(c, () => pager.PageOuts >= 1024 && pager.PageIns >= 1024);
-        var expected = new ulong[c.Target.Memory.PageCount];
         var map = pager.Map;
+
+        // The main agent restarts: its pager (and channels) go, guest memory and the sub-hosts stay. Disposing the main
+        // waits for paging in flight (a fault a stopped vCPU gave up on may still be paging), so the map and the pages
+        // are read below as the restarted pager finds them.
+        c.MainHost.Dispose();
+        c.Target.Mmu.FaultHandler = null;
+        var expected = new ulong[c.Target.Memory.PageCount];
         for (long p = 0; p < expected.Length; p++)
         {
             int host = map.HostOf(p);
@@ -249,10 +255,6 @@ public class MultiSubHostSplitTests
                 ? PageDigest.Of(c.Target.Memory, p) : PageDigest.Of(c.SubMemory[host - 1], p);
         }
         byte[] exported = map.Serialize();
-
-        // The main agent restarts: its pager (and channels) go, guest memory and the sub-hosts stay.
-        c.MainHost.Dispose();
-        c.Target.Mmu.FaultHandler = null;
         using var restored = new RemotePager("vm-1", c.Target.Memory, MemoryMap.Deserialize(exported), new RemotePagerOptions { BudgetPages = PagerBudget, Timeout = TimeSpan.FromSeconds(5) });
         c.Target.Mmu.FaultHandler = restored;
 
