@@ -148,6 +148,32 @@ public sealed unsafe class GuestMemory : IDisposable
         return count == 0 || _mapping.Populate(first.Value << Page.Shift, count << Page.Shift);
     }
 
+    /// <summary>Moves <paramref name="count"/> frames from <paramref name="pool"/> under the Zero pages [first, first + count), so their first writes find RAM set aside before (a fixed share reserved ahead of its pages); bytes and residency do not change.</summary>
+    /// <remarks>
+    /// The pool's frames are zeroed RAM, and a Zero page reads as zeroes, so swapping the one for the other is invisible
+    /// to readers. Installers are kept out while the mapping changes: every page is claimed (Zero -> Installing) first and
+    /// given back after, so a concurrent install either lands before (the page is not Zero: nothing is moved) or waits.
+    /// </remarks>
+    /// <returns>True if the frames moved; false, with nothing changed, if a page in the range was not Zero, the pool has fewer frames left, or the kernel refused (<see cref="FramePool.Refusal"/>).</returns>
+    public bool AdoptFrames(FramePool pool, PageNumber first, int count)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        CheckRange(first, count);
+        if (count == 0 || pool.FreePages < count) return false;
+        long end = first.Value + count, claimed = first.Value;
+        while (claimed < end && Cas(claimed, PageResidency.Zero, PageResidency.Installing)) claimed++;
+        try
+        {
+            return claimed == end && pool.TryMoveTo((nint)(_mapping.Base + (first.Value << Page.Shift)), count);
+        }
+        finally
+        {
+            for (long p = first.Value; p < claimed; p++)
+                if (!Cas(p, PageResidency.Installing, PageResidency.Zero))
+                    throw new InvalidOperationException($"page {p} left Installing while frames were moved under it.");
+        }
+    }
+
     /// <summary>The host's view of pages [first, first + count) as one span (at most 2 GiB - 1 page).</summary>
     public Span<byte> GetRangeBytes(PageNumber first, int count)
     {

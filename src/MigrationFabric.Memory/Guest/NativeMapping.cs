@@ -10,11 +10,12 @@ namespace MigrationFabric.Memory.Guest;
 /// </remarks>
 internal sealed unsafe partial class NativeMapping : IDisposable
 {
-    private const int ProtRead = 0x1, ProtWrite = 0x2;
-    private const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
-    private const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15, MadvPopulateWrite = 23;
+    internal const int ProtRead = 0x1, ProtWrite = 0x2;
+    internal const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
+    internal const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15, MadvPopulateWrite = 23;
+    internal const int MremapMayMove = 1, MremapFixed = 2;
     private const int Enomem = 12, Einval = 22, Enosys = 38;
-    private static readonly nint MapFailed = -1;
+    internal static readonly nint MapFailed = -1;
 
     private readonly bool _mmapped;
     private byte* _base;
@@ -109,11 +110,15 @@ internal sealed unsafe partial class NativeMapping : IDisposable
     }
 
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
-    private static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
+    internal static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
     [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
-    private static partial int Munmap(nint addr, nuint length);
+    internal static partial int Munmap(nint addr, nuint length);
 
     [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
-    private static partial int Madvise(nint addr, nuint length, int advice);
+    internal static partial int Madvise(nint addr, nuint length, int advice);
+
+    // mremap is variadic in C; its fifth argument (the new address) is passed as on any x86-64/arm64 Linux call.
+    [LibraryImport("libc", EntryPoint = "mremap", SetLastError = true)]
+    internal static partial nint Mremap(nint oldAddress, nuint oldSize, nuint newSize, int flags, nint newAddress);
 }

@@ -82,7 +82,7 @@ public partial class NativeMappingTests
         Assert.Null(NativeMapping.PopulateRefusal(38, 0, 4096));
     }
 
-    private static unsafe int ResidentPagesOf(nint address, int pages)
+    internal static unsafe int ResidentPagesOf(nint address, int pages)
     {
         var vec = stackalloc byte[pages];
         Assert.Equal(0, Mincore(address, (nuint)pages * 4096, vec));
