@@ -35,7 +35,7 @@ public sealed class HostAgentContext
     /// <summary>What carries the pages of migrations this host is the source of (HostAgentOptions.DataChannel).</summary>
     public DataChannel DataChannel { get; init; } = DataChannel.Tcp;
 
-    /// <summary>Whether a migration's destination here puts RAM behind the whole VM before its pages arrive (HostAgentOptions.PreallocateIncomingMemory).</summary>
+    /// <summary>Whether a migration's destination here puts RAM behind the VM's fixed memory (all of it, or VMemDirect's share) before its pages arrive (HostAgentOptions.PreallocateIncomingMemory).</summary>
     public bool PreallocateIncoming { get; init; } = true;
 
     /// <summary>How an incoming migration's memory is preallocated; tests replace it to make this host refuse (a kernel cannot be made to).</summary>

@@ -41,8 +41,9 @@ public sealed class HostAgentOptions
     /// <summary>What carries the pages of migrations this host is the source of: TCP data channels negotiated over gRPC, or gRPC PageStream calls. Default Tcp (bench/RESULTS.md, "TCP data channel").</summary>
     public MigrationFabric.Migration.DataPlane.DataChannel DataChannel { get; set; } = MigrationFabric.Migration.DataPlane.DataChannel.Tcp;
 
-    /// <summary>Whether this host, as a migration's destination holding the whole VM in RAM (pre-copy, post-copy, hybrid, devirtualizing, a gather),
-    /// puts RAM behind the VM's memory at prepare, before the source starts (QEMU's -mem-prealloc). The time it takes is the report's
+    /// <summary>Whether this host, as a migration's destination holding fixed RAM for the VM (the whole VM for pre-copy, post-copy, hybrid,
+    /// devirtualizing and a gather; VMemDirect's fixed share), puts RAM behind it at prepare, before the source starts (QEMU's -mem-prealloc).
+    /// Naive swap and a split's main are paged by design and preallocate nothing. The time it takes is the report's
     /// destination_preallocation, outside total_time. Default true: otherwise the kernel's page clears are paid on the page stream
     /// (bench/RESULTS.md, "destination preallocation").</summary>
     public bool PreallocateIncomingMemory { get; set; } = true;

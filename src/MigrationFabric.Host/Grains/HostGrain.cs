@@ -94,9 +94,9 @@ public sealed class HostGrain : Grain, IHostGrain
             var vmGrain = GrainFactory.GetGrain<IVmGrain>(request.Vm);
             split = new SplitCallbacks(map => vmGrain.SaveMemoryMap(request.MigrationId, map), (host, pages, message) => vmGrain.ReportMemoryLost(request.MigrationId, host, pages, message));
         }
-        var (incoming, wholeVmInRam) = IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
+        var (incoming, preallocatable) = IncomingSetup.Prepare(Agent, request, memoryBytes, workload, plan, split, VcpuFaultRecorder(request.Vm));
         if (Agent.Hypervisor.Find(request.Vm) is { } local) VmMemoryTerms.Apply(plan.ReservationBytes, plan.Weight, local);
-        if (!Agent.PreallocateIncoming || !wholeVmInRam) return TimeSpan.Zero;
+        if (!Agent.PreallocateIncoming || !preallocatable) return TimeSpan.Zero;
         try
         {
             // Before the source starts, as QEMU's -mem-prealloc: the page stream then copies into memory that is already there.

@@ -20,16 +20,16 @@ public static class IncomingSetup
 {
     /// <summary>Admits the VM (the plan's reservation; FAILED_PRECONDITION when there is no room) and expects its pages; a failed or aborted migration leaves nothing here.</summary>
     /// <param name="vcpuStopped">Called with <see cref="VcpuFaults.Describe(Task)"/> if the VM's vCPUs, once resumed here, stop with an error (any cause).</param>
-    /// <returns>The incoming migration, and whether it holds the whole VM in RAM (so that its memory may be preallocated).</returns>
-    public static (IncomingMigration Incoming, bool WholeVmInRam) Prepare(HostAgentContext agent, StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan, SplitCallbacks? split,
+    /// <returns>The incoming migration, and whether it holds fixed RAM to preallocate: the whole VM, or VMemDirect's share.</returns>
+    public static (IncomingMigration Incoming, bool Preallocatable) Prepare(HostAgentContext agent, StartMigrationRequest request, ulong memoryBytes, Workload workload, MigrationPlan plan, SplitCallbacks? split,
         Func<string, Task>? vcpuStopped = null)
     {
         string id = request.MigrationId, vm = request.Vm;
         var hypervisor = agent.Hypervisor;
         LocalVm local;
         IncomingMigration incoming;
-        // Private memory and a split main hold a share, paged by design; the other destinations hold every page in RAM.
-        bool wholeVmInRam = request.Strategy is not (Strategy.VmemDirect or Strategy.NaiveSwap or Strategy.Split);
+        // A split main's share and plain swap are paged by design; VMemDirect's share is fixed RAM, and the other destinations hold every page in RAM.
+        bool preallocatable = request.Strategy is not (Strategy.NaiveSwap or Strategy.Split);
         var attachments = new List<IDisposable>();
         var resume = (LocalVm l) => new Func<ReadOnlyMemory<byte>, CancellationToken, Task>((state, ct) =>
         {
@@ -50,11 +50,15 @@ public static class IncomingSetup
                 });
                 try
                 {
+                    var placement = new PrivateMemoryPlacement(local.Pager!);
+                    attachments.Add(placement);
                     incoming = new IncomingMigration(id, vm, local.Memory, local.Mmu, new IncomingMigrationOptions
                     {
                         Resume = resume(local),
-                        Placement = new PrivateMemoryPlacement(local.Pager!),
+                        Placement = placement,
                     });
+                    // Every page has arrived (or none will): the share's preallocated frames no first copy took go back.
+                    _ = incoming.Completion.ContinueWith(_ => placement.ReleaseShareFrames(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 }
                 catch
                 {
@@ -146,6 +150,6 @@ public static class IncomingSetup
         {
             if (!t.IsCompletedSuccessfully && ReferenceEquals(hypervisor.Find(vm), local)) _ = agent.RemoveVmAsync(vm);
         }, TaskScheduler.Default);
-        return (incoming, wholeVmInRam);
+        return (incoming, preallocatable);
     }
 }

@@ -10,4 +10,8 @@ public interface IPagePlacement
 {
     /// <summary>Stores <paramref name="contents"/> as page <paramref name="page"/> of the incoming VM.</summary>
     void Place(long page, ReadOnlySpan<byte> contents);
+
+    /// <summary>Puts RAM behind the fixed memory this placement holds by design, before the pages arrive (a destination's prepare); false if it holds none or the kernel cannot.</summary>
+    /// <exception cref="InsufficientMemoryException">The host could not provide the RAM.</exception>
+    bool Preallocate(CancellationToken cancellationToken) => false;
 }

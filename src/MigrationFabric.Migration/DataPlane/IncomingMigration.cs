@@ -206,19 +206,20 @@ public sealed class IncomingMigration
     /// <remarks>
     /// The page stream otherwise pays the kernel's fault and page clear inline, batch by batch; on a host that gets its
     /// memory from a hypervisor of its own that measured 1.8-2.6 CPU s per GB, more than the transfer itself.
-    /// Only for a destination that holds the whole VM in RAM: private memory (<see cref="IncomingMigrationOptions.Placement"/>) is refused.
+    /// Memory placed elsewhere (<see cref="IncomingMigrationOptions.Placement"/>) preallocates what that placement holds by
+    /// design (<see cref="IPagePlacement.Preallocate"/>: VMemDirect's fixed share, nothing for plain swap).
     /// </remarks>
-    /// <returns>False if the kernel cannot preallocate (pages then fault on first write, as without it).</returns>
+    /// <returns>False if the kernel cannot preallocate (pages then fault on first write, as without it) or the placement holds no fixed memory.</returns>
     /// <exception cref="InsufficientMemoryException">The host could not provide the memory; nothing of the VM is affected.</exception>
     public async Task<bool> PreallocateAsync(CancellationToken cancellationToken)
     {
-        if (Options.Placement is not null)
-            throw new InvalidOperationException($"migration {MigrationId}: memory placed by {Options.Placement.GetType().Name} is not the VM's RAM and is not preallocated here.");
         using var span = Telemetry.MigrationTelemetry.ActivitySource.StartActivity("migration preallocate");
         span?.SetTag("migration.id", MigrationId).SetTag("vm", Vm).SetTag("bytes", Memory.SizeBytes);
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        var placement = Options.Placement;
         bool done = await Task.Factory.StartNew(() =>
         {
+            if (placement is not null) return placement.Preallocate(cancellationToken);
             for (long first = 0; first < Memory.PageCount; first += PreallocationChunkPages)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -230,7 +231,7 @@ public sealed class IncomingMigration
         span?.SetTag("preallocated", done);
         if (done)
         {
-            Volatile.Write(ref _preallocated, 1);
+            if (placement is null) Volatile.Write(ref _preallocated, 1);
             Telemetry.MigrationTelemetry.Preallocation.Record(Preallocation.TotalMilliseconds);
         }
         return done;

@@ -77,8 +77,13 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
     }
 
     /// <summary>An incoming migration of VM <paramref name="vm"/> into this private memory.</summary>
-    public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null) =>
-        new(migrationId, vm, Memory, Mmu, IncomingOptions(template));
+    public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null)
+    {
+        var incoming = new IncomingMigration(migrationId, vm, Memory, Mmu, IncomingOptions(template));
+        // Every page has arrived (or none will): the share's preallocated frames no first copy took go back.
+        _ = incoming.Completion.ContinueWith(_ => Placement.ReleaseShareFrames(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return incoming;
+    }
 
     private void FlushPlacements()
     {
@@ -96,6 +101,7 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Mmu.Dispose();
+        Placement.Dispose();
         await Pager.DisposeAsync().ConfigureAwait(false);
         if (DeviceEmulator is not null) await DeviceEmulator.DisposeAsync().ConfigureAwait(false);
     }

@@ -1,3 +1,4 @@
+using MigrationFabric.Memory.Guest;
 using MigrationFabric.Memory.Tracking;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Swap;
@@ -9,7 +10,7 @@ namespace MigrationFabric.Migration.PrivateMemory;
 /// <remarks>In <see cref="PagingMode.Naive"/> the same call behaves as plain OS swap (pages out when full, pages in to apply a retransfer): the naive baseline runs the same code path.</remarks>
 /// <param name="memory">The destination's private virtual memory.</param>
 /// <param name="emulator">Naive only: the device emulator the host's swap pages out (first) when the arriving VM fills the share; its pages then become the VM's.</param>
-public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDeviceEmulator? emulator = null) : IPagePlacement
+public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDeviceEmulator? emulator = null) : IPagePlacement, IDisposable
 {
     private const int PrefaultBlockShift = 6;
 
@@ -17,7 +18,9 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     private readonly PagePrefault _prefault = new();
     // One bit per 64-page block whose fresh pages were populated (or looked at) already.
     private readonly AtomicPageBitmap _prefaulted = new(((memory?.Memory.PageCount ?? 0) >> PrefaultBlockShift) + 1);
-    private long _toMemory, _toSwap;
+    private long _toMemory, _toSwap, _onShareFrames;
+    // VMemDirect's fixed physical share, set aside by Preallocate; first copies bound for memory land on its frames.
+    private FramePool? _share;
 
     /// <summary>The destination's private virtual memory.</summary>
     public PrivateVirtualMemory Memory { get; } = memory ?? throw new ArgumentNullException(nameof(memory));
@@ -27,6 +30,63 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
 
     /// <summary>Pages (first copies and retransfers) that went to the private swap file.</summary>
     public long PlacedInSwap => Volatile.Read(ref _toSwap);
+
+    /// <summary>Pages whose first copy landed on the share's preallocated frames (<see cref="Preallocate"/>) instead of RAM the kernel found as it arrived.</summary>
+    public long PlacedOnShareFrames => Volatile.Read(ref _onShareFrames);
+
+    /// <summary>Pages of RAM <see cref="Preallocate"/> set aside for the share (0 before it, or when it set none aside).</summary>
+    public long ShareFramesPreallocated { get; private set; }
+
+    /// <summary>Why the share's frames stopped being used before they ran out (the kernel refused to move them), else null.</summary>
+    public string? ShareFramesRefusal => Volatile.Read(ref _share)?.Refusal;
+
+    /// <summary>VMemDirect: sets aside the share's RAM before the pages arrive (seed 004: private virtual memory is assigned a fixed amount of physical memory), as a destination holding the whole VM preallocates all of it.</summary>
+    /// <remarks>
+    /// Frames for as many pages as first copies may put in memory (the share less its free and hot reserves, less what
+    /// is resident already), populated now on the calling thread; placing a first copy then moves frames under its
+    /// block (<see cref="GuestMemory.AdoptFrames"/>) instead of the kernel clearing fresh pages on the page stream.
+    /// Frames left when the migration ends are given back by <see cref="ReleaseShareFrames"/>.
+    /// </remarks>
+    /// <returns>False in <see cref="PagingMode.Naive"/> (plain OS swap holds no fixed share), when nothing may go to memory, or where the kernel cannot populate.</returns>
+    public bool Preallocate(CancellationToken cancellationToken)
+    {
+        var guest = Memory.Memory;
+        long pages = Memory.SharePages - Memory.FreeReservePages - Memory.HotReservePages - guest.ResidentPages;
+        if (Memory.Mode == PagingMode.Naive || pages <= 0) return false;
+        var pool = new FramePool(pages);
+        try
+        {
+            if (!pool.Populate(cancellationToken))
+            {
+                pool.Dispose();
+                return false;
+            }
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+        lock (_fill)
+        {
+            _share?.Dispose();
+            _share = pool;
+            ShareFramesPreallocated = pages;
+        }
+        return true;
+    }
+
+    /// <summary>Gives back the share's preallocated frames no first copy took (every page has arrived, or the migration ended).</summary>
+    public void ReleaseShareFrames()
+    {
+        lock (_fill)
+        {
+            _share?.Dispose();
+        }
+    }
+
+    /// <summary>Gives back the share's unused frames.</summary>
+    public void Dispose() => ReleaseShareFrames();
 
     /// <inheritdoc/>
     public void Place(long page, ReadOnlySpan<byte> contents)
@@ -66,7 +126,10 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
         var end = Math.Min(Math.Min((block + 1) << PrefaultBlockShift, guest.PageCount), page + room);
         var run = page;
         while (run < end && guest.GetResidency(run) == PageResidency.Zero) run++;
-        if (run > page) _prefault.Populate(guest, page, (int)(run - page));
+        if (run == page) return;
+        // Caller holds _fill, as does every use of _share.
+        if (_share is { } frames && guest.AdoptFrames(frames, page, (int)(run - page))) _onShareFrames += run - page;
+        else _prefault.Populate(guest, page, (int)(run - page));
     }
 
     // The host's LRU: the emulator, idle since the migration began, is colder than any VM page that arrived.

@@ -52,6 +52,45 @@ public class VMemDirectTests
     }
 
     [Fact]
+    public async Task A_preallocated_share_takes_the_first_copies_bound_for_memory_on_its_own_frames()
+    {
+        await using var source = await Agent.StartAsync();
+        using var vm = new TestVm(VmBytes);
+        vm.Fill(stride: 1);
+        await using var host = await SmallHost.StartAsync(VmBytes, SharePages, PagingMode.AsyncMethod1);
+        string id = NextId();
+        var incoming = host.Agent.Pages.Accept(host.Destination.Incoming(id, "vm-1"));
+        var placement = host.Destination.Placement;
+
+        bool preallocated = await incoming.PreallocateAsync(CancellationToken.None);
+        if (!preallocated) { Console.Error.WriteLine("SKIPPED: this kernel cannot populate memory (MADV_POPULATE_WRITE, Linux >= 5.14)"); return; }
+        Assert.Equal(SharePages - host.Pager.FreeReservePages, placement.ShareFramesPreallocated);
+        Assert.False(incoming.IsPreallocated, "the VM's own pages are not all in RAM");
+        Assert.Equal(0, host.Memory.ResidentPages);
+
+        var report = await new VMemDirect().RunAsync(Job(source, vm, host.Agent.Address, id)).WaitAsync(Long);
+
+        await incoming.Completion.WaitAsync(Long);
+        Assert.Equal(vm.Memory.PageCount, report.PagesVerified);
+        var stats = host.Pager.Statistics.Snapshot();
+        Assert.Equal((0L, 0L), (stats.PageIns, stats.PageOuts));
+        Assert.Equal(stats.PlacedInMemory, placement.PlacedOnShareFrames);
+        Assert.Equal(placement.ShareFramesPreallocated, placement.PlacedOnShareFrames);
+        Assert.Null(placement.ShareFramesRefusal);
+        Assert.Equal(vm.Digest(), host.Digest());
+    }
+
+    [Fact]
+    public async Task The_naive_baseline_preallocates_nothing_plain_swap_holds_no_fixed_share()
+    {
+        await using var host = await SmallHost.StartAsync(VmBytes, SharePages, PagingMode.Naive);
+        var incoming = host.Agent.Pages.Accept(host.Destination.Incoming(NextId(), "vm-1"));
+        Assert.False(await incoming.PreallocateAsync(CancellationToken.None));
+        Assert.Equal(0, host.Destination.Placement.ShareFramesPreallocated);
+        incoming.Abort("test over");
+    }
+
+    [Fact]
     public async Task Retransfers_of_a_running_vm_update_memory_and_swap_in_place()
     {
         await using var source = await Agent.StartAsync();

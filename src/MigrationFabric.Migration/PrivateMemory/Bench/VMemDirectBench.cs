@@ -109,7 +109,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
     {
         "ideal" => "the whole destination memory (a destination with room for the VM reserves all of it, as a host agent does at prepare and QEMU's -mem-prealloc)",
         "vmem-direct" or "vmem-direct-m2" =>
-            "the pager's placement staging buffers only (fixed host memory outside the share, 1 MiB each); not the share: its RAM is whichever guest pages direct placement puts in memory as they arrive (a page count, not fixed frames), so nothing of it is known before the first page arrives; placement populates it per 64-page block as first copies land",
+            "the VM's fixed physical share (seed 004: private virtual memory is assigned a fixed amount of physical memory), as frames set aside for the first copies direct placement puts in memory (the share less its free reserve), moved under each 64-page block as its first copy lands; and the pager's placement staging buffers (fixed host memory outside the share, 1 MiB each)",
         "naive" => "nothing: plain swap, demand-paged by the kernel in the model; it keeps no frame pool (no staging), and its device emulator's memory is resident from the start",
         "split" => "nothing: the main host's RemotePager takes RAM page by page within its budget (demand-paged, clock page-out, no frame pool); the sub-host holds the part the source's plan gives it when the migration starts and takes RAM only for pages it holds",
         _ => throw new ArgumentException($"unknown kind '{kind}' (known: {string.Join(", ", VMemDirectBenchOptions.KnownKinds)}).", nameof(kind)),
@@ -117,10 +117,11 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
 
     // The preallocation PreallocationOf describes, as a host agent makes it; returns the bytes given RAM (0: the kernel
     // cannot), or null if the kind preallocates nothing.
-    private static async Task<long?> PreallocateFixedAsync(string kind, IncomingMigration? ideal, PrivateMemoryDestination? pvm, CancellationToken cancellationToken) => kind switch
+    private static async Task<long?> PreallocateFixedAsync(string kind, IncomingMigration? incoming, PrivateMemoryDestination? pvm, CancellationToken cancellationToken) => kind switch
     {
-        "ideal" => await ideal!.PreallocateAsync(cancellationToken).ConfigureAwait(false) ? ideal.Memory.PageCount * Page.Size : 0,
-        "vmem-direct" or "vmem-direct-m2" => pvm!.Pager.PreallocateStaging(),
+        "ideal" => await incoming!.PreallocateAsync(cancellationToken).ConfigureAwait(false) ? incoming.Memory.PageCount * Page.Size : 0,
+        "vmem-direct" or "vmem-direct-m2" => pvm!.Pager.PreallocateStaging()
+            + (await incoming!.PreallocateAsync(cancellationToken).ConfigureAwait(false) ? pvm.Placement.ShareFramesPreallocated * Page.Size : 0),
         _ => null,
     };
 
@@ -178,7 +179,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             return Task.CompletedTask;
         };
         SplitMainHost? main = null;
-        IncomingMigration? idealIncoming = null;
+        IncomingMigration? accepted = null;
         SoftwareMmu? plainMmu = null;
         string id = $"bench-{kind}-{workload}";
         MigrationStrategy strategy;
@@ -190,7 +191,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 if (mode != PagingMode.Naive) pager.HotReservePages = (int)((_options.HotReserveMib << 20) / Page.Size);
                 pvm = new PrivateMemoryDestination(target, budgetPages, mode, pager, (_options.DeviceEmulatorMib << 20) / Page.Size);
                 targetMmu = pvm.Mmu;
-                destination.Pages.Accept(pvm.Incoming(id, "vm", incoming));
+                accepted = destination.Pages.Accept(pvm.Incoming(id, "vm", incoming));
                 strategy = new VMemDirect(new VMemDirectOptions
                 {
                     Kind = kind == "naive" ? VirtualizationKind.NaiveSwap : VirtualizationKind.VMemDirect, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap,
@@ -206,7 +207,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 break;
             default:
                 targetMmu = plainMmu = new SoftwareMmu(target);
-                idealIncoming = destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
+                accepted = destination.Pages.Accept(new IncomingMigration(id, "vm", target, targetMmu, incoming));
                 strategy = new VMemDirect(new VMemDirectOptions
                 {
                     Kind = VirtualizationKind.Ideal, MaxRounds = _options.MaxRounds, BandwidthCap = LinkCap, DataChannel = _options.DataChannel,
@@ -221,7 +222,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             if (_options.Preallocate)
             {
                 var started = Stopwatch.GetTimestamp();
-                if (await PreallocateFixedAsync(kind, idealIncoming, pvm, cancellationToken).ConfigureAwait(false) is { } bytes)
+                if (await PreallocateFixedAsync(kind, accepted, pvm, cancellationToken).ConfigureAwait(false) is { } bytes)
                 {
                     preallocation = Stopwatch.GetElapsedTime(started);
                     preallocated = bytes;
@@ -250,6 +251,9 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 Progress = progress,
                 CaptureDeviceState = sourceKv is null ? null : () => sourceKv.CaptureState(),
             }, cancellationToken).ConfigureAwait(false);
+            // MF_BENCH_MARKS=1: the migration's window in CLOCK_MONOTONIC seconds (Stopwatch's clock on Linux), to cut a `perf record -k mono` profile to it.
+            if (Environment.GetEnvironmentVariable("MF_BENCH_MARKS") == "1")
+                progress.Report($"mark {kind} {workload} migration {(Stopwatch.GetTimestamp() - (long)(report.TotalTime.TotalSeconds * Stopwatch.Frequency)) / (double)Stopwatch.Frequency:0.000000} {Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency:0.000000}");
             sourceStop.Cancel();
             if (sourceRun is not null) await sourceRun.ConfigureAwait(false);
 
