@@ -23,6 +23,7 @@ public sealed class PrivateSwapFile : IDisposable
     private readonly Stack<nint> _bounce = new();
     private readonly Lock _bounceLock = new();
     private int _disposed;
+    private int _written;
 
     private PrivateSwapFile(SafeFileHandle handle, string path, int slotCount, bool deleteOnDispose, bool directIo)
     {
@@ -87,6 +88,44 @@ public sealed class PrivateSwapFile : IDisposable
         return new PrivateSwapFile(handle, fullPath, slotCount, deleteOnDispose, directIo);
     }
 
+    /// <summary>Bytes written per call by <see cref="Prewrite"/>.</summary>
+    public const int PrewriteStepBytes = 8 << 20;
+
+    /// <summary>Writes zeroes over every slot of a file no page was written to yet, so its blocks are written blocks, as a swap device's are.</summary>
+    /// <remarks>
+    /// fallocate leaves unwritten extents, and the first write into one converts it when the write completes: with
+    /// O_DIRECT on ext4 that measured 30-50% slower than overwriting (dd, 1 MiB writes, 3 GiB). Linux swap never pays
+    /// it (it writes its blocks directly), so a pager modelling swap should not either. Zeroes are what unwritten slots read
+    /// as already, so nothing a reader sees changes.
+    /// </remarks>
+    /// <exception cref="InvalidOperationException">A page was written to the file already (its slot would be zeroed).</exception>
+    /// <exception cref="SwapFileException">A write failed; the message names the file.</exception>
+    public unsafe void Prewrite(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (Volatile.Read(ref _written) != 0)
+            throw new InvalidOperationException($"private swap '{Path}' already holds pages: prewriting would zero them.");
+        var zeros = (byte*)NativeMemory.AlignedAlloc(PrewriteStepBytes, Page.Size);
+        try
+        {
+            NativeMemory.Clear(zeros, PrewriteStepBytes);
+            for (long offset = 0; offset < Length; offset += PrewriteStepBytes)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var length = (int)Math.Min(PrewriteStepBytes, Length - offset);
+                RandomAccess.Write(_handle, new ReadOnlySpan<byte>(zeros, length), offset);
+            }
+        }
+        catch (IOException e)
+        {
+            throw new SwapFileException($"Cannot prewrite private swap file '{Path}' ({Length} bytes): {e.Message}", e);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(zeros);
+        }
+    }
+
     /// <summary>Writes one page into <paramref name="slot"/>.</summary>
     public void Write(int slot, ReadOnlySpan<byte> page)
     {
@@ -119,6 +158,7 @@ public sealed class PrivateSwapFile : IDisposable
     public ValueTask WriteAsync(int slot, ReadOnlyMemory<byte> page, CancellationToken cancellationToken = default)
     {
         var offset = Check(slot, page.Length);
+        Volatile.Write(ref _written, 1);
         if (!DirectIo) return RandomAccess.WriteAsync(_handle, page, offset, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
         WriteAt(page.Span, offset);
@@ -166,6 +206,7 @@ public sealed class PrivateSwapFile : IDisposable
 
     private unsafe void WriteAt(ReadOnlySpan<byte> source, long offset)
     {
+        Volatile.Write(ref _written, 1);
         if (!DirectIo || Aligned(source))
         {
             RandomAccess.Write(_handle, source, offset);

@@ -88,6 +88,18 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
             throw new ArgumentException($"PrivateVirtualMemoryOptions.SwapPages: {swapRuns * (long)ChunkPages} slots exceed the {int.MaxValue} a swap file can hold.", nameof(options));
         var path = _options.SwapFilePath ?? Path.Combine(Path.GetTempPath(), $"mf-vm-{Guid.NewGuid():N}.swap");
         _swap = PrivateSwapFile.Create(path, swapRuns * ChunkPages, directIo: _options.DirectIo);
+        if (_options.PrewriteSwapFile)
+        {
+            try
+            {
+                _swap.Prewrite(CancellationToken.None);
+            }
+            catch
+            {
+                _swap.Dispose();
+                throw;
+            }
+        }
         _runs = new SwapSlotAllocator(swapRuns, ChunkPages);
 
         _lru = new ChunkQueueLru(ChunkCount, _options.QueueBits);

@@ -40,6 +40,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Swap I/O bypasses the page cache (O_DIRECT), so paging costs what the disk costs, as Linux swap does. Default false (buffered).</summary>
     public bool DirectIo { get; set; }
 
+    /// <summary>The swap file's blocks are written (zeroes) when it is created, as a swap device's are, so the first page-outs and placements overwrite instead of converting fallocate's unwritten extents (<see cref="PrivateSwapFile.Prewrite"/>). Costs one sequential write of the file, before any page moves. Default true.</summary>
+    public bool PrewriteSwapFile { get; set; } = true;
+
     /// <summary>Chunks whose directly placed swap pages are gathered in a 1-chunk buffer and written as one run (when the chunk's last page arrives, the buffers run out, or <c>FlushPlacements</c>), instead of one write per page; 0 writes every page at once. The buffers are the host's, outside the VM's share. Default 16.</summary>
     public int PlacementStagingChunks { get; set; } = 16;
 

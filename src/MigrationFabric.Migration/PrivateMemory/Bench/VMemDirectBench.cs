@@ -305,6 +305,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         SwapFilePath = _options.SwapDirectory is { } d ? Path.Combine(d, $"mf-bench-{Guid.NewGuid():N}.swap") : null,
         DirectIo = _options.DirectIo,
         AsyncPlacementWrites = _options.AsyncPlacementWrites,
+        PrewriteSwapFile = _options.PrewriteSwap,
     };
 
     private Func<KeyValueStoreOptions> KvOptions(long pageCount)

@@ -66,6 +66,9 @@ public sealed class VMemDirectBenchOptions
     /// <summary>Before each migration (outside its time), preallocate what the destination kind reserves as fixed RAM by design (<see cref="VMemDirectBench.PreallocationOf"/>); false: every page's RAM comes at its first write, as before 2026-11-22 session 4. Default true.</summary>
     public bool Preallocate { get; set; } = true;
 
+    /// <summary>Naive and VMemDirect write their swap files' blocks when they are created, as a swap device's are written (<c>PrivateVirtualMemoryOptions.PrewriteSwapFile</c>); false leaves fallocate's unwritten extents, which the first writes convert. Default true.</summary>
+    public bool PrewriteSwap { get; set; } = true;
+
     /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
     public bool WarmUp { get; set; } = true;
 
