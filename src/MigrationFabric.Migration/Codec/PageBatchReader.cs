@@ -125,6 +125,24 @@ public readonly struct PageBatchEntry
         return actual;
     }
 
+    /// <summary>For a page sent raw (neither zero nor compressed): verifies the checksum over the bytes as received and hands them out in place, for a receiver that copies them somewhere itself (a placement), so they are copied once, not twice.</summary>
+    /// <returns>False (nothing checked) for a zero or compressed page: use <see cref="DecodeInto"/>.</returns>
+    /// <exception cref="PageChecksumException">The contents do not hash to <see cref="Checksum"/>.</exception>
+    /// <exception cref="PageBatchFormatException">A raw page that is not exactly one page long.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // Hot per-page loop, as DecodeInto.
+    public bool TryVerifyRaw(out ReadOnlySpan<byte> contents)
+    {
+        contents = default;
+        if (IsZero || (Flags & PageFlags.Compressed) != 0) return false;
+        var raw = Encoded.Span;
+        if (raw.Length != Memory.Pages.Page.Size)
+            throw new PageBatchFormatException($"page {Page}: {raw.Length} raw bytes, not one page of {Memory.Pages.Page.Size}.");
+        ulong actual = PageDigest.Hash(ChecksumKind, raw);
+        if (actual != Checksum) throw new PageChecksumException(Page, Checksum, actual, ChecksumKind);
+        contents = raw;
+        return true;
+    }
+
     /// <summary>For a zero page: checks that its checksum is the zero page's (no bytes to write).</summary>
     public void VerifyZero()
     {

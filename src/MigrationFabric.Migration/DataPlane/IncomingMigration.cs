@@ -291,17 +291,36 @@ public sealed class IncomingMigration
 
     private void Place(IPagePlacement placement, in PageBatchEntry entry)
     {
-        Span<byte> contents = stackalloc byte[Page.Size];
         if (entry.IsZero)
         {
             entry.VerifyZero();
             // Never written here: a zero page needs no memory and no swap slot.
             if (Memory.GetResidency(entry.Page) == PageResidency.Zero) return;
-            contents.Clear();
+            placement.Place(entry.Page, ZeroPage);
+            return;
         }
-        else entry.DecodeInto(contents);
-        placement.Place(entry.Page, contents);
+        // A raw page is checked where it was received and copied once, by the placement (into memory or a staging buffer);
+        // the integrity check at the end hashes it again where it landed.
+        if (entry.TryVerifyRaw(out var raw))
+        {
+            placement.Place(entry.Page, raw);
+            return;
+        }
+        var inflated = System.Buffers.ArrayPool<byte>.Shared.Rent(Page.Size);
+        try
+        {
+            var contents = inflated.AsSpan(0, Page.Size);
+            entry.DecodeInto(contents);
+            placement.Place(entry.Page, contents);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(inflated);
+        }
     }
+
+    // What a zero page placed over an older copy holds (never written to).
+    private static readonly byte[] ZeroPage = new byte[Page.Size];
 
     /// <summary>Installs a page that is Remote here; false if it is not Remote any more (a fault or another push won).</summary>
     internal bool InstallRemote(in PageBatchEntry entry, bool mustBeResident)

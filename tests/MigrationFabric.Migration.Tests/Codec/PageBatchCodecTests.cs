@@ -115,6 +115,42 @@ public class PageBatchCodecTests
     }
 
     [Fact]
+    public void A_raw_page_is_verified_where_it_was_received_and_handed_out_in_place_and_a_changed_one_fails_naming_it()
+    {
+        var builder = new PageBatchBuilder(4, PageCompression.Deflate);
+        var incompressible = new byte[Page.Size];
+        new Random(17).NextBytes(incompressible);
+        builder.AddPage(17, incompressible);
+        builder.AddPage(42, new byte[Page.Size].AsSpan(0, Page.Size / 2).ToArray().Concat(Enumerable.Repeat((byte)7, Page.Size / 2)).ToArray());
+        builder.AddZeroPage(44);
+        using var encoded = builder.Build(1);
+        var reader = new PageBatchReader(encoded.Batch, 100);
+        Assert.True(reader.TryRead(out var raw));
+        Assert.True(raw.TryVerifyRaw(out var contents));
+        Assert.True(contents.SequenceEqual(incompressible));
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(raw.Encoded, out var received) && contents.Overlaps(received.AsSpan()), "handed out in place, not copied");
+        // A compressed page and a zero page have no raw bytes to hand out: nothing is checked, DecodeInto does it.
+        Assert.True(reader.TryRead(out var compressed));
+        Assert.NotEqual(0, compressed.Flags & PageFlags.Compressed);
+        Assert.False(compressed.TryVerifyRaw(out _));
+        Assert.True(reader.TryRead(out var zero));
+        Assert.True(zero.IsZero);
+        Assert.False(zero.TryVerifyRaw(out _));
+
+        var plain = new PageBatchBuilder(4);
+        plain.AddPage(42, new PageSpec(42, 1, 2, 0).Contents());
+        using var one = plain.Build(1);
+        var bytes = one.Batch.Payload.ToByteArray();
+        bytes[100] ^= 0x01;
+        var corrupt = one.Batch.Clone();
+        corrupt.Payload = ByteString.CopyFrom(bytes);
+        var bad = new PageBatchReader(corrupt, 100);
+        Assert.True(bad.TryRead(out var changed));
+        var e = Assert.Throws<PageChecksumException>(() => changed.TryVerifyRaw(out _));
+        Assert.Equal(42, e.Page);
+    }
+
+    [Fact]
     public void A_zero_page_with_a_wrong_checksum_is_rejected()
     {
         var builder = new PageBatchBuilder(4);
