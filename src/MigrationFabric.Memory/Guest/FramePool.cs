@@ -25,7 +25,7 @@ public sealed unsafe class FramePool : IDisposable
     /// <summary>Maps <paramref name="pages"/> frames, holding no RAM until <see cref="Populate"/>.</summary>
     /// <param name="pages">Frames in the pool.</param>
     /// <param name="transparentHugePages">The same advice as the guest memory's (<see cref="GuestMemoryOptions.TransparentHugePages"/>), so moved frames behave as the guest's own.</param>
-    /// <exception cref="OutOfMemoryException">The address space could not be mapped.</exception>
+    /// <exception cref="InsufficientMemoryException">The address space could not be mapped (the host cannot set the frames aside).</exception>
     public FramePool(long pages, bool transparentHugePages = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pages);
@@ -37,7 +37,7 @@ public sealed unsafe class FramePool : IDisposable
         if (p == NativeMapping.MapFailed)
         {
             int errno = Marshal.GetLastPInvokeError();
-            throw new OutOfMemoryException($"mmap of a frame pool of {pages} pages failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
+            throw new InsufficientMemoryException($"mmap of a frame pool of {pages} pages failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
         }
         _ = NativeMapping.Madvise(p, length, transparentHugePages ? NativeMapping.MadvHugePage : NativeMapping.MadvNoHugePage);
         _base = (byte*)p;

@@ -214,9 +214,10 @@ public sealed class IncomingMigration
     public async Task<bool> PreallocateAsync(CancellationToken cancellationToken)
     {
         using var span = Telemetry.MigrationTelemetry.ActivitySource.StartActivity("migration preallocate");
-        span?.SetTag("migration.id", MigrationId).SetTag("vm", Vm).SetTag("bytes", Memory.SizeBytes);
-        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         var placement = Options.Placement;
+        span?.SetTag("migration.id", MigrationId).SetTag("vm", Vm).SetTag("bytes", Memory.SizeBytes);
+        if (placement is not null) span?.SetTag("placement", placement.GetType().Name);
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         bool done = await Task.Factory.StartNew(() =>
         {
             if (placement is not null) return placement.Preallocate(cancellationToken);

@@ -73,6 +73,15 @@ public class FramePoolTests
     }
 
     [Fact]
+    public void A_pool_the_host_cannot_map_is_refused_as_insufficient_memory_with_its_errno()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        // 2^38 pages = 1 PiB, beyond the 128 TiB user address space of x86-64 and arm64.
+        var e = Assert.Throws<InsufficientMemoryException>(() => new FramePool(1L << 38));
+        Assert.Contains("errno 12", e.Message);
+    }
+
+    [Fact]
     public void Frames_moved_to_guest_memory_stay_there_after_the_pool_is_disposed()
     {
         if (!OperatingSystem.IsLinux()) return;
