@@ -59,7 +59,10 @@ public sealed class BenchCommandTests
             Assert.Matches(@"\| idle \| ideal \| Tcp \([1-9][0-9]* TCP\) \| 1: ", output);
             Assert.Contains("Data channel: Tcp", output);
             Assert.Matches(@"\| idle \| ideal \| [0-9.]+ \(16 MiB\) \| ", output);
-            Assert.Contains("- vmem-direct: the pager's placement staging buffers only", output);
+            Assert.Contains("- vmem-direct: the VM's fixed physical share", output);
+            // Its share, 4 MiB less a 1 MiB free reserve, and its 16 staging buffers of one 1 MiB chunk.
+            Assert.Matches(@"\| idle \| vmem-direct \| [0-9.]+ \(19 MiB\) \| ", output);
+            Assert.Contains("blocks written when the file is created", output);
             Assert.Contains("warm-up ideal", err);
             Assert.Contains("VMemDirect migration time vs ideal", output);
             Assert.Contains("[2/2] idle ideal", err);
