@@ -73,6 +73,23 @@ public class FramePoolTests
     }
 
     [Fact]
+    public void A_move_the_kernel_refuses_is_reported_with_its_errno_and_the_pool_moves_nothing_after_it()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var m = new GuestMemory(Size);
+        using var pool = new FramePool(128);
+        // An unaligned target: mremap refuses it (EINVAL) and nothing moves.
+        Assert.False(pool.TryMoveTo(1, 64));
+        Assert.Contains("mremap", pool.Refusal);
+        Assert.Contains("errno 22", pool.Refusal);
+        Assert.Equal(128, pool.FreePages);
+        // Refused once, refused after: the caller populates in place instead, and Refusal says why.
+        Assert.False(m.AdoptFrames(pool, 0, 64));
+        Assert.Equal(m.PageCount, m.CountOf(PageResidency.Zero));
+        Assert.Equal(128, pool.FreePages);
+    }
+
+    [Fact]
     public void A_pool_the_host_cannot_map_is_refused_as_insufficient_memory_with_its_errno()
     {
         if (!OperatingSystem.IsLinux()) return;
