@@ -174,6 +174,19 @@ public sealed unsafe class GuestMemory : IDisposable
         }
     }
 
+    /// <summary>Moves a chunk's parked frames from <paramref name="recycler"/> under pages [first, first + count), which the caller has claimed for installing (<see cref="BeginInstall"/>) and will overwrite whole, so the fill finds RAM there instead of the kernel clearing fresh pages.</summary>
+    /// <returns>True if the frames moved; false, with nothing changed, if <paramref name="count"/> is not the recycler's slot size, a page is not Installing, no slot is full, or the kernel refused (<see cref="FrameRecycler.Refusal"/>).</returns>
+    /// <remarks>Parked frames hold an evicted chunk's old bytes until the caller's fill overwrites them; no one else reads or writes an Installing page meanwhile.</remarks>
+    public bool AdoptRecycledFrames(FrameRecycler recycler, PageNumber first, int count)
+    {
+        ArgumentNullException.ThrowIfNull(recycler);
+        CheckRange(first, count);
+        if (count != recycler.SlotPages) return false;
+        for (long p = first.Value; p < first.Value + count; p++)
+            if (Volatile.Read(ref _residency[p]) != (byte)PageResidency.Installing) return false;
+        return recycler.TryUnpark((nint)(_mapping.Base + (first.Value << Page.Shift)));
+    }
+
     /// <summary>The host's view of pages [first, first + count) as one span (at most 2 GiB - 1 page).</summary>
     public Span<byte> GetRangeBytes(PageNumber first, int count)
     {
@@ -265,7 +278,11 @@ public sealed unsafe class GuestMemory : IDisposable
 
     /// <summary>Finishes eviction of every Evicting page in [first, first + count): drops its RAM, then Evicting -> <paramref name="target"/>.</summary>
     /// <returns>Pages evicted.</returns>
-    public int CompleteEviction(PageNumber first, int count, PageResidency target)
+    public int CompleteEviction(PageNumber first, int count, PageResidency target) => CompleteEviction(first, count, target, null);
+
+    /// <summary><see cref="CompleteEviction(PageNumber, int, PageResidency)"/>, parking the frames of a run that covers all of [first, first + count) in <paramref name="recycler"/> (when its slots are that size) instead of giving them back to the kernel.</summary>
+    /// <returns>Pages evicted.</returns>
+    public int CompleteEviction(PageNumber first, int count, PageResidency target, FrameRecycler? recycler)
     {
         CheckRange(first, count);
         if (!IsParked(target))
@@ -279,7 +296,10 @@ public sealed unsafe class GuestMemory : IDisposable
             long runStart = p;
             while (p < end && Volatile.Read(ref _residency[p]) == (byte)PageResidency.Evicting) p++;
             // Drop RAM before publishing the new state: a fault handler may install the page the moment it is published.
-            _mapping.Discard(runStart << Page.Shift, (p - runStart) << Page.Shift);
+            // A whole range's frames may be parked for the next page-in instead; the range reads as zeroes either way.
+            bool parked = recycler is not null && runStart == first.Value && p - runStart == count && count == recycler.SlotPages
+                && recycler.TryPark((nint)(_mapping.Base + (runStart << Page.Shift)));
+            if (!parked) _mapping.Discard(runStart << Page.Shift, (p - runStart) << Page.Shift);
             for (long q = runStart; q < p; q++)
             {
                 if (!Cas(q, PageResidency.Evicting, target))

@@ -64,6 +64,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     // must be one step under a lock of their own: else concurrent page streams overshoot the share and the page-out
     // thread pages out during migration. Taken inside a chunk lock, before the LRU's.
     private readonly Lock _placeRoomLock = new();
+    private readonly FrameRecycler? _recycler;
     private Exception? _lastBackgroundError;
     private long _pendingPageIns;
     private long _pagesBeingEvicted;
@@ -101,6 +102,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
             }
         }
         _runs = new SwapSlotAllocator(swapRuns, ChunkPages);
+        if (_options.Mode != PagingMode.Naive && _options.RecycledFrameChunks > 0 && OperatingSystem.IsLinux())
+            _recycler = new FrameRecycler(_options.RecycledFrameChunks, ChunkPages);
 
         _lru = new ChunkQueueLru(ChunkCount, _options.QueueBits);
         _chunkLocks = new Lock[Math.Min(LockStripes, ChunkCount)];
@@ -181,6 +184,9 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
 
     /// <summary>The private swap file.</summary>
     public PrivateSwapFile SwapFile => _swap;
+
+    /// <summary>Where evicted chunks' frames wait for the next page-in (VMemDirect with <see cref="PrivateVirtualMemoryOptions.RecycledFrameChunks"/> above 0 on Linux), else null.</summary>
+    public FrameRecycler? Recycler => _recycler;
 
     /// <summary>Paging and placement counters.</summary>
     public PagingStatistics Statistics { get; } = new();
@@ -449,6 +455,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
         _memory.SetResidencyObserver(null);
         _swap.Dispose();
+        _recycler?.Dispose();
         FreeStageBuffers();
         _lifetime.Dispose();
     }
@@ -552,7 +559,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                         _memory.CancelEviction(first, count);
                         throw;
                     }
-                    evicted = _memory.CompleteEviction(first, count, PageResidency.Swapped);
+                    evicted = _memory.CompleteEviction(first, count, PageResidency.Swapped, _recycler);
                 }
                 lock (_lruLock) _evicting[chunk] = false;
                 ReappendIfResident(chunk);
@@ -604,6 +611,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                 if (_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) { i++; continue; }
                 var start = i++;
                 while (i < to && !_memory.BeginInstall(first + i, PageResidency.Swapped).IsEmpty) i++;
+                // The whole chunk comes in and is overwritten whole: onto an evicted chunk's frames if one is parked.
+                if (_recycler is not null && i - start == _recycler.SlotPages) _memory.AdoptRecycledFrames(_recycler, first + start, i - start);
                 var io = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {

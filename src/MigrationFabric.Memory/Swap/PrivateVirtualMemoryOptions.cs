@@ -40,6 +40,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Swap I/O bypasses the page cache (O_DIRECT), so paging costs what the disk costs, as Linux swap does. Default false (buffered).</summary>
     public bool DirectIo { get; set; }
 
+    /// <summary>VMemDirect: chunks' worth of frames an eviction may park for the next page-in (<see cref="Guest.FrameRecycler"/>), so a fixed share reuses its RAM instead of handing it back to the kernel and having fresh pages cleared for every page-in; 0 turns it off. This RAM is outside <c>ResidentPages</c>, at most this many chunks. Ignored in <see cref="PagingMode.Naive"/>, which pages as the OS does. Default 2.</summary>
+    public int RecycledFrameChunks { get; set; } = 2;
+
     /// <summary>The swap file's blocks are written (zeroes) when it is created, as a swap device's are, so the first page-outs and placements overwrite instead of converting fallocate's unwritten extents (<see cref="PrivateSwapFile.Prewrite"/>). Costs one sequential write of the file, before any page moves. Default true.</summary>
     public bool PrewriteSwapFile { get; set; } = true;
 
@@ -89,6 +92,8 @@ public sealed class PrivateVirtualMemoryOptions
             throw new ArgumentException($"PrivateVirtualMemoryOptions.HotReservePages must be within 0..half the share, was {HotReservePages}.", nameof(HotReservePages));
         if (PlacementStagingChunks is < 0 or > 4096)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementStagingChunks must be within 0..4096, was {PlacementStagingChunks}.", nameof(PlacementStagingChunks));
+        if (RecycledFrameChunks is < 0 or > 1024)
+            throw new ArgumentException($"PrivateVirtualMemoryOptions.RecycledFrameChunks must be within 0..1024, was {RecycledFrameChunks}.", nameof(RecycledFrameChunks));
         if (PlacementWriters is < 1 or > 16)
             throw new ArgumentException($"PrivateVirtualMemoryOptions.PlacementWriters must be within 1..16, was {PlacementWriters}.", nameof(PlacementWriters));
         if (NaiveReadaheadPages is < 1 or > 256 || (NaiveReadaheadPages & (NaiveReadaheadPages - 1)) != 0)

@@ -110,12 +110,15 @@ public sealed class PrivateVirtualMemoryTests : IDisposable
             case PagingMode.AsyncMethod1:
                 Assert.Equal(0, stats.PageInsAsync);
                 Assert.True(stats.PageOutsAsync > 0);
+                // Whole chunks came in onto evicted chunks' frames, and read back byte for byte above.
+                if (OperatingSystem.IsLinux()) Assert.True(pvm.Recycler!.Adopted > 0 && pvm.Recycler.Refusal is null, $"recycled {pvm.Recycler.Adopted} ({pvm.Recycler.Refusal})");
                 break;
             case PagingMode.AsyncMethod2:
                 Assert.True(stats.PageInsAsync > 0, "method 2 pages the rest of a chunk in on the page-in thread");
                 Assert.True(stats.PageInsSync > 0);
                 break;
             case PagingMode.Naive:
+                Assert.Null(pvm.Recycler);
                 // One fault reads its page and the rest of its aligned readahead window (8 pages by default).
                 Assert.Equal(0, stats.PageInsAsync);
                 Assert.InRange(stats.PageInsSync, stats.Faults, 8 * stats.Faults);
