@@ -31,16 +31,7 @@ public sealed unsafe class FramePool : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pages);
         Pages = pages;
         if (!OperatingSystem.IsLinux()) return;
-        var length = (nuint)(pages << Page.Shift);
-        var p = NativeMapping.Mmap(0, length, NativeMapping.ProtRead | NativeMapping.ProtWrite,
-            NativeMapping.MapPrivate | NativeMapping.MapAnonymous | NativeMapping.MapNoReserve, -1, 0);
-        if (p == NativeMapping.MapFailed)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            throw new InsufficientMemoryException($"mmap of a frame pool of {pages} pages failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
-        }
-        _ = NativeMapping.Madvise(p, length, transparentHugePages ? NativeMapping.MadvHugePage : NativeMapping.MadvNoHugePage);
-        _base = (byte*)p;
+        _base = (byte*)NativeMapping.MapFresh((nuint)(pages << Page.Shift), transparentHugePages, $"a frame pool of {pages} pages");
         _mapped = true;
     }
 
@@ -92,15 +83,8 @@ public sealed unsafe class FramePool : IDisposable
         lock (_lock)
         {
             if (_base == null || _refusal is not null || pages <= 0 || Pages - _taken < pages) return false;
-            var length = (nuint)((long)pages << Page.Shift);
-            var moved = NativeMapping.Mremap((nint)(_base + (_taken << Page.Shift)), length, length,
-                NativeMapping.MremapMayMove | NativeMapping.MremapFixed, target);
-            if (moved == NativeMapping.MapFailed)
-            {
-                int errno = Marshal.GetLastPInvokeError();
-                _refusal = $"mremap of {pages} frames failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
-                return false;
-            }
+            _refusal = NativeMapping.Remap((nint)(_base + (_taken << Page.Shift)), (nuint)((long)pages << Page.Shift), target, 0);
+            if (_refusal is not null) return false;
             _taken += pages;
             return true;
         }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using MigrationFabric.Memory.Pages;
 
 namespace MigrationFabric.Memory.Guest;
@@ -32,16 +31,7 @@ public sealed unsafe class FrameRecycler : IDisposable
         Slots = slots;
         SlotPages = slotPages;
         if (!OperatingSystem.IsLinux()) return;
-        var length = Length;
-        var p = NativeMapping.Mmap(0, length, NativeMapping.ProtRead | NativeMapping.ProtWrite,
-            NativeMapping.MapPrivate | NativeMapping.MapAnonymous | NativeMapping.MapNoReserve, -1, 0);
-        if (p == NativeMapping.MapFailed)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            throw new InsufficientMemoryException($"mmap of {slots} frame slots of {slotPages} pages failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
-        }
-        _ = NativeMapping.Madvise(p, length, transparentHugePages ? NativeMapping.MadvHugePage : NativeMapping.MadvNoHugePage);
-        _base = (byte*)p;
+        _base = (byte*)NativeMapping.MapFresh(Length, transparentHugePages, $"{slots} frame slots of {slotPages} pages");
         for (var s = slots - 1; s >= 0; s--) _empty.Push(s);
     }
 
@@ -105,11 +95,8 @@ public sealed unsafe class FrameRecycler : IDisposable
     // becomes a hole another mapping could take.
     private bool Move(nint from, nint to)
     {
-        var moved = NativeMapping.Mremap(from, SlotBytes, SlotBytes, NativeMapping.MremapMayMove | NativeMapping.MremapFixed | MremapDontUnmap, to);
-        if (moved != NativeMapping.MapFailed) return true;
-        int errno = Marshal.GetLastPInvokeError();
-        _refusal = $"mremap of {SlotPages} frames failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
-        return false;
+        _refusal = NativeMapping.Remap(from, SlotBytes, to, MremapDontUnmap);
+        return _refusal is null;
     }
 
     /// <summary>Frees every parked frame and the slots.</summary>

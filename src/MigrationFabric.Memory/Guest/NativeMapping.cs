@@ -109,6 +109,28 @@ internal sealed unsafe partial class NativeMapping : IDisposable
         else NativeMemory.AlignedFree(b);
     }
 
+    /// <summary>Maps <paramref name="length"/> bytes of private anonymous memory holding no RAM yet, with the guest memory's huge-page advice; <paramref name="what"/> names it in the error.</summary>
+    /// <exception cref="InsufficientMemoryException">The address space could not be mapped.</exception>
+    internal static nint MapFresh(nuint length, bool transparentHugePages, string what)
+    {
+        var p = Mmap(0, length, ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
+        if (p == MapFailed)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new InsufficientMemoryException($"mmap of {what} failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
+        }
+        _ = Madvise(p, length, transparentHugePages ? MadvHugePage : MadvNoHugePage);
+        return p;
+    }
+
+    /// <summary>Moves the frames of [from, from + length) to <paramref name="to"/> (mremap, MREMAP_MAYMOVE | MREMAP_FIXED and <paramref name="extraFlags"/>); null on success, else the refusal with its errno.</summary>
+    internal static string? Remap(nint from, nuint length, nint to, int extraFlags)
+    {
+        if (Mremap(from, length, length, MremapMayMove | MremapFixed | extraFlags, to) != MapFailed) return null;
+        int errno = Marshal.GetLastPInvokeError();
+        return $"mremap of {length >> 12} frames failed: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
+    }
+
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
     internal static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
