@@ -57,8 +57,6 @@ public static class IncomingSetup
                         Resume = resume(local),
                         Placement = placement,
                     });
-                    // Every page has arrived (or none will): the share's preallocated frames no first copy took go back.
-                    _ = incoming.Completion.ContinueWith(_ => placement.ReleaseShareFrames(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 }
                 catch
                 {

@@ -841,9 +841,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
 
     /// <summary>Puts RAM behind the pager's fixed host memory, its placement staging buffers, ahead of their first use (a destination preallocating its reservation before pages arrive).</summary>
     /// <remarks>
-    /// The share itself is not touched: its RAM is whichever guest pages direct placement puts in memory as they
-    /// arrive, so nothing about it is fixed before the migration. Buffers holding staged pages are left alone, so this
-    /// is safe at any time.
+    /// The share's own frames are set aside by the migration's placement (PrivateMemoryPlacement.Preallocate), which
+    /// knows which pages land in memory. Buffers holding staged pages are left alone, so this is safe at any time.
     /// </remarks>
     /// <returns>Bytes preallocated: the free staging buffers' (0 in <see cref="PagingMode.Naive"/>, which stages nothing).</returns>
     public unsafe long PreallocateStaging()

@@ -14,4 +14,7 @@ public interface IPagePlacement
     /// <summary>Puts RAM behind the fixed memory this placement holds by design, before the pages arrive (a destination's prepare); false if it holds none or the kernel cannot.</summary>
     /// <exception cref="InsufficientMemoryException">The host could not provide the RAM.</exception>
     bool Preallocate(CancellationToken cancellationToken) => false;
+
+    /// <summary>Gives back what <see cref="Preallocate"/> set aside and no page took; called when the migration that preallocated it ends.</summary>
+    void ReleasePreallocation() { }
 }

@@ -233,6 +233,8 @@ public sealed class IncomingMigration
         if (done)
         {
             if (placement is null) Volatile.Write(ref _preallocated, 1);
+            // Every page has arrived (or none will): what the placement set aside and no page took goes back.
+            else _ = Completion.ContinueWith(_ => placement.ReleasePreallocation(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             Telemetry.MigrationTelemetry.Preallocation.Record(Preallocation.TotalMilliseconds);
         }
         return done;

@@ -77,13 +77,8 @@ public sealed class PrivateMemoryDestination : IAsyncDisposable
     }
 
     /// <summary>An incoming migration of VM <paramref name="vm"/> into this private memory.</summary>
-    public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null)
-    {
-        var incoming = new IncomingMigration(migrationId, vm, Memory, Mmu, IncomingOptions(template));
-        // Every page has arrived (or none will): the share's preallocated frames no first copy took go back.
-        _ = incoming.Completion.ContinueWith(_ => Placement.ReleaseShareFrames(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return incoming;
-    }
+    public IncomingMigration Incoming(string migrationId, string vm, IncomingMigrationOptions? template = null) =>
+        new(migrationId, vm, Memory, Mmu, IncomingOptions(template));
 
     private void FlushPlacements()
     {

@@ -37,6 +37,12 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     /// <summary>Pages of RAM <see cref="Preallocate"/> set aside for the share (0 before it, or when it set none aside).</summary>
     public long ShareFramesPreallocated { get; private set; }
 
+    /// <summary>Frames <see cref="Preallocate"/> set aside that no first copy has taken and that are not given back yet.</summary>
+    public long ShareFramesLeft
+    {
+        get { lock (_fill) return _share?.FreePages ?? 0; }
+    }
+
     /// <summary>Why the share's frames stopped being used before they ran out (the kernel refused to move them), else null.</summary>
     public string? ShareFramesRefusal => Volatile.Read(ref _share)?.Refusal;
 
@@ -45,7 +51,8 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     /// Frames for as many pages as first copies may put in memory (the share less its free and hot reserves, less what
     /// is resident already), populated now on the calling thread; placing a first copy then moves frames under its
     /// block (<see cref="GuestMemory.AdoptFrames"/>) instead of the kernel clearing fresh pages on the page stream.
-    /// Frames left when the migration ends are given back by <see cref="ReleaseShareFrames"/>.
+    /// Frames left when the migration ends are given back by <see cref="ReleasePreallocation"/>, which the incoming migration
+    /// that preallocated calls when it ends.
     /// </remarks>
     /// <returns>False in <see cref="PagingMode.Naive"/> (plain OS swap holds no fixed share), when nothing may go to memory, or where the kernel cannot populate.</returns>
     public bool Preallocate(CancellationToken cancellationToken)
@@ -77,7 +84,7 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     }
 
     /// <summary>Gives back the share's preallocated frames no first copy took (every page has arrived, or the migration ended).</summary>
-    public void ReleaseShareFrames()
+    public void ReleasePreallocation()
     {
         lock (_fill)
         {
@@ -86,7 +93,7 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     }
 
     /// <summary>Gives back the share's unused frames.</summary>
-    public void Dispose() => ReleaseShareFrames();
+    public void Dispose() => ReleasePreallocation();
 
     /// <inheritdoc/>
     public void Place(long page, ReadOnlySpan<byte> contents)

@@ -81,6 +81,23 @@ public class VMemDirectTests
     }
 
     [Fact]
+    public async Task Share_frames_no_page_took_are_given_back_when_the_migration_ends()
+    {
+        await using var host = await SmallHost.StartAsync(VmBytes, SharePages, PagingMode.AsyncMethod1);
+        var incoming = host.Agent.Pages.Accept(host.Destination.Incoming(NextId(), "vm-1"));
+        var placement = host.Destination.Placement;
+        if (!await incoming.PreallocateAsync(CancellationToken.None)) { Console.Error.WriteLine("SKIPPED: this kernel cannot populate memory (MADV_POPULATE_WRITE, Linux >= 5.14)"); return; }
+        Assert.Equal(placement.ShareFramesPreallocated, placement.ShareFramesLeft);
+
+        Assert.True(incoming.Abort("the source gave up"));
+
+        var deadline = DateTime.UtcNow + Long;
+        while (placement.ShareFramesLeft != 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        Assert.Equal(0, placement.ShareFramesLeft);
+        Assert.True(placement.ShareFramesPreallocated > 0);
+    }
+
+    [Fact]
     public async Task The_naive_baseline_preallocates_nothing_plain_swap_holds_no_fixed_share()
     {
         await using var host = await SmallHost.StartAsync(VmBytes, SharePages, PagingMode.Naive);
