@@ -116,6 +116,8 @@ public class VMemDirectBenchTests
         Assert.Equal(0, d.PageOuts);
         Assert.Null(run.MembenchAfterBytesPerSecond);
         Assert.Contains(phases, p => p.Contains("migrating", StringComparison.Ordinal));
+        // Read at the start and at the resume: the source's pages were sent and hashed in between.
+        if (OperatingSystem.IsLinux()) Assert.True(Assert.NotNull(run.CpuToResume).Fabric > TimeSpan.Zero, $"{run.CpuToResume}");
     }
 
     [Theory]

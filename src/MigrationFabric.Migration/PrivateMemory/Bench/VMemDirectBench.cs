@@ -157,6 +157,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         TimeSpan resumedAt = TimeSpan.Zero;
         PagingSnapshot? during = null;
         PrivateMemoryDestination? pvm = null;
+        ProcessCpu? cpuAtStart = null, cpuAtResume = null;
         var kvOptions = workload == "kv" ? KvOptions(vm.PageCount) : null;
 
         using var target = new GuestMemory(size);
@@ -168,6 +169,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             // The VM runs at the destination now: the source's vCPUs stop, the guest program continues here from the
             // registers captured at the pause (the device state travels in the switch-over call, outside private memory).
             resumedAt = clock.Elapsed;
+            // Before the source's vCPUs exit (they are paused now): their time is only readable while they live.
+            cpuAtResume = ProcessCpu.Read();
             during = pvm?.Pager.Statistics.Snapshot();
             sourceStop.Cancel();
             if (kvOptions is not null)
@@ -245,6 +248,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             progress.WatchTcpChannels(() => (destination.Pages.DataChannels?.Connections ?? 0, kind == "split" ? sub.Pages.DataChannels?.Connections ?? 0 : 0));
             var migrationStart = clock.Elapsed;
             progress.Report("migrating");
+            cpuAtStart = ProcessCpu.Read();
             var report = await strategy.RunAsync(new MigrationJob
             {
                 MigrationId = id, Vm = "vm", Memory = vm, Mmu = vmMmu, Destination = destination.Address,
@@ -277,7 +281,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
                 main is null ? null : (main.Pager.PageIns, main.Pager.PageOuts),
                 sourceKv is null ? [] : Timeline(sourceKv, targetKv, resumedAt),
                 migrationStart, resumedAt, targetKv?.CorruptReads ?? 0, report.Rounds, report.DataChannel, pvm?.DeviceEmulator?.PageInTime,
-                preallocation, preallocated, progress.MostTcpChannels.Destination, progress.MostTcpChannels.SubHost);
+                preallocation, preallocated, progress.MostTcpChannels.Destination, progress.MostTcpChannels.SubHost,
+                cpuAtResume is { } resumed && cpuAtStart is { } started0 ? resumed.Since(started0) : null);
         }
         finally
         {

@@ -27,6 +27,7 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// <param name="PreallocatedBytes">Bytes that preallocation put RAM behind (0 where the kernel cannot, or nothing was preallocated).</param>
 /// <param name="TcpChannelsAtDestination">The most TCP data-channel connections the destination served at once during the migration (0 on gRPC page streams).</param>
 /// <param name="TcpChannelsAtSubHost">Split: the same at the sub-host; else 0.</param>
+/// <param name="CpuToResume">CPU the process used from the migration's start to the resume: the fabric (source, destination and links, all in this process) and the guest's vCPUs; null where /proc cannot be read.</param>
 public sealed record VMemDirectRun(
     string Kind,
     string Workload,
@@ -49,7 +50,8 @@ public sealed record VMemDirectRun(
     TimeSpan? Preallocation = null,
     long PreallocatedBytes = 0,
     int TcpChannelsAtDestination = 0,
-    int TcpChannelsAtSubHost = 0)
+    int TcpChannelsAtSubHost = 0,
+    ProcessCpu? CpuToResume = null)
 {
     /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
     public double KvBaseline
