@@ -70,14 +70,32 @@ internal sealed class MigrationSession : IAsyncDisposable
 
     public TimeSpan Elapsed => _time.GetElapsedTime(_startTs);
 
-    /// <summary>Bytes per second over the time pages were moving so far.</summary>
+    /// <summary>Bytes per second the latest pre-copy round moved (<see cref="MeasureRound"/>), else over all the time pages were moving so far.</summary>
+    /// <remarks>
+    /// The switch-over decision asks what the remainder would cost now. A first round's average says little about that when
+    /// the destination's rate changed since (VMemDirect writes first copies to swap but retransfers of hot pages to memory),
+    /// and a whole-migration average never catches up with it: QEMU likewise sizes the switch-over from its latest interval.
+    /// </remarks>
     public double Bandwidth
     {
         get
         {
+            double latest = Volatile.Read(ref _latestRoundRate);
+            if (latest > 0) return latest;
             double secs = TimeSpan.FromTicks(Volatile.Read(ref _transferTicks)).TotalSeconds;
             return secs > 0 && Streams is not null ? Streams.Counters.BytesSent / secs : 0;
         }
+    }
+
+    /// <summary>Rounds shorter than this keep the previous estimate: a flush's round trip would dominate what they measure.</summary>
+    internal static readonly TimeSpan ShortestMeasuredRound = TimeSpan.FromMilliseconds(20);
+
+    private double _latestRoundRate;
+
+    /// <summary>Records a pre-copy round's bytes and time: its rate becomes <see cref="Bandwidth"/> unless the round was too short to measure.</summary>
+    public void MeasureRound(long bytes, TimeSpan duration)
+    {
+        if (bytes > 0 && duration >= ShortestMeasuredRound) Volatile.Write(ref _latestRoundRate, bytes / duration.TotalSeconds);
     }
 
     public TimeSpan ExpectedDowntime(long pages) => Planning.ConvergencePlanner.ExpectedDowntime(pages, Bandwidth);

@@ -37,6 +37,7 @@ internal static class RoundLoop
             long sent = session.Streams.Counters.PagesSent - pagesBefore, bytes = session.Streams.Counters.BytesSent - bytesBefore;
             session.DirtyPagesPerSecond = duration > TimeSpan.Zero ? dirtied / duration.TotalSeconds : 0;
             session.Rounds.Add(new RoundReport(round, sent, bytes, duration, dirtied, throttle));
+            session.MeasureRound(bytes, duration);
             long remaining = memory.Dirty.CountSet();
             session.RemainingPages = remaining;
             var expected = session.ExpectedDowntime(remaining);
