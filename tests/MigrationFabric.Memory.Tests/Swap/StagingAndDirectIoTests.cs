@@ -151,6 +151,71 @@ public sealed class StagingAndDirectIoTests : IDisposable
         AssertChunkInSwap(pvm, first, version: 1);
     }
 
+    [Fact]
+    public async Task Chunks_that_never_complete_go_to_the_writers_when_few_buffers_are_left_instead_of_a_stream_writing_one()
+    {
+        using var memory = new GuestMemory(Size);
+        await using var pvm = new PrivateVirtualMemory(memory, Options(PagingMode.AsyncMethod1, share: Chunk * 2, staging: 4));
+        for (long p = 0; p < Chunk; p++) Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, Contents(p, 1)));
+        // Half of each of four chunks, as sparse retransfers arrive: no chunk's last page comes, so none completes.
+        for (long c = 3; c <= 6; c++)
+        {
+            for (long p = c * Chunk; p < c * Chunk + Chunk / 2; p++) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 1)));
+        }
+        // Taking the last free buffer (chunk 6) handed the oldest (chunk 3) to a writer.
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        Assert.Equal(3, pvm.StagedChunks);
+        Assert.Equal(0, pvm.Statistics.Snapshot().StreamStageFlushes);
+        var buf = new byte[Page.Size];
+        var slot = SlotBase(pvm, 3 * Chunk);
+        for (long p = 3 * Chunk; p < 3 * Chunk + Chunk / 2; p++)
+        {
+            pvm.SwapFile.Read(slot + (int)(p - 3 * Chunk), buf);
+            AssertPage(buf, p, 1);
+        }
+
+        // The rest of chunk 3 arrives after its early write: it completes in a buffer of its own and is written too.
+        for (long p = 3 * Chunk + Chunk / 2; p < 4 * Chunk; p++) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 1)));
+        await pvm.SettleAsync().WaitAsync(VcpuThread.Generous);
+        AssertChunkInSwap(pvm, 3 * Chunk, version: 1);
+        pvm.FlushPlacements();
+        for (long c = 4; c <= 6; c++)
+        {
+            for (long p = c * Chunk; p < c * Chunk + Chunk / 2; p++)
+            {
+                Assert.Equal(PageResidency.Swapped, pvm.ReadPage(p, buf));
+                AssertPage(buf, p, 1);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_stream_writes_a_staged_chunk_itself_only_when_every_buffer_is_taken()
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 2, staging: 4);
+        options.AsyncPlacementWrites = false;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        for (long p = 0; p < Chunk; p++) Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, Contents(p, 1)));
+        // Without writer threads nothing is handed off: the fifth partial chunk finds no buffer and its stream writes one out.
+        for (long c = 3; c <= 7; c++)
+        {
+            for (long p = c * Chunk; p < c * Chunk + Chunk / 2; p++) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 1)));
+        }
+        Assert.Equal(1, pvm.Statistics.Snapshot().StreamStageFlushes);
+        Assert.Equal(4, pvm.StagedChunks);
+        pvm.FlushPlacements();
+        var buf = new byte[Page.Size];
+        for (long c = 3; c <= 7; c++)
+        {
+            for (long p = c * Chunk; p < c * Chunk + Chunk / 2; p++)
+            {
+                Assert.Equal(PageResidency.Swapped, pvm.ReadPage(p, buf));
+                AssertPage(buf, p, 1);
+            }
+        }
+    }
+
     /// <summary>The chunk starting at page <paramref name="first"/> sits in one swap run, each page in its slot with its <paramref name="version"/> contents.</summary>
     private static void AssertChunkInSwap(PrivateVirtualMemory pvm, long first, int version)
     {
