@@ -45,11 +45,6 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     private readonly ulong[] _stagedBits;
     private readonly int[] _stagedCount;
     private readonly Stack<int> _freeStages = new();
-    // When each buffer was taken (a counter, not a clock) and whether its chunk is queued for a writer already: the oldest
-    // not yet queued is handed over when few buffers are left (see HandOffOldestStage).
-    private readonly long[] _stageTaken;
-    private readonly bool[] _stageQueued;
-    private long _stagesTaken;
     private readonly Lock _stageLock = new();
     private readonly int _stageWords;
     private int _stageCursor;
@@ -127,8 +122,6 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _stageBuffers = new nint[stages];
         _stagedBits = new ulong[stages * _stageWords];
         _stagedCount = new int[stages];
-        _stageTaken = new long[stages];
-        _stageQueued = new bool[stages];
         for (var i = stages - 1; i >= 0; i--)
         {
             _stageBuffers[i] = AllocateStage(ChunkPages);
@@ -282,13 +275,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
             if (_options.Mode == PagingMode.Naive && _memory.GetResidency(page) != PageResidency.Resident)
                 MakeRoom(1);
-            if (_stageBuffers.Length > 0 && _stageOfChunk[chunk] < 0)
-            {
-                var free = FreeStageCount;
-                // Every staging buffer holds another chunk: write one out before taking this chunk's lock (never two chunk locks at once).
-                if (free == 0) FlushOneStage();
-                else if (free <= LowStageCount) HandOffOldestStage();
-            }
+            // Every staging buffer holds another chunk: write one out before taking this chunk's lock (never two chunk locks at once).
+            if (_stageBuffers.Length > 0 && _stageOfChunk[chunk] < 0 && FreeStageCount == 0) FlushOneStage();
             lock (ChunkLock(chunk))
             {
                 var r = _memory.GetResidency(page);
@@ -768,23 +756,12 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
             FlushStageLocked(chunk);
             return;
         }
-        var st = _stageOfChunk[chunk];
-        lock (_stageLock)
-        {
-            // Handed off already (HandOffOldestStage): its queued write takes the pages placed since.
-            if (_stageQueued[st]) return;
-            _stageQueued[st] = true;
-        }
-        if (!QueuePlacementWrite(chunk)) FlushStageLocked(chunk);
-    }
-
-    // False when the writers have stopped (the memory is being disposed): the caller writes it, or leaves it to FlushPlacements.
-    private bool QueuePlacementWrite(int chunk)
-    {
         Interlocked.Increment(ref _pendingPlacementWrites);
-        if (_placementWrites.Writer.TryWrite(chunk)) return true;
-        Interlocked.Decrement(ref _pendingPlacementWrites);
-        return false;
+        if (!_placementWrites.Writer.TryWrite(chunk))
+        {
+            Interlocked.Decrement(ref _pendingPlacementWrites);
+            FlushStageLocked(chunk);
+        }
     }
 
     private async Task PlacementWriteLoopAsync()
@@ -897,36 +874,6 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         get { lock (_stageLock) return _freeStages.Count; }
     }
 
-    // A quarter of the buffers (at least one): below it, chunks whose staged pages will never complete the chunk (sparse
-    // retransfers, as in a stop-and-copy) go to the writers early, so a stream rarely finds none free and writes on its own.
-    private int LowStageCount => Math.Max(1, _stageBuffers.Length / 4);
-
-    // Queues the chunk of the longest-held buffer not queued yet for the placement writers, without its lock (the writer takes it).
-    private void HandOffOldestStage()
-    {
-        if (!_options.AsyncPlacementWrites) return;
-        int chunk, st0;
-        lock (_stageLock)
-        {
-            var oldest = -1;
-            for (var st = 0; st < _stageBuffers.Length; st++)
-            {
-                if (_chunkOfStage[st] < 0 || _stageQueued[st]) continue;
-                if (oldest < 0 || _stageTaken[st] < _stageTaken[oldest]) oldest = st;
-            }
-            if (oldest < 0) return;
-            _stageQueued[oldest] = true;
-            chunk = _chunkOfStage[oldest];
-            st0 = oldest;
-        }
-        if (QueuePlacementWrite(chunk)) return;
-        // The writers have stopped: the chunk's own completion (or FlushPlacements) writes it.
-        lock (_stageLock)
-        {
-            if (_chunkOfStage[st0] == chunk) _stageQueued[st0] = false;
-        }
-    }
-
     private void FlushOneStage()
     {
         var st = (int)((uint)Interlocked.Increment(ref _stageCursor) % (uint)_stageBuffers.Length);
@@ -946,8 +893,6 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
             lock (_stageLock)
             {
                 if (!_freeStages.TryPop(out st)) return -1;
-                _stageTaken[st] = ++_stagesTaken;
-                _stageQueued[st] = false;
             }
             _stageOfChunk[chunk] = st;
             Volatile.Write(ref _chunkOfStage[st], chunk);
