@@ -140,7 +140,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         _pageOutThread = Task.Run(PageOutLoopAsync);
         _pageInThread = Task.Run(PageInLoopAsync);
         _placementWriter = _options.AsyncPlacementWrites && stages > 0
-            ? Task.WhenAll(Enumerable.Range(0, _options.PlacementWriters).Select(_ => Task.Run(PlacementWriteLoopAsync)))
+            ? Task.WhenAll(Enumerable.Range(0, _options.PlacementWriters).Select(StartPlacementWriter))
             : Task.CompletedTask;
         _scanThread = _options.ScanAccessBitsPeriodically ? Task.Run(ScanLoopAsync) : Task.CompletedTask;
     }
@@ -764,26 +764,58 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
     }
 
-    private async Task PlacementWriteLoopAsync()
+    /// <summary>Why a placement writer thread did not get <see cref="PrivateVirtualMemoryOptions.PlacementWriterSlice"/> (it runs with the kernel's default), or null.</summary>
+    public string? PlacementWriterSliceRefusal => Volatile.Read(ref _writerSliceRefusal);
+
+    private string? _writerSliceRefusal;
+
+    // A thread of its own, not the pool's: each write blocks in the kernel, and the page streams need the pool's threads meanwhile.
+    private Task StartPlacementWriter(int index)
     {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                PlacementWriteLoop();
+                done.SetResult();
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        })
+        { IsBackground = true, Name = $"mf-pvm-writer-{index}" };
+        thread.Start();
+        return done.Task;
+    }
+
+    private void PlacementWriteLoop()
+    {
+        if (_options.PlacementWriterSlice is { } slice && SchedulerSlice.TrySetForCurrentThread(slice) is { } refusal)
+            Volatile.Write(ref _writerSliceRefusal, refusal);
+        var reader = _placementWrites.Reader;
         try
         {
-            await foreach (var chunk in _placementWrites.Reader.ReadAllAsync(_lifetime.Token).ConfigureAwait(false))
+            while (reader.WaitToReadAsync(_lifetime.Token).AsTask().GetAwaiter().GetResult())
             {
-                try
+                while (reader.TryRead(out var chunk))
                 {
-                    // Under the chunk's lock: a retransfer into this chunk meanwhile either lands in the buffer before the
-                    // write or stages again after it, never in a buffer being written and then freed.
-                    lock (ChunkLock(chunk)) FlushStageLocked(chunk);
-                }
-                catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
-                {
-                    // The pages stay staged and served from the buffer; a page-in or FlushPlacements retries the write.
-                    Volatile.Write(ref _lastBackgroundError, e);
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref _pendingPlacementWrites);
+                    try
+                    {
+                        // Under the chunk's lock: a retransfer into this chunk meanwhile either lands in the buffer before the
+                        // write or stages again after it, never in a buffer being written and then freed.
+                        lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+                    }
+                    catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+                    {
+                        // The pages stay staged and served from the buffer; a page-in or FlushPlacements retries the write.
+                        Volatile.Write(ref _lastBackgroundError, e);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref _pendingPlacementWrites);
+                    }
                 }
             }
         }
