@@ -1,5 +1,4 @@
 using MigrationFabric.Memory.Guest;
-using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Swap;
 using Xunit;
 
