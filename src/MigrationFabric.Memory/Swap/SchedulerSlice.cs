@@ -43,9 +43,12 @@ internal static partial class SchedulerSlice
     }
 
     /// <summary>The calling thread's slice as the kernel reports it (se.slice in /proc/thread-self/sched), or null where it reports none.</summary>
-    public static TimeSpan? OfCurrentThread()
+    public static TimeSpan? OfCurrentThread() => Read("/proc/thread-self/sched");
+
+    /// <summary>The slice in a thread's sched file (/proc/PID/task/TID/sched), or null where it has none.</summary>
+    /// <exception cref="InvalidDataException">se.slice is not a number of nanoseconds.</exception>
+    internal static TimeSpan? Read(string path)
     {
-        const string path = "/proc/thread-self/sched";
         if (!File.Exists(path)) return null;
         foreach (var line in File.ReadLines(path))
         {

@@ -85,8 +85,7 @@ public sealed class PlacementWriterThreadTests : IDisposable
             try
             {
                 if (!File.ReadAllText(Path.Combine(task, "comm")).StartsWith("mf-pvm-writer-", StringComparison.Ordinal)) continue;
-                var line = File.ReadLines(Path.Combine(task, "sched")).FirstOrDefault(l => l.StartsWith("se.slice", StringComparison.Ordinal));
-                if (line is not null && long.Parse(line[(line.IndexOf(':') + 1)..].Trim()) == slice.Ticks * 100) n++;
+                if (SchedulerSlice.Read(Path.Combine(task, "sched")) == slice) n++;
             }
             catch (IOException)
             {
