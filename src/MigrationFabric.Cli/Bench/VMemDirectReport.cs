@@ -44,7 +44,7 @@ public static class VMemDirectReport
             if (r.DuringMigration is { } d)
             {
                 sb.Append(c, $"placed mem {d.PlacedInMemory:N0} / swap {d.PlacedInSwap:N0}, updated mem {d.UpdatedInMemory:N0} / swap {d.UpdatedInSwap:N0}, in {d.PageIns:N0}, out {d.PageOuts:N0}; ");
-                sb.Append(c, $"placing took {d.PlaceTime.TotalSeconds:0.00} s over the streams, of which swap writes {d.PlacementWriteIo.TotalSeconds:0.00} s ({d.PlacementWrites:N0} pages at {Rate(d.PlacementWrites * 4096, d.PlacementWriteIo)}); staged chunks a stream wrote itself, no buffer free: {d.StreamStageFlushes:N0}");
+                sb.Append(c, $"placing took {d.PlaceTime.TotalSeconds:0.00} s over the streams, of which swap writes {d.PlacementWriteIo.TotalSeconds:0.00} s ({d.PlacementWrites:N0} pages at {Rate(d.PlacementWrites * 4096, d.PlacementWriteIo)}, {d.PlacementRingWrites:N0} of them through io_uring); staged chunks a stream wrote itself, no buffer free: {d.StreamStageFlushes:N0}");
             }
             sb.Append(" | ");
             if (r.After is { } a)

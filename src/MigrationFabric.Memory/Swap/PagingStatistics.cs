@@ -9,7 +9,7 @@ public sealed class PagingStatistics
     private long _placedInMemory, _placedInSwap, _updatedInMemory, _updatedInSwap;
     private long _readFromMemory, _readFromSwap;
     private long _pageInIoTicks, _pageOutIoTicks, _faultTicks;
-    private long _placementWritePages, _placementWriteTicks, _placeTicks, _streamStageFlushes;
+    private long _placementWritePages, _placementWriteTicks, _placeTicks, _streamStageFlushes, _placementRingPages;
 
     internal void PagedIn(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageInsSync : ref _pageInsAsync, pages);
 
@@ -39,6 +39,8 @@ public sealed class PagingStatistics
 
     internal void StreamStageFlush() => Interlocked.Increment(ref _streamStageFlushes);
 
+    internal void PlacementRingWritten(long pages) => Interlocked.Add(ref _placementRingPages, pages);
+
     internal void PlaceTime(long startTimestamp) => Interlocked.Add(ref _placeTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
 
     internal void ReadThrough(bool fromSwap) => Interlocked.Increment(ref fromSwap ? ref _readFromSwap : ref _readFromMemory);
@@ -52,7 +54,8 @@ public sealed class PagingStatistics
         Volatile.Read(ref _updatedInMemory), Volatile.Read(ref _updatedInSwap),
         Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap),
         Ticks(ref _pageInIoTicks), Ticks(ref _pageOutIoTicks), Ticks(ref _faultTicks),
-        Volatile.Read(ref _placementWritePages), Ticks(ref _placementWriteTicks), Ticks(ref _placeTicks), Volatile.Read(ref _streamStageFlushes));
+        Volatile.Read(ref _placementWritePages), Ticks(ref _placementWriteTicks), Ticks(ref _placeTicks), Volatile.Read(ref _streamStageFlushes),
+        Volatile.Read(ref _placementRingPages));
 
     private static TimeSpan Ticks(ref long stopwatchTicks) =>
         TimeSpan.FromSeconds((double)Volatile.Read(ref stopwatchTicks) / System.Diagnostics.Stopwatch.Frequency);
@@ -77,12 +80,14 @@ public sealed class PagingStatistics
 /// <param name="PlacementWriteIo">Time spent in those writes, summed over the placing threads.</param>
 /// <param name="PlaceTime">Time spent inside direct placement (copies, locks, writes, and naive's paging), summed over the placing threads.</param>
 /// <param name="StreamStageFlushes">Staged chunks a placing stream wrote itself because every staging buffer was taken (it waited for the disk meanwhile).</param>
+/// <param name="PlacementRingWrites">Of <paramref name="PlacementWrites"/>, pages a placement writer wrote through its io_uring from a registered staging buffer.</param>
 public readonly record struct PagingSnapshot(
     long PageInsSync, long PageInsAsync, long PageOutsSync, long PageOutsAsync, long Faults,
     long PlacedInMemory, long PlacedInSwap, long UpdatedInMemory, long UpdatedInSwap,
     long ReadFromMemory, long ReadFromSwap,
     TimeSpan PageInIo = default, TimeSpan PageOutIo = default, TimeSpan FaultTime = default,
-    long PlacementWrites = 0, TimeSpan PlacementWriteIo = default, TimeSpan PlaceTime = default, long StreamStageFlushes = 0)
+    long PlacementWrites = 0, TimeSpan PlacementWriteIo = default, TimeSpan PlaceTime = default, long StreamStageFlushes = 0,
+    long PlacementRingWrites = 0)
 {
     /// <summary>The counters gathered since <paramref name="earlier"/> (a snapshot of the same statistics taken before).</summary>
     public PagingSnapshot Since(PagingSnapshot earlier) => new(
@@ -92,7 +97,7 @@ public readonly record struct PagingSnapshot(
         ReadFromMemory - earlier.ReadFromMemory, ReadFromSwap - earlier.ReadFromSwap,
         PageInIo - earlier.PageInIo, PageOutIo - earlier.PageOutIo, FaultTime - earlier.FaultTime,
         PlacementWrites - earlier.PlacementWrites, PlacementWriteIo - earlier.PlacementWriteIo, PlaceTime - earlier.PlaceTime,
-        StreamStageFlushes - earlier.StreamStageFlushes);
+        StreamStageFlushes - earlier.StreamStageFlushes, PlacementRingWrites - earlier.PlacementRingWrites);
 
     /// <summary>All pages read from swap.</summary>
     public long PageIns => PageInsSync + PageInsAsync;

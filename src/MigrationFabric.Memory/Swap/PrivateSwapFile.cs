@@ -140,6 +140,18 @@ public sealed class PrivateSwapFile : IDisposable
         WriteAt(pages, offset);
     }
 
+    /// <summary>Queues a write of <paramref name="pageCount"/> consecutive slots from <paramref name="pages"/>, which lie in <paramref name="ring"/>'s registered buffer <paramref name="buffer"/>; the ring's <see cref="IoUring.SubmitAndWait"/> writes them.</summary>
+    internal void PrepareWriteRun(IoUring ring, int buffer, int firstSlot, int pageCount, ReadOnlySpan<byte> pages)
+    {
+        ArgumentNullException.ThrowIfNull(ring);
+        var offset = CheckRun(firstSlot, pageCount, pages.Length);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (DirectIo && !Aligned(pages))
+            throw new ArgumentException("direct I/O writes from a registered buffer need it page-aligned.", nameof(pages));
+        Volatile.Write(ref _written, 1);
+        ring.PrepareWrite((int)_handle.DangerousGetHandle(), buffer, pages, offset);
+    }
+
     /// <summary>Reads the page in <paramref name="slot"/> into <paramref name="page"/>.</summary>
     public void Read(int slot, Span<byte> page)
     {

@@ -794,6 +794,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     {
         if (_options.PlacementWriterSlice is { } slice && SchedulerSlice.TrySetForCurrentThread(slice) is { } refusal)
             Volatile.Write(ref _writerSliceRefusal, refusal);
+        var ring = CreatePlacementRing();
         var reader = _placementWrites.Reader;
         try
         {
@@ -805,7 +806,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
                     {
                         // Under the chunk's lock: a retransfer into this chunk meanwhile either lands in the buffer before the
                         // write or stages again after it, never in a buffer being written and then freed.
-                        lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+                        lock (ChunkLock(chunk)) FlushStageLocked(chunk, ref ring);
                     }
                     catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
                     {
@@ -822,7 +823,28 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
         {
         }
+        finally
+        {
+            ring?.Dispose();
+        }
     }
+
+    /// <summary>Why the placement writers write with pwrite instead of an io_uring with the staging buffers registered (<see cref="PrivateVirtualMemoryOptions.PlacementWritesOnIoUring"/>), or null.</summary>
+    public string? PlacementRingRefusal => Volatile.Read(ref _ringRefusal);
+
+    private string? _ringRefusal;
+
+    // A writer's own ring (rings are single-threaded), with every staging buffer registered: its writes skip pinning their pages.
+    private IoUring? CreatePlacementRing()
+    {
+        if (!_options.PlacementWritesOnIoUring || _stageBuffers.Length == 0) return null;
+        var ring = IoUring.TryCreate(PlacementRingEntries, _stageBuffers, ChunkPages * Page.Size, out var refusal);
+        if (refusal is not null) Volatile.Write(ref _ringRefusal, refusal + "; placement writes use pwrite");
+        return ring;
+    }
+
+    // Writes in flight per flush: a chunk's staged pages are mostly one run, at most one run per two pages.
+    private const int PlacementRingEntries = 32;
 
     private async Task ScanLoopAsync()
     {
@@ -959,28 +981,65 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
     // Caller holds the chunk's lock: the staged pages go to their slots in one write per run, and the buffer is free again.
     private void FlushStageLocked(int chunk)
     {
+        IoUring? none = null;
+        FlushStageLocked(chunk, ref none);
+    }
+
+    // With a placement writer's ring, its runs are written from the registered buffer, all in flight at once. A ring that
+    // fails is given up (and why is kept in PlacementRingRefusal) and the chunk is written again with pwrite: the buffer
+    // is unchanged under the chunk's lock, so the rewrite is the same bytes, and a disk error shows there as well.
+    private void FlushStageLocked(int chunk, ref IoUring? ring)
+    {
         var st = _stageOfChunk[chunk];
         if (st < 0) return;
         if (_stagedCount[st] > 0)
         {
             var firstSlot = _runs.FirstSlot(_runOfChunk[chunk]);
             var count = PagesIn(chunk);
-            var i = 0;
-            while (i < count)
+            if (ring is not null)
             {
-                if (!IsStaged(st, i)) { i++; continue; }
-                var start = i;
-                while (i < count && IsStaged(st, i)) i++;
-                var t = System.Diagnostics.Stopwatch.GetTimestamp();
-                _swap.WriteRun(firstSlot + start, i - start, StageSpan(st, start, i - start));
-                Statistics.PlacementWritten(i - start, t);
+                try
+                {
+                    WriteStagedRuns(st, firstSlot, count, ring);
+                }
+                catch (IOException e)
+                {
+                    Volatile.Write(ref _ringRefusal, $"an io_uring placement write failed ({e.Message}); placement writes use pwrite");
+                    ring.Dispose();
+                    ring = null;
+                }
             }
+            if (ring is null) WriteStagedRuns(st, firstSlot, count, null);
             Array.Clear(_stagedBits, st * _stageWords, _stageWords);
             _stagedCount[st] = 0;
         }
         _stageOfChunk[chunk] = -1;
         Volatile.Write(ref _chunkOfStage[st], -1);
         lock (_stageLock) _freeStages.Push(st);
+    }
+
+    private void WriteStagedRuns(int st, int firstSlot, int count, IoUring? ring)
+    {
+        var t = System.Diagnostics.Stopwatch.GetTimestamp();
+        long pages = 0;
+        var i = 0;
+        while (i < count)
+        {
+            if (!IsStaged(st, i)) { i++; continue; }
+            var start = i;
+            while (i < count && IsStaged(st, i)) i++;
+            pages += i - start;
+            if (ring is null)
+            {
+                _swap.WriteRun(firstSlot + start, i - start, StageSpan(st, start, i - start));
+                continue;
+            }
+            if (ring.Prepared == ring.Capacity) ring.SubmitAndWait();
+            _swap.PrepareWriteRun(ring, st, firstSlot + start, i - start, StageSpan(st, start, i - start));
+        }
+        if (ring is { Prepared: > 0 }) ring.SubmitAndWait();
+        Statistics.PlacementWritten(pages, t);
+        if (ring is not null) Statistics.PlacementRingWritten(pages);
     }
 
     // Caller holds the chunk's lock; the page is Swapped and its new contents arrived. While the share has room (the hot

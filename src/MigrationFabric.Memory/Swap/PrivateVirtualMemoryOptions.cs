@@ -61,6 +61,9 @@ public sealed class PrivateVirtualMemoryOptions
     /// <summary>Linux 6.12+: the scheduler slice each placement writer thread asks for (see <see cref="PrivateVirtualMemory.PlacementWriterSliceRefusal"/>). A writer sleeps in each O_DIRECT write; with a short slice the kernel lets it preempt a busy thread (a vCPU) as soon as its write completes, instead of the disk idling while it waits out that thread's slice (1.4 ms on 2 cores). Null leaves the kernel's default. Default 0.1 ms, the shortest the kernel takes.</summary>
     public TimeSpan? PlacementWriterSlice { get; set; } = TimeSpan.FromMilliseconds(0.1);
 
+    /// <summary>Linux: each placement writer writes staged chunks through an io_uring of its own with the staging buffers registered (IORING_OP_WRITE_FIXED), so an O_DIRECT write does not pin and unpin its buffer's pages each time; where the kernel refuses, <see cref="PrivateVirtualMemory.PlacementRingRefusal"/> says why and the writers use pwrite. False always uses pwrite. Default true.</summary>
+    public bool PlacementWritesOnIoUring { get; set; } = true;
+
     /// <summary>Naive mode: swapped pages read per fault, an aligned window around the faulting page within its chunk (Linux's swap readahead, vm.page-cluster = 3); 1 reads only the faulting page. Default 8.</summary>
     public int NaiveReadaheadPages { get; set; } = 8;
 

@@ -258,6 +258,8 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
             // MF_BENCH_MARKS=1: the migration's window in CLOCK_MONOTONIC seconds (Stopwatch's clock on Linux), to cut a `perf record -k mono` profile to it.
             if (Environment.GetEnvironmentVariable("MF_BENCH_MARKS") == "1")
                 progress.Report($"mark {kind} {workload} migration {(Stopwatch.GetTimestamp() - (long)(report.TotalTime.TotalSeconds * Stopwatch.Frequency)) / (double)Stopwatch.Frequency:0.000000} {Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency:0.000000}");
+            // Said where it happens: a pager whose writers could not use io_uring wrote with pwrite, at a higher CPU cost.
+            if (pvm?.Pager.PlacementRingRefusal is { } ringRefusal) progress.Report($"{kind}: {ringRefusal}");
             sourceStop.Cancel();
             if (sourceRun is not null) await sourceRun.ConfigureAwait(false);
 
