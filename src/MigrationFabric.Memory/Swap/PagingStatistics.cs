@@ -1,3 +1,4 @@
+using MigrationFabric.Memory.Metrics;
 using MigrationFabric.Memory.Pages;
 
 namespace MigrationFabric.Memory.Swap;
@@ -6,10 +7,11 @@ namespace MigrationFabric.Memory.Swap;
 public sealed class PagingStatistics
 {
     private long _pageInsSync, _pageInsAsync, _pageOutsSync, _pageOutsAsync, _faults;
-    private long _placedInMemory, _placedInSwap, _updatedInMemory, _updatedInSwap;
-    private long _readFromMemory, _readFromSwap;
+    // Moved on every placed or read-through page by several streams at once: striped, not shared.
+    private const int PlacedInMemory = 0, PlacedInSwap = 1, UpdatedInMemory = 2, UpdatedInSwap = 3, PlaceTicks = 4, ReadFromMemory = 5, ReadFromSwap = 6;
+    private readonly StripedCounters _perPage = new(7);
     private long _pageInIoTicks, _pageOutIoTicks, _faultTicks;
-    private long _placementWritePages, _placementWriteTicks, _placeTicks, _streamStageFlushes, _placementRingPages;
+    private long _placementWritePages, _placementWriteTicks, _streamStageFlushes, _placementRingPages;
 
     internal void PagedIn(long pages, bool sync) => Interlocked.Add(ref sync ? ref _pageInsSync : ref _pageInsAsync, pages);
 
@@ -25,10 +27,7 @@ public sealed class PagingStatistics
 
     internal void Placed(PlacementTarget target, bool update)
     {
-        if (target == PlacementTarget.Memory)
-            Interlocked.Increment(ref update ? ref _updatedInMemory : ref _placedInMemory);
-        else
-            Interlocked.Increment(ref update ? ref _updatedInSwap : ref _placedInSwap);
+        _perPage.Increment(target == PlacementTarget.Memory ? update ? UpdatedInMemory : PlacedInMemory : update ? UpdatedInSwap : PlacedInSwap);
     }
 
     internal void PlacementWritten(long pages, long startTimestamp)
@@ -41,24 +40,25 @@ public sealed class PagingStatistics
 
     internal void PlacementRingWritten(long pages) => Interlocked.Add(ref _placementRingPages, pages);
 
-    internal void PlaceTime(long startTimestamp) => Interlocked.Add(ref _placeTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
+    internal void PlaceTime(long startTimestamp) => _perPage.Add(PlaceTicks, System.Diagnostics.Stopwatch.GetTimestamp() - startTimestamp);
 
-    internal void ReadThrough(bool fromSwap) => Interlocked.Increment(ref fromSwap ? ref _readFromSwap : ref _readFromMemory);
+    internal void ReadThrough(bool fromSwap) => _perPage.Increment(fromSwap ? ReadFromSwap : ReadFromMemory);
 
     /// <summary>A consistent-enough copy of the counters (each read atomically).</summary>
     public PagingSnapshot Snapshot() => new(
         Volatile.Read(ref _pageInsSync), Volatile.Read(ref _pageInsAsync),
         Volatile.Read(ref _pageOutsSync), Volatile.Read(ref _pageOutsAsync),
         Volatile.Read(ref _faults),
-        Volatile.Read(ref _placedInMemory), Volatile.Read(ref _placedInSwap),
-        Volatile.Read(ref _updatedInMemory), Volatile.Read(ref _updatedInSwap),
-        Volatile.Read(ref _readFromMemory), Volatile.Read(ref _readFromSwap),
+        _perPage.Read(PlacedInMemory), _perPage.Read(PlacedInSwap),
+        _perPage.Read(UpdatedInMemory), _perPage.Read(UpdatedInSwap),
+        _perPage.Read(ReadFromMemory), _perPage.Read(ReadFromSwap),
         Ticks(ref _pageInIoTicks), Ticks(ref _pageOutIoTicks), Ticks(ref _faultTicks),
-        Volatile.Read(ref _placementWritePages), Ticks(ref _placementWriteTicks), Ticks(ref _placeTicks), Volatile.Read(ref _streamStageFlushes),
+        Volatile.Read(ref _placementWritePages), Ticks(ref _placementWriteTicks), TimeSpanOf(_perPage.Read(PlaceTicks)), Volatile.Read(ref _streamStageFlushes),
         Volatile.Read(ref _placementRingPages));
 
-    private static TimeSpan Ticks(ref long stopwatchTicks) =>
-        TimeSpan.FromSeconds((double)Volatile.Read(ref stopwatchTicks) / System.Diagnostics.Stopwatch.Frequency);
+    private static TimeSpan Ticks(ref long stopwatchTicks) => TimeSpanOf(Volatile.Read(ref stopwatchTicks));
+
+    private static TimeSpan TimeSpanOf(long stopwatchTicks) => TimeSpan.FromSeconds((double)stopwatchTicks / System.Diagnostics.Stopwatch.Frequency);
 }
 
 /// <summary>Paging counters at one moment; page counts, bytes derived at 4 KiB a page.</summary>

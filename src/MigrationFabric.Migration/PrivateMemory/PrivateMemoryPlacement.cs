@@ -1,4 +1,5 @@
 using MigrationFabric.Memory.Guest;
+using MigrationFabric.Memory.Metrics;
 using MigrationFabric.Memory.Tracking;
 using MigrationFabric.Memory.Pages;
 using MigrationFabric.Memory.Swap;
@@ -18,7 +19,10 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     private readonly PagePrefault _prefault = new();
     // One bit per 64-page block whose fresh pages were populated (or looked at) already.
     private readonly AtomicPageBitmap _prefaulted = new(((memory?.Memory.PageCount ?? 0) >> PrefaultBlockShift) + 1);
-    private long _toMemory, _toSwap, _onShareFrames;
+    private long _onShareFrames;
+    // Counted on every page by every stream: striped, not shared (see StripedCounters).
+    private const int ToMemory = 0, ToSwap = 1;
+    private readonly StripedCounters _placed = new(2);
     // VMemDirect's fixed physical share, set aside by Preallocate; first copies bound for memory land on its frames.
     private FramePool? _share;
 
@@ -26,10 +30,10 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
     public PrivateVirtualMemory Memory { get; } = memory ?? throw new ArgumentNullException(nameof(memory));
 
     /// <summary>Pages (first copies and retransfers) that went to the physical share.</summary>
-    public long PlacedInMemory => Volatile.Read(ref _toMemory);
+    public long PlacedInMemory => _placed.Read(ToMemory);
 
     /// <summary>Pages (first copies and retransfers) that went to the private swap file.</summary>
-    public long PlacedInSwap => Volatile.Read(ref _toSwap);
+    public long PlacedInSwap => _placed.Read(ToSwap);
 
     /// <summary>Pages whose first copy landed on the share's preallocated frames (<see cref="Preallocate"/>) instead of RAM the kernel found as it arrived.</summary>
     public long PlacedOnShareFrames => Volatile.Read(ref _onShareFrames);
@@ -117,8 +121,7 @@ public sealed class PrivateMemoryPlacement(PrivateVirtualMemory memory, PagedDev
             if (fresh && Memory.Mode == PagingMode.Naive) Prefault(page, Memory.SharePages);
             target = Memory.PlacePage(page, contents);
         }
-        if (target == PlacementTarget.Memory) Interlocked.Increment(ref _toMemory);
-        else Interlocked.Increment(ref _toSwap);
+        _placed.Increment(target == PlacementTarget.Memory ? ToMemory : ToSwap);
     }
 
     // A first copy bound for memory: map the fresh pages from it to its 64-page block's end (at most `room`) in one

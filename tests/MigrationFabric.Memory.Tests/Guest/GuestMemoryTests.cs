@@ -187,6 +187,28 @@ public class GuestMemoryTests
     }
 
     [Fact]
+    public async Task Counts_stay_exact_when_threads_on_every_core_move_pages_in_and_out_of_a_residency()
+    {
+        using var m = new GuestMemory(Size);
+        var threads = Math.Max(4, Environment.ProcessorCount * 2);
+        // Pages enter Swapped on one set of threads and leave it on another, so on several cores a page is counted in
+        // on one processor's counts and out on another's.
+        async Task Move(PageResidency from, PageResidency to) => await Task.WhenAll(Enumerable.Range(0, threads).Select(t => Task.Factory.StartNew(() =>
+        {
+            for (long p = t; p < m.PageCount; p += threads) Assert.True(m.TryTransition(p, from, to), $"page {p} was not {from}");
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+
+        await Move(PageResidency.Zero, PageResidency.Swapped);
+        Assert.Equal(m.PageCount, m.CountOf(PageResidency.Swapped));
+        Assert.Equal(0, m.CountOf(PageResidency.Zero));
+        await Move(PageResidency.Swapped, PageResidency.Remote);
+
+        var scanned = m.CountByResidency();
+        foreach (var r in Enum.GetValues<PageResidency>()) Assert.Equal(scanned[(int)r], m.CountOf(r));
+        Assert.Equal(m.PageCount, m.CountOf(PageResidency.Remote));
+    }
+
+    [Fact]
     public void A_fresh_destination_marks_every_page_remote_in_one_call()
     {
         using var m = new GuestMemory(Size);
