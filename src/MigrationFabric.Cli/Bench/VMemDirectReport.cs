@@ -136,9 +136,9 @@ public static class VMemDirectReport
         sb.Append("\nPer round (the last is the stop-and-copy): ms / pages / MB/s on the wire");
         sb.Append(runs.Any(r => r.EmulatorPageIn is not null) ? "; naive's emulator page-in at the resume is part of its downtime" : "");
         sb.Append(runs.Any(r => r.CpuToResume is not null)
-            ? ". CPU: user + system time of this process from the migration's start to the resume, the guest's vCPU threads apart from the rest (the source, the destination and the link share one process and the machine's cores).\n\n"
+            ? ". CPU: user + system time of this process from the migration's start to the resume, the guest's vCPU threads apart from the rest (the source, the destination and the link share one process and the machine's cores); in parentheses, the part of the fabric's that the destination's swap writer threads took.\n\n"
             : ".\n\n");
-        sb.Append("| workload | kind | channel | rounds | emulator page-in (ms) | CPU to the resume: fabric / guest vCPUs (s) |\n|---|---|---|---|---:|---:|\n");
+        sb.Append("| workload | kind | channel | rounds | emulator page-in (ms) | CPU to the resume: fabric (swap writers) / guest vCPUs (s) |\n|---|---|---|---|---:|---:|\n");
         foreach (var r in runs)
         {
             if (r.RoundDetails is not { Count: > 0 } rounds) continue;
@@ -150,7 +150,7 @@ public static class VMemDirectReport
                 var mbps = x.Duration > TimeSpan.Zero ? x.Pages * 4096.0 / x.Duration.TotalSeconds / 1e6 : 0;
                 sb.Append(c, $"{(i > 0 ? "; " : "")}{x.Round}: {x.Duration.TotalMilliseconds:0} / {x.Pages:N0} / {mbps:0}");
             }
-            sb.Append(c, $" | {(r.EmulatorPageIn is { } e ? e.TotalMilliseconds.ToString("0.0", c) : "")} | {(r.CpuToResume is { } cpu ? $"{cpu.Fabric.TotalSeconds:0.00} / {cpu.Vcpus.TotalSeconds:0.00}" : "")} |\n");
+            sb.Append(c, $" | {(r.EmulatorPageIn is { } e ? e.TotalMilliseconds.ToString("0.0", c) : "")} | {(r.CpuToResume is { } cpu ? $"{cpu.Fabric.TotalSeconds:0.00} ({cpu.SwapWriters.TotalSeconds:0.00}) / {cpu.Vcpus.TotalSeconds:0.00}" : "")} |\n");
         }
     }
 

@@ -26,6 +26,7 @@ public sealed class ProcessCpuTests : IDisposable
         Task(101, "vcpu-membench-", 90, 30);
         Task(102, "vcpu-kv-0", 25, 5);
         Task(103, ".NET TP Worker", 40, 10);
+        Task(105, "mf-pvm-writer-1", 12, 8);
         // A thread gone between the listing and the read is skipped (its time stays in the process's).
         Directory.CreateDirectory(Path.Combine(_proc, "task", "104"));
 
@@ -33,7 +34,10 @@ public sealed class ProcessCpuTests : IDisposable
 
         Assert.Equal(TimeSpan.FromSeconds(1.5), cpu.Vcpus);
         Assert.Equal(TimeSpan.FromSeconds(3.5), cpu.Fabric);
-        Assert.Equal(new ProcessCpu(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(0.5)), cpu.Since(new ProcessCpu(TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(1))));
+        // The swap writers are fabric threads, counted apart as well.
+        Assert.Equal(TimeSpan.FromSeconds(0.2), cpu.SwapWriters);
+        Assert.Equal(new ProcessCpu(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(0.1)),
+            cpu.Since(new ProcessCpu(TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(0.1))));
     }
 
     [Fact]

@@ -11,13 +11,14 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// </remarks>
 /// <param name="Fabric">Every thread but the vCPUs, including threads that have exited.</param>
 /// <param name="Vcpus">The live vCPU threads.</param>
-public readonly record struct ProcessCpu(TimeSpan Fabric, TimeSpan Vcpus)
+/// <param name="SwapWriters">Of <paramref name="Fabric"/>, the live private-memory placement writer threads (named <c>mf-pvm-writer-</c>): the CPU a VMemDirect destination spends writing pages to swap.</param>
+public readonly record struct ProcessCpu(TimeSpan Fabric, TimeSpan Vcpus, TimeSpan SwapWriters = default)
 {
     /// <summary>Clock ticks per second of /proc's times (USER_HZ, 100 on every Linux build that .NET runs on).</summary>
     private const double TicksPerSecond = 100;
 
     /// <summary>The CPU used from <paramref name="earlier"/> to this reading.</summary>
-    public ProcessCpu Since(ProcessCpu earlier) => new(Fabric - earlier.Fabric, Vcpus - earlier.Vcpus);
+    public ProcessCpu Since(ProcessCpu earlier) => new(Fabric - earlier.Fabric, Vcpus - earlier.Vcpus, SwapWriters - earlier.SwapWriters);
 
     /// <summary>Reads this process's CPU use now; null where /proc is not there (not Linux).</summary>
     /// <exception cref="InvalidDataException">/proc/self/stat is not in the format proc(5) gives.</exception>
@@ -30,7 +31,7 @@ public readonly record struct ProcessCpu(TimeSpan Fabric, TimeSpan Vcpus)
         var stat = Path.Combine(procDirectory, "stat");
         if (!File.Exists(stat)) return null;
         var (_, total) = ParseStat(File.ReadAllText(stat), stat);
-        long vcpus = 0;
+        long vcpus = 0, writers = 0;
         var tasks = Path.Combine(procDirectory, "task");
         if (Directory.Exists(tasks))
         {
@@ -48,9 +49,10 @@ public readonly record struct ProcessCpu(TimeSpan Fabric, TimeSpan Vcpus)
                 }
                 var (name, ticks) = ParseStat(text, Path.Combine(task, "stat"));
                 if (name.StartsWith("vcpu-", StringComparison.Ordinal)) vcpus += ticks;
+                else if (name.StartsWith("mf-pvm-writer-", StringComparison.Ordinal)) writers += ticks;
             }
         }
-        return new ProcessCpu(FromTicks(total - vcpus), FromTicks(vcpus));
+        return new ProcessCpu(FromTicks(total - vcpus), FromTicks(vcpus), FromTicks(writers));
     }
 
     private static TimeSpan FromTicks(long ticks) => TimeSpan.FromSeconds(ticks / TicksPerSecond);
