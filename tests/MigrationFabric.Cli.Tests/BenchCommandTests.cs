@@ -63,12 +63,36 @@ public sealed class BenchCommandTests
             // Its share, 4 MiB less a 1 MiB free reserve, and its 16 staging buffers of one 1 MiB chunk.
             Assert.Matches(@"\| idle \| vmem-direct \| [0-9.]+ \(19 MiB\) \| ", output);
             Assert.Contains("blocks written when the file is created", output);
+            // VMemDirect's swap writes went through its writers' rings (where the kernel has io_uring), and the CPU column splits the writers out.
+            var ringsOff = File.Exists("/proc/sys/kernel/io_uring_disabled") && File.ReadAllText("/proc/sys/kernel/io_uring_disabled").Trim() != "0";
+            Assert.Matches(ringsOff ? @"pages at [^,]+, 0 of them through io_uring\)" : @"pages at [^,]+, [1-9][0-9,]* of them through io_uring\)", output);
+            if (ringsOff) Assert.Contains("placement writes use pwrite", err);
+            Assert.Matches(@"\| idle \| vmem-direct \| Tcp .* \| [0-9.]+ \([0-9.]+\) / [0-9.]+ \|", output);
+            Assert.DoesNotContain("--no-io-uring", output);
             Assert.Contains("warm-up ideal", err);
             Assert.Contains("VMemDirect migration time vs ideal", output);
             Assert.Contains("[2/2] idle ideal", err);
             var svg = XDocument.Parse(File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));
             Assert.Equal("svg", svg.Root!.Name.LocalName);
             Assert.Contains("vmemdirect.svg", File.ReadAllText(Path.Combine(dir, "vmemdirect.md")));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task No_io_uring_writes_vmem_directs_swap_pages_with_pwrite_and_says_so()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct",
+                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--no-io-uring", "--out", dir);
+            Assert.True(exit == 0, err);
+            Assert.Contains("placement writers writing with pwrite (--no-io-uring)", output);
+            Assert.Matches(@"pages at [^,]+, 0 of them through io_uring\)", output);
         }
         finally
         {

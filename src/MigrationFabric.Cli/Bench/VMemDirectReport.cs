@@ -14,7 +14,7 @@ public static class VMemDirectReport
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.Append(c, $"{header}\n\n");
-        sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}, {(options.PrewriteSwap ? "blocks written when the file is created, as a swap device's" : "fallocate's unwritten extents left to the first writes (--no-prewrite-swap)")}), pre-copy rounds at most {options.MaxRounds}{(options.AsyncPlacementWrites ? "" : ", VMemDirect's staged chunks written on the placing stream (--sync-placement-writes)")}.\n\n");
+        sb.Append(c, $"VM {options.SizeMib} MiB, destination budget {options.BudgetMib} MiB + private swap ({(options.DirectIo ? "O_DIRECT" : "page cache")}, {(options.PrewriteSwap ? "blocks written when the file is created, as a swap device's" : "fallocate's unwritten extents left to the first writes (--no-prewrite-swap)")}), pre-copy rounds at most {options.MaxRounds}{(options.AsyncPlacementWrites ? "" : ", VMemDirect's staged chunks written on the placing stream (--sync-placement-writes)")}{(options.PlacementRings ? "" : ", VMemDirect's placement writers writing with pwrite (--no-io-uring)")}.\n\n");
         if (link is not null) sb.Append(c, $"Migration link: {link.Describe()}.\n\n");
         var hotMib = options.HotReserveMib;
         sb.Append(c, $"VMemDirect's hot reserve: {(hotMib > 0 ? $"{hotMib} MiB of the budget kept for pages retransferred during migration (placed in memory, not updated in swap)" : "off")}.\n\n");

@@ -46,9 +46,10 @@ public static class BenchCommand
         var channel = new Option<string>("--data-channel") { Description = "What carries every kind's page streams (split: the sub-host's too): tcp (data channels, as between host agents) or grpc (PageStream calls).", DefaultValueFactory = _ => "tcp" };
         var noPrealloc = new Option<bool>("--no-prealloc") { Description = "Do not preallocate each kind's fixed RAM before its migration (every page's RAM comes at its first write)." };
         var noPrewrite = new Option<bool>("--no-prewrite-swap") { Description = "Leave naive's and VMemDirect's swap files as fallocate makes them (unwritten extents, converted by the first writes) instead of writing their blocks when they are created, as a swap device's are." };
+        var noRing = new Option<bool>("--no-io-uring") { Description = "VMemDirect's placement writers write with pwrite instead of an io_uring with the staging buffers registered." };
         var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
         {
-            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot, channel, noPrealloc, noPrewrite,
+            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot, channel, noPrealloc, noPrewrite, noRing,
         };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
@@ -58,6 +59,7 @@ public static class BenchCommand
             options.DataChannel = ParseDataChannel(r.GetValue(channel));
             options.Preallocate = !r.GetValue(noPrealloc);
             options.PrewriteSwap = !r.GetValue(noPrewrite);
+            options.PlacementRings = !r.GetValue(noRing);
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var outDir = r.GetValue(output)!;

@@ -313,6 +313,7 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
         DirectIo = _options.DirectIo,
         AsyncPlacementWrites = _options.AsyncPlacementWrites,
         PrewriteSwapFile = _options.PrewriteSwap,
+        PlacementWritesOnIoUring = _options.PlacementRings,
     };
 
     private Func<KeyValueStoreOptions> KvOptions(long pageCount)

@@ -69,6 +69,9 @@ public sealed class VMemDirectBenchOptions
     /// <summary>Naive and VMemDirect write their swap files' blocks when they are created, as a swap device's are written (<c>PrivateVirtualMemoryOptions.PrewriteSwapFile</c>); false leaves fallocate's unwritten extents, which the first writes convert. Default true.</summary>
     public bool PrewriteSwap { get; set; } = true;
 
+    /// <summary>VMemDirect's placement writers write through io_uring rings with the staging buffers registered (<c>PrivateVirtualMemoryOptions.PlacementWritesOnIoUring</c>); false writes with pwrite. Default true.</summary>
+    public bool PlacementRings { get; set; } = true;
+
     /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
     public bool WarmUp { get; set; } = true;
 
