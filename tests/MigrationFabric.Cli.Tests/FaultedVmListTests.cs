@@ -34,6 +34,7 @@ public sealed class FaultedVmListTests : IAsyncLifetime
         var migrated = await Mf("migrate", "h6-split", "--to", "host-b", "--strategy", "split", "--sub", "host-c", "--sub", "host-d", "--watch");
         Assert.True(migrated.Exit == 0, migrated.Out + migrated.Err);
 
+        var lost = _cluster.Agent("host-d").Silo.Address;
         await _cluster.Agent("host-d").KillAsync();
 
         // The sweeping guest soon touches a page only host-d held; until membership declares host-d dead, the VM's grain may answer Unavailable.
@@ -51,6 +52,11 @@ public sealed class FaultedVmListTests : IAsyncLifetime
             }
             if (vm.State != VmState.Faulted) await Task.Delay(50, wait.Token);
         }
+
+        // vm list asks the VM registry grain, which may have lived on host-d: until every survivor's view has host-d dead, such a
+        // call answers UNAVAILABLE (the documented, retryable answer); after that the grain reactivates elsewhere.
+        foreach (var name in new[] { "host-a", "host-b", "host-c" })
+            await _cluster.Agent(name).Silo.Membership.WaitForAsync(v => v.GetStatus(lost) == MigrationFabric.Grains.Membership.SiloStatus.Dead, wait.Token);
 
         var list = await Mf("vm", "list", "--host", "host-b");
         Assert.True(list.Exit == 0, list.Out + list.Err);

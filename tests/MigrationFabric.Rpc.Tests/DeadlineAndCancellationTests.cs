@@ -18,8 +18,13 @@ public sealed class DeadlineAndCancellationTests : IAsyncLifetime
     [Fact]
     public async Task Client_deadline_fails_the_call_and_cancels_the_server_handler()
     {
-        var options = new CallOptions(Deadline: DateTime.UtcNow.AddMilliseconds(300));
-        var error = await Assert.ThrowsAsync<RpcException>(() => Channel.AsyncUnaryCall(EchoService.Say, new EchoRequest { DelayMs = 30_000 }, options).ResponseAsync);
+        // A warm connection first: on a loaded machine a 300 ms deadline could pass while the first call still connects, and a
+        // call whose deadline passed before its headers left never reaches the handler (correctly), leaving nothing to cancel.
+        await Channel.AsyncUnaryCall(EchoService.Say, new EchoRequest { Message = "warm" }).ResponseAsync;
+        var options = new CallOptions(Deadline: DateTime.UtcNow.AddSeconds(2));
+        var response = Channel.AsyncUnaryCall(EchoService.Say, new EchoRequest { DelayMs = 30_000 }, options).ResponseAsync;
+        await _server.Echo.Delaying.Task.WaitAsync(Generous);
+        var error = await Assert.ThrowsAsync<RpcException>(() => response);
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
         var context = await _server.Echo.Cancelled.Task.WaitAsync(Generous);
         Assert.True(context.CancellationToken.IsCancellationRequested);
