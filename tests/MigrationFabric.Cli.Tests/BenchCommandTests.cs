@@ -23,6 +23,8 @@ public sealed class BenchCommandTests
     [InlineData("--emulator-mib", "256", "--emulator-mib")]
     [InlineData("--hot-reserve-mib", "200", "--hot-reserve-mib")]
     [InlineData("--data-channel", "udp", "--data-channel")]
+    [InlineData("--repeat", "0", "--repeat")]
+    [InlineData("--repeat", "21", "--repeat")]
     public async Task A_wrong_option_exits_2_with_a_message_naming_it_and_runs_nothing(string flag, string value, string named)
     {
         var (exit, _, err) = await Mf("bench", "vmemdirect", "--size-mib", "1024", flag, value);
@@ -98,6 +100,57 @@ public sealed class BenchCommandTests
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Repeat_runs_each_kind_again_in_turn_and_the_ratios_say_how_many_repetitions_met_them()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct,ideal",
+                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--repeat", "2", "--out", dir);
+            Assert.True(exit == 0, err);
+            // The second repetition starts one kind further along.
+            Assert.Contains("[1/4] idle vmem-direct (repetition 1/2)", err);
+            Assert.Contains("[3/4] idle ideal (repetition 2/2)", err);
+            Assert.Contains("[4/4] idle vmem-direct (repetition 2/2)", err);
+            foreach (var row in new[] { "| idle #1 | vmem-direct |", "| idle #1 | ideal |", "| idle #2 | vmem-direct |", "| idle #2 | ideal |" })
+                Assert.Contains(row, output);
+            Assert.Matches(@"\| idle: VMemDirect migration time vs ideal \| [0-9.]+% (faster|slower) \(median of 2: [0-9.]+% (faster|slower); [0-9.]+% (faster|slower)\) \| within 4% \| (yes|no) \([012] of 2\) \|", output);
+            Assert.Contains("median-time run of 2", File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void With_repetitions_the_verdict_is_on_the_median_of_each_repetitions_figure()
+    {
+        VMemDirectRun Run(string kind, double ms, int rep, double downtimeMs = 10) => new(kind, "active", TimeSpan.FromMilliseconds(ms), TimeSpan.FromMilliseconds(downtimeMs), 3, 1, 1,
+            1e9, null, null, null, Array.Empty<ThroughputSample>(), TimeSpan.Zero, TimeSpan.Zero, 0, Repetition: rep);
+        // Repetition 2's VMemDirect run was slowed (20% behind ideal); the other two are within 4%: the median is met, 2 of 3.
+        var ratios = VMemDirectReport.Ratios([
+            Run("vmem-direct", 1010, 1), Run("ideal", 1000, 1, 30),
+            Run("ideal", 1000, 2), Run("vmem-direct", 1200, 2, 50),
+            Run("vmem-direct", 1020, 3), Run("ideal", 1000, 3)]);
+        var ideal = Assert.Single(ratios, r => r.What == "active: VMemDirect migration time vs ideal");
+        Assert.Equal("2.0% slower (median of 3: 1.0% slower; 20.0% slower; 2.0% slower)", ideal.Measured);
+        Assert.True(ideal.Met);
+        Assert.Equal((2, 3), (ideal.MetIn, ideal.Of));
+        // Two of three slowed: the median is not met, however good the third.
+        var worse = VMemDirectReport.Ratios([
+            Run("vmem-direct", 1000, 1), Run("ideal", 1000, 1),
+            Run("vmem-direct", 1100, 2), Run("ideal", 1000, 2),
+            Run("vmem-direct", 1090, 3), Run("ideal", 1000, 3)]);
+        var w = Assert.Single(worse, r => r.What == "active: VMemDirect migration time vs ideal");
+        Assert.False(w.Met);
+        Assert.Equal((1, 3), (w.MetIn, w.Of));
+        // The representative run of each kind is its median-time one.
+        var picked = VMemDirectReport.Representative([Run("ideal", 900, 1), Run("ideal", 1200, 2), Run("ideal", 1000, 3)]);
+        Assert.Equal(3, Assert.Single(picked).Repetition);
     }
 
     [Fact]

@@ -47,9 +47,14 @@ public static class BenchCommand
         var noPrealloc = new Option<bool>("--no-prealloc") { Description = "Do not preallocate each kind's fixed RAM before its migration (every page's RAM comes at its first write)." };
         var noPrewrite = new Option<bool>("--no-prewrite-swap") { Description = "Leave naive's and VMemDirect's swap files as fallocate makes them (unwritten extents, converted by the first writes) instead of writing their blocks when they are created, as a swap device's are." };
         var noRing = new Option<bool>("--no-io-uring") { Description = "VMemDirect's placement writers write with pwrite instead of an io_uring with the staging buffers registered." };
+        var repeat = new Option<int>("--repeat")
+        {
+            Description = $"Run every workload with every kind this many times (1..{VMemDirectBenchOptions.MaxRepeat}), interleaved; the ratios' verdicts are on the median of each repetition's.",
+            DefaultValueFactory = _ => 1,
+        };
         var cmd = new Command("vmemdirect", "Seed 004: a VM larger than the destination's budget migrated by naive swap, VMemDirect, split (main + 1 sub-host) and ideal; idle, active and key-value.")
         {
-            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot, channel, noPrealloc, noPrewrite, noRing,
+            size, budget, output, kinds, workloads, measure, kvAfter, swapDir, directIo, link, emulator, syncWrites, hot, channel, noPrealloc, noPrewrite, noRing, repeat,
         };
         cmd.SetAction((r, ct) => app.Guard(async () =>
         {
@@ -60,6 +65,7 @@ public static class BenchCommand
             options.Preallocate = !r.GetValue(noPrealloc);
             options.PrewriteSwap = !r.GetValue(noPrewrite);
             options.PlacementRings = !r.GetValue(noRing);
+            options.Repeat = r.GetValue(repeat);
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             var outDir = r.GetValue(output)!;

@@ -46,19 +46,26 @@ public sealed class VMemDirectBench(VMemDirectBenchOptions options)
     private static long KvRegionPages(int keys) =>
         ((long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)keys * 2) * 16 + (long)keys * 256) / Page.Size + 2;
 
-    /// <summary>Runs every workload for every kind, in that order, reporting each phase to <paramref name="progress"/>.</summary>
+    /// <summary>Runs every workload for every kind, <see cref="VMemDirectBenchOptions.Repeat"/> times, reporting each phase to <paramref name="progress"/>.</summary>
+    /// <remarks>Repetition r starts the kinds r - 1 places along, so no kind always follows the same one (a slow disk after naive's paging, a warm cache after ideal).</remarks>
     public async Task<IReadOnlyList<VMemDirectRun>> RunAsync(IProgress<string>? progress, CancellationToken cancellationToken)
     {
         progress?.Report($"link: {Link.Describe()}");
         if (_options.WarmUp) await WarmUpAsync(progress, cancellationToken).ConfigureAwait(false);
         var runs = new List<VMemDirectRun>();
-        var total = _options.Workloads.Count * _options.Kinds.Count;
-        foreach (var workload in _options.Workloads)
+        var kinds = _options.Kinds;
+        var total = _options.Repeat * _options.Workloads.Count * kinds.Count;
+        for (var rep = 1; rep <= _options.Repeat; rep++)
         {
-            foreach (var kind in _options.Kinds)
+            foreach (var workload in _options.Workloads)
             {
-                var tag = $"[{runs.Count + 1}/{total}] {workload} {kind}";
-                runs.Add(await RunOneAsync(kind, workload, new Progress(tag, progress), cancellationToken).ConfigureAwait(false));
+                for (var k = 0; k < kinds.Count; k++)
+                {
+                    var kind = kinds[(k + rep - 1) % kinds.Count];
+                    var tag = $"[{runs.Count + 1}/{total}] {workload} {kind}{(_options.Repeat > 1 ? $" (repetition {rep}/{_options.Repeat})" : "")}";
+                    var run = await RunOneAsync(kind, workload, new Progress(tag, progress), cancellationToken).ConfigureAwait(false);
+                    runs.Add(run with { Repetition = rep });
+                }
             }
         }
         return runs;

@@ -72,6 +72,12 @@ public sealed class VMemDirectBenchOptions
     /// <summary>VMemDirect's placement writers write through io_uring rings with the staging buffers registered (<c>PrivateVirtualMemoryOptions.PlacementWritesOnIoUring</c>); false writes with pwrite. Default true.</summary>
     public bool PlacementRings { get; set; } = true;
 
+    /// <summary>How many times every workload runs with every kind, the repetitions interleaved (each starts the kinds one further along), so the report can take medians of each repetition's ratios rather than trust one run on a shared machine. Default 1.</summary>
+    public int Repeat { get; set; } = 1;
+
+    /// <summary>The most repetitions <see cref="Repeat"/> takes.</summary>
+    public const int MaxRepeat = 20;
+
     /// <summary>Run every kind once on a small VM before the measured runs, so the first measured kind does not pay for the JIT alone. Default true.</summary>
     public bool WarmUp { get; set; } = true;
 
@@ -98,6 +104,8 @@ public sealed class VMemDirectBenchOptions
             throw new ArgumentException($"VMemDirectBenchOptions.DataChannel (--data-channel) must be Grpc or Tcp, was {(int)DataChannel}.", nameof(DataChannel));
         if (LinkMbps is { } link && (!double.IsFinite(link) || link < 0))
             throw new ArgumentException($"VMemDirectBenchOptions.LinkMbps (--link-mbps) must be 0 (uncapped) or a positive number of megabits per second, was {link}.", nameof(LinkMbps));
+        if (Repeat < 1 || Repeat > MaxRepeat)
+            throw new ArgumentException($"VMemDirectBenchOptions.Repeat (--repeat) must be within 1..{MaxRepeat}, was {Repeat}.", nameof(Repeat));
         if (SwapDirectory is { } d && !Directory.Exists(d))
             throw new ArgumentException($"VMemDirectBenchOptions.SwapDirectory '{d}' does not exist.", nameof(SwapDirectory));
     }

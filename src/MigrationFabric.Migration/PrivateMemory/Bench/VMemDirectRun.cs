@@ -28,6 +28,7 @@ namespace MigrationFabric.Migration.PrivateMemory.Bench;
 /// <param name="TcpChannelsAtDestination">The most TCP data-channel connections the destination served at once during the migration (0 on gRPC page streams).</param>
 /// <param name="TcpChannelsAtSubHost">Split: the same at the sub-host; else 0.</param>
 /// <param name="CpuToResume">CPU the process used from the migration's start to the resume: the fabric (source, destination and links, all in this process) and the guest's vCPUs; null where /proc cannot be read.</param>
+/// <param name="Repetition">Which of the bench's repetitions (<see cref="VMemDirectBenchOptions.Repeat"/>) this run belongs to, from 1.</param>
 public sealed record VMemDirectRun(
     string Kind,
     string Workload,
@@ -51,7 +52,8 @@ public sealed record VMemDirectRun(
     long PreallocatedBytes = 0,
     int TcpChannelsAtDestination = 0,
     int TcpChannelsAtSubHost = 0,
-    ProcessCpu? CpuToResume = null)
+    ProcessCpu? CpuToResume = null,
+    int Repetition = 1)
 {
     /// <summary>kv: the mean ops/s before the migration started (the baseline of the recovery time).</summary>
     public double KvBaseline
