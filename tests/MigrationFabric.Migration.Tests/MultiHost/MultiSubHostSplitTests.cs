@@ -89,7 +89,7 @@ public class MultiSubHostSplitTests
         var main = await Agent.StartAsync();
         var target = new TestVm(VmBytes);
         var mainHost = new SplitMainHost(id, "vm-1", target.Memory, target.Mmu,
-            new RemotePagerOptions { BudgetPages = PagerBudget, Prefetch = prefetch, Timeout = TimeSpan.FromSeconds(5) });
+            new RemotePagerOptions { BudgetPages = PagerBudget, Prefetch = prefetch, Timeout = TimeSpan.FromSeconds(10) });
         main.Pages.Accept(mainHost.Incoming);
         return new Cluster
         {
@@ -160,7 +160,7 @@ public class MultiSubHostSplitTests
         Assert.True(c.Target.Memory.ResidentPages <= PagerBudget, $"main resident {c.Target.Memory.ResidentPages}");
         Assert.False(pager.Lost.IsCompleted);
         ulong written = c.Digest();
-        await Task.Run(() => ReadEveryPage(c.Target.Mmu)).WaitAsync(Long);
+        await VcpuThread.Run(() => ReadEveryPage(c.Target.Mmu)).WaitAsync(Long);
         Assert.Equal(written, c.Digest());
     }
 
@@ -201,7 +201,7 @@ public class MultiSubHostSplitTests
 
         await c.Subs[1].KillAsync();
         long firstOnB = Enumerable.Range(0, (int)map.PageCount).First(p => map.HostOf(p) == 2);
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => Task.Run(() =>
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             cpu.Read(firstOnB << Page.Shift, new byte[Page.Size]);
@@ -215,7 +215,7 @@ public class MultiSubHostSplitTests
         Assert.Null(pager.LossOf(0));
         // Every page not on the lost sub-host still reads as the source had it, paging through the other one.
         long outsToB = pager.PageOutsTo(1);
-        await Task.Run(() =>
+        await VcpuThread.Run(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -255,10 +255,10 @@ public class MultiSubHostSplitTests
                 ? PageDigest.Of(c.Target.Memory, p) : PageDigest.Of(c.SubMemory[host - 1], p);
         }
         byte[] exported = map.Serialize();
-        using var restored = new RemotePager("vm-1", c.Target.Memory, MemoryMap.Deserialize(exported), new RemotePagerOptions { BudgetPages = PagerBudget, Timeout = TimeSpan.FromSeconds(5) });
+        using var restored = new RemotePager("vm-1", c.Target.Memory, MemoryMap.Deserialize(exported), new RemotePagerOptions { BudgetPages = PagerBudget, Timeout = TimeSpan.FromSeconds(10) });
         c.Target.Mmu.FaultHandler = restored;
 
-        await Task.Run(() =>
+        await VcpuThread.Run(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];

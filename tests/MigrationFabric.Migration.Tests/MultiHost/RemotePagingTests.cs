@@ -67,7 +67,7 @@ public class RemotePagingTests
             }
         }
         var store = sub.Pages.Hold(new RemotePageStore("vm-1", subMemory));
-        var pager = new RemotePager("vm-1", main, sub.Address, new RemotePagerOptions { BudgetPages = Budget, Timeout = TimeSpan.FromSeconds(5) });
+        var pager = new RemotePager("vm-1", main, sub.Address, new RemotePagerOptions { BudgetPages = Budget, Timeout = TimeSpan.FromSeconds(10) });
         return new SplitVm { Sub = sub, Main = main, SubMemory = subMemory, Store = store, Pager = pager, Mmu = new SoftwareMmu(main, pager), Original = original };
     }
 
@@ -77,7 +77,7 @@ public class RemotePagingTests
         await using var vm = await CreateAsync();
         ulong before = vm.Digest();
 
-        await Task.Run(() =>
+        await VcpuThread.Run(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -112,7 +112,7 @@ public class RemotePagingTests
         Assert.False(vm.Pager.Lost.IsCompleted);
         // Reading every page back (more paging) must not change the VM the two hosts hold together.
         ulong written = vm.Digest();
-        await Task.Run(() =>
+        await VcpuThread.Run(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -127,7 +127,7 @@ public class RemotePagingTests
         await using var vm = await CreateAsync();
         await vm.Sub.KillAsync();
 
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => Task.Run(() =>
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
