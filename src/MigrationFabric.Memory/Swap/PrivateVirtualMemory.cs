@@ -458,6 +458,7 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         {
         }
         _memory.SetResidencyObserver(null);
+        DisposeFlushRings();
         _swap.Dispose();
         _recycler?.Dispose();
         FreeStageBuffers();
@@ -833,17 +834,17 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         }
     }
 
-    /// <summary>Why the placement writers write with pwrite instead of an io_uring with the staging buffers registered (<see cref="PrivateVirtualMemoryOptions.PlacementWritesOnIoUring"/>), or null.</summary>
+    /// <summary>Why the placement writers, or the streams writing a staged chunk out themselves, write with pwrite instead of an io_uring with the staging buffers registered (<see cref="PrivateVirtualMemoryOptions.PlacementWritesOnIoUring"/>), or null.</summary>
     public string? PlacementRingRefusal => Volatile.Read(ref _ringRefusal);
 
     private string? _ringRefusal;
 
     // A writer's own ring (rings are single-threaded), with every staging buffer registered: its writes skip pinning their pages.
-    private IoUring? CreatePlacementRing()
+    private IoUring? CreatePlacementRing(string fallback = "placement writes use pwrite")
     {
         if (!_options.PlacementWritesOnIoUring || _stageBuffers.Length == 0) return null;
         var ring = IoUring.TryCreate(PlacementRingEntries, _stageBuffers, ChunkPages * Page.Size, out var refusal);
-        if (refusal is not null) Volatile.Write(ref _ringRefusal, refusal + "; placement writes use pwrite");
+        if (refusal is not null) Volatile.Write(ref _ringRefusal, refusal + "; " + fallback);
         return ring;
     }
 
@@ -938,7 +939,70 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
         var chunk = Volatile.Read(ref _chunkOfStage[st]);
         if (chunk < 0) return;
         Statistics.StreamStageFlush();
-        lock (ChunkLock(chunk)) FlushStageLocked(chunk);
+        var ring = RentFlushRing();
+        var rented = ring is not null;
+        try
+        {
+            lock (ChunkLock(chunk)) FlushStageLocked(chunk, ref ring);
+        }
+        finally
+        {
+            if (rented) ReturnFlushRing(ring);
+        }
+    }
+
+    // Rings for the streams' own flushes, one per stream at a time. A stop-and-copy's retransfers stage scattered pages of
+    // hundreds of chunks in swap, so the stream writing a chunk out to free a buffer writes many short runs: in flight
+    // together on a ring, not one pwrite after another while the VM is paused.
+    private readonly Stack<IoUring> _flushRings = new();
+    private readonly Lock _flushRingLock = new();
+    private int _flushRingsOut;
+    private bool _flushRingsRefused;
+
+    // The most rings the streams' flushes keep: more streams than this at once write with pwrite.
+    private const int MaxFlushRings = 8;
+
+    private IoUring? RentFlushRing()
+    {
+        if (!_options.PlacementWritesOnIoUring || _stageBuffers.Length == 0) return null;
+        lock (_flushRingLock)
+        {
+            if (_flushRingsRefused || _disposed != 0) return null;
+            if (_flushRings.Count == 0 && _flushRingsOut >= MaxFlushRings) return null;
+            _flushRingsOut++;
+            if (_flushRings.TryPop(out var pooled)) return pooled;
+        }
+        var ring = CreatePlacementRing("the streams' own flushes use pwrite");
+        if (ring is null)
+        {
+            lock (_flushRingLock)
+            {
+                _flushRingsOut--;
+                _flushRingsRefused = true;
+            }
+        }
+        return ring;
+    }
+
+    // A ring that failed was disposed by FlushStageLocked (null here, its reason in PlacementRingRefusal): the streams then
+    // write with pwrite, as the writer whose ring failed does.
+    private void ReturnFlushRing(IoUring? ring)
+    {
+        lock (_flushRingLock)
+        {
+            _flushRingsOut--;
+            if (ring is null) _flushRingsRefused = true;
+            else if (_disposed != 0) ring.Dispose();
+            else _flushRings.Push(ring);
+        }
+    }
+
+    private void DisposeFlushRings()
+    {
+        lock (_flushRingLock)
+        {
+            while (_flushRings.TryPop(out var ring)) ring.Dispose();
+        }
     }
 
     // Caller holds the chunk's lock. Returns the staging buffer now holding the page, or -1 (none free: write it directly).

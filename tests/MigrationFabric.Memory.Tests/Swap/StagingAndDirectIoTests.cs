@@ -151,6 +151,40 @@ public sealed class StagingAndDirectIoTests : IDisposable
         AssertChunkInSwap(pvm, first, version: 1);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_streams_own_flush_of_scattered_retransfers_puts_its_runs_on_a_ring_or_pwrites_them_when_rings_are_off(bool rings)
+    {
+        using var memory = new GuestMemory(Size);
+        var options = Options(PagingMode.AsyncMethod1, share: Chunk * 2, staging: 4);
+        options.AsyncPlacementWrites = false;
+        options.PlacementWritesOnIoUring = rings;
+        await using var pvm = new PrivateVirtualMemory(memory, options);
+        for (long p = 0; p < Chunk; p++) Assert.Equal(PlacementTarget.Memory, pvm.PlacePage(p, Contents(p, 1)));
+        // Every other page of five chunks, as a stop-and-copy's scattered retransfers arrive: the fifth chunk finds every buffer
+        // taken and its stream writes one out, Chunk / 2 runs of one page each.
+        for (long c = 3; c <= 7; c++)
+        {
+            for (long p = c * Chunk; p < (c + 1) * Chunk; p += 2) Assert.Equal(PlacementTarget.Swap, pvm.PlacePage(p, Contents(p, 2)));
+        }
+        var s = pvm.Statistics.Snapshot();
+        Assert.Equal(1, s.StreamStageFlushes);
+        Assert.Equal(Chunk / 2, s.PlacementWrites);
+        var ringsWork = pvm.PlacementRingRefusal is null;
+        Assert.Equal(rings && ringsWork ? Chunk / 2 : 0, s.PlacementRingWrites);
+        pvm.FlushPlacements();
+        var buf = new byte[Page.Size];
+        for (long c = 3; c <= 7; c++)
+        {
+            for (long p = c * Chunk; p < (c + 1) * Chunk; p += 2)
+            {
+                Assert.Equal(PageResidency.Swapped, pvm.ReadPage(p, buf));
+                Assert.True(buf.AsSpan().SequenceEqual(Contents(p, 2)), $"page {p}");
+            }
+        }
+    }
+
     [Fact]
     public async Task A_stream_writes_a_staged_chunk_itself_when_every_buffer_is_taken_and_it_is_counted()
     {
