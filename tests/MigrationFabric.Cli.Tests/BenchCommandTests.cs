@@ -13,6 +13,23 @@ public sealed class BenchCommandTests
 {
     private static Task<InProcessMf.Result> Mf(params string[] args) => InProcessMf.RunAsync(null, null, args);
 
+    // A 16 MiB VM into a 4 MiB budget, idle, with the kinds and flags given; `check` sees the result and the --out directory, which is deleted after.
+    private static async Task TinyRunAsync(string kinds, string[] flags, Action<InProcessMf.Result, string> check)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
+        try
+        {
+            string[] args = ["bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", kinds, "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", .. flags, "--out", dir];
+            var result = await Mf(args);
+            Assert.True(result.Exit == 0, result.Err);
+            check(result, dir);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("--budget-mib", "1024", "--budget-mib")]
     [InlineData("--kinds", "naive,qemu", "'qemu'")]
@@ -45,14 +62,10 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
-    public async Task A_tiny_run_writes_the_table_and_a_well_formed_svg()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
-        try
+    public Task A_tiny_run_writes_the_table_and_a_well_formed_svg() =>
+        TinyRunAsync("vmem-direct,ideal", [], (r, dir) =>
         {
-            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct,ideal",
-                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--out", dir);
-            Assert.True(exit == 0, err);
+            var (_, output, err) = r;
             Assert.Contains("| idle | vmem-direct |", output);
             Assert.Contains("Migration link: link capped at", output);
             Assert.Contains("swap write rate", output);
@@ -77,40 +90,22 @@ public sealed class BenchCommandTests
             var svg = XDocument.Parse(File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));
             Assert.Equal("svg", svg.Root!.Name.LocalName);
             Assert.Contains("vmemdirect.svg", File.ReadAllText(Path.Combine(dir, "vmemdirect.md")));
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-    }
+        });
 
     [Fact]
-    public async Task No_io_uring_writes_vmem_directs_swap_pages_with_pwrite_and_says_so()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
-        try
+    public Task No_io_uring_writes_vmem_directs_swap_pages_with_pwrite_and_says_so() =>
+        TinyRunAsync("vmem-direct", ["--no-io-uring"], (r, _) =>
         {
-            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct",
-                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--no-io-uring", "--out", dir);
-            Assert.True(exit == 0, err);
+            var output = r.Out;
             Assert.Contains("placement writers writing with pwrite (--no-io-uring)", output);
             Assert.Matches(@"pages at [^,]+, 0 of them through io_uring\)", output);
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-    }
+        });
 
     [Fact]
-    public async Task Repeat_runs_each_kind_again_in_turn_and_the_ratios_say_how_many_repetitions_met_them()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), $"mf-bench-test-{Guid.NewGuid():N}");
-        try
+    public Task Repeat_runs_each_kind_again_in_turn_and_the_ratios_say_how_many_repetitions_met_them() =>
+        TinyRunAsync("vmem-direct,ideal", ["--repeat", "2"], (r, dir) =>
         {
-            var (exit, output, err) = await Mf("bench", "vmemdirect", "--size-mib", "16", "--budget-mib", "4", "--kinds", "vmem-direct,ideal",
-                "--workloads", "idle", "--measure-seconds", "0.3", "--emulator-mib", "1", "--repeat", "2", "--out", dir);
-            Assert.True(exit == 0, err);
+            var (_, output, err) = r;
             // The second repetition starts one kind further along.
             Assert.Contains("[1/4] idle vmem-direct (repetition 1/2)", err);
             Assert.Contains("[3/4] idle ideal (repetition 2/2)", err);
@@ -119,12 +114,7 @@ public sealed class BenchCommandTests
                 Assert.Contains(row, output);
             Assert.Matches(@"\| idle: VMemDirect migration time vs ideal \| [0-9.]+% (faster|slower) \(median of 2: [0-9.]+% (faster|slower); [0-9.]+% (faster|slower)\) \| within 4% \| (yes|no) \([012] of 2\) \|", output);
             Assert.Contains("median-time run of 2", File.ReadAllText(Path.Combine(dir, "vmemdirect.svg")));
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-    }
+        });
 
     [Fact]
     public void With_repetitions_the_verdict_is_on_the_median_of_each_repetitions_figure()
