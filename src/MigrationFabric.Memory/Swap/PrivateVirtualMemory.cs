@@ -839,7 +839,8 @@ public sealed class PrivateVirtualMemory : IPageFaultHandler, IResidencyObserver
 
     private string? _ringRefusal;
 
-    // A writer's own ring (rings are single-threaded), with every staging buffer registered: its writes skip pinning their pages.
+    // A ring for one thread at a time (a writer's own, or one a stream rents for its flush), with every staging buffer
+    // registered: its writes skip pinning their pages.
     private IoUring? CreatePlacementRing(string fallback = "placement writes use pwrite")
     {
         if (!_options.PlacementWritesOnIoUring || _stageBuffers.Length == 0) return null;
