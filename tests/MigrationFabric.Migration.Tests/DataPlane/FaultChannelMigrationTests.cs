@@ -148,11 +148,11 @@ public class FaultChannelMigrationTests
         }
 
         /// <summary>A vCPU reading page 5 on its own thread: a remote fault.</summary>
-        public Task TouchAsync() => Task.Factory.StartNew(() =>
+        public Task TouchAsync() => VcpuThread.Start(() =>
         {
             using var cpu = Target.Mmu.CreateVcpu();
             cpu.Read(5L << Page.Shift, new byte[8]);
-        }, TaskCreationOptions.LongRunning);
+        });
 
         public async ValueTask DisposeAsync()
         {

@@ -160,7 +160,7 @@ public class MultiSubHostSplitTests
         Assert.True(c.Target.Memory.ResidentPages <= PagerBudget, $"main resident {c.Target.Memory.ResidentPages}");
         Assert.False(pager.Lost.IsCompleted);
         ulong written = c.Digest();
-        await VcpuThread.Run(() => ReadEveryPage(c.Target.Mmu)).WaitAsync(Long);
+        await VcpuThread.Start(() => ReadEveryPage(c.Target.Mmu)).WaitAsync(Long);
         Assert.Equal(written, c.Digest());
     }
 
@@ -201,7 +201,7 @@ public class MultiSubHostSplitTests
 
         await c.Subs[1].KillAsync();
         long firstOnB = Enumerable.Range(0, (int)map.PageCount).First(p => map.HostOf(p) == 2);
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() =>
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Start(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             cpu.Read(firstOnB << Page.Shift, new byte[Page.Size]);
@@ -215,7 +215,7 @@ public class MultiSubHostSplitTests
         Assert.Null(pager.LossOf(0));
         // Every page not on the lost sub-host still reads as the source had it, paging through the other one.
         long outsToB = pager.PageOutsTo(1);
-        await VcpuThread.Run(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -258,7 +258,7 @@ public class MultiSubHostSplitTests
         using var restored = new RemotePager("vm-1", c.Target.Memory, MemoryMap.Deserialize(exported), new RemotePagerOptions { BudgetPages = PagerBudget, Timeout = TimeSpan.FromSeconds(10) });
         c.Target.Mmu.FaultHandler = restored;
 
-        await VcpuThread.Run(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = c.Target.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];

@@ -88,7 +88,7 @@ public class RemotePagerMapTests
         using var pager = new RemotePager("vm-1", h.Main, h.Map, Options(prefetch));
         using var mmu = new SoftwareMmu(h.Main, pager);
 
-        await VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount).Select(p => (long)p))).WaitAsync(Long);
+        await VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount).Select(p => (long)p))).WaitAsync(Long);
 
         Assert.True(h.Main.ResidentPages <= Budget, $"resident {h.Main.ResidentPages}");
         // Every sub-host page came in once, from the sub-host holding it (prefetch never crosses to the other).
@@ -106,7 +106,7 @@ public class RemotePagerMapTests
         Assert.Equal(pager.PageOutsTo(0), h.Stores[0].PagesStored);
         Assert.Equal(pager.PageOutsTo(1), h.Stores[1].PagesStored);
         // Reading back (every third page, backwards: pages now also on the other sub-host after page-outs) gives the same bytes.
-        await VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount / 3).Select(i => h.Main.PageCount - 1 - 3L * i))).WaitAsync(Long);
+        await VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, Enumerable.Range(0, (int)h.Main.PageCount / 3).Select(i => h.Main.PageCount - 1 - 3L * i))).WaitAsync(Long);
     }
 
     [Fact]
@@ -118,7 +118,7 @@ public class RemotePagerMapTests
         long first = Budget; // start of a sub-host run
         var mine = new byte[Page.Size];
         mine.AsSpan().Fill(0xAB);
-        await VcpuThread.Run(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = mmu.CreateVcpu();
             // Page first+3 is faulted in and rewritten here before first's fault would prefetch it.
@@ -151,7 +151,7 @@ public class RemotePagerMapTests
         using (var pager = new RemotePager("vm-1", h.Main, h.Map, options))
         using (var mmu = new SoftwareMmu(h.Main, pager))
         {
-            await VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, [Budget + 100])).WaitAsync(Long);
+            await VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, [Budget + 100])).WaitAsync(Long);
             Assert.True(pager.PageOuts > 0);
             Assert.Equal(pager.PageOuts, Interlocked.Read(ref evictingWhenRecorded));
             Assert.True(versionSeen > 0);
@@ -164,7 +164,7 @@ public class RemotePagerMapTests
         using var pager2 = new RemotePager("vm-1", h2.Main, h2.Map, failing);
         using var mmu2 = new SoftwareMmu(h2.Main, pager2);
         long resident = h2.Main.ResidentPages;
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() => ReadAndCheck(mmu2, h2.Original, [Budget + 100])).WaitAsync(Long));
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Start(() => ReadAndCheck(mmu2, h2.Original, [Budget + 100])).WaitAsync(Long));
         Assert.Contains("memory map could not be recorded", e.ToString());
         Assert.Equal(resident, h2.Main.ResidentPages);
         Assert.Equal(Budget, h2.Map.PagesOn(MemoryMap.Main) - 64);
@@ -192,7 +192,7 @@ public class RemotePagerMapTests
         Assert.Equal(PageResidency.Remote, h.Main.GetResidency(10));
         Assert.Equal(PageResidency.Resident, h.Main.GetResidency(11));
         Assert.Equal(PageResidency.Remote, h.Main.GetResidency(2000));
-        await VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, [10, 11, 2000, h.Main.PageCount - 1])).WaitAsync(Long);
+        await VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, [10, 11, 2000, h.Main.PageCount - 1])).WaitAsync(Long);
         Assert.Equal(MemoryMap.Main, restored.HostOf(10));
     }
     [Fact]
@@ -239,8 +239,8 @@ public class RemotePagerMapTests
         Assert.Equal(onB, lost.PagesLost);
         Assert.Equal(h.Subs[1].Address, lost.SubHost);
         // Sub-host 0 still serves its pages; a page of sub-host 1 stops the vCPU with the loss.
-        await VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, [Budget, Budget + 1])).WaitAsync(Long);
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() => ReadAndCheck(mmu, h.Original, [Budget + 64])).WaitAsync(Long));
+        await VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, [Budget, Budget + 1])).WaitAsync(Long);
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Start(() => ReadAndCheck(mmu, h.Original, [Budget + 64])).WaitAsync(Long));
         Assert.Contains("lost", e.ToString());
     }
 }

@@ -77,7 +77,7 @@ public class RemotePagingTests
         await using var vm = await CreateAsync();
         ulong before = vm.Digest();
 
-        await VcpuThread.Run(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -112,7 +112,7 @@ public class RemotePagingTests
         Assert.False(vm.Pager.Lost.IsCompleted);
         // Reading every page back (more paging) must not change the VM the two hosts hold together.
         ulong written = vm.Digest();
-        await VcpuThread.Run(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];
@@ -127,7 +127,7 @@ public class RemotePagingTests
         await using var vm = await CreateAsync();
         await vm.Sub.KillAsync();
 
-        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Run(() =>
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => VcpuThread.Start(() =>
         {
             using var cpu = vm.Mmu.CreateVcpu();
             var buffer = new byte[Page.Size];

@@ -64,11 +64,11 @@ public class FaultPriorityTests
         await using var rig = await Rig.StartAsync(new IncomingMigrationOptions { FaultPriorityHold = TimeSpan.Zero });
         rig.ReleaseSource.SetResult();
         const ulong GuestValue = 0xBEEF_0000_0000_0005UL;
-        await Task.Factory.StartNew(() =>
+        await VcpuThread.Start(() =>
         {
             using var cpu = rig.Mmu.CreateVcpu();
             cpu.WriteUInt64(5L << Page.Shift, GuestValue); // a remote fault installs page 5, then the guest overwrites it
-        }, TaskCreationOptions.LongRunning).WaitAsync(Long);
+        }).WaitAsync(Long);
 
         // The push's batches are populated before install (one madvise per run of still-Remote pages): page 5 is resident
         // and must be neither populated nor installed over; page 6, still remote, is installed from the push.
@@ -154,11 +154,11 @@ public class FaultPriorityTests
         }
 
         /// <summary>A destination vCPU reads <paramref name="page"/> on its own thread (a remote fault).</summary>
-        public Task TouchAtDestination(long page) => Task.Factory.StartNew(() =>
+        public Task TouchAtDestination(long page) => VcpuThread.Start(() =>
         {
             using var cpu = Mmu.CreateVcpu();
             Assert.Equal(Stamp(page), cpu.ReadUInt64(page << Page.Shift));
-        }, TaskCreationOptions.LongRunning);
+        });
 
         /// <summary>Pushes <paramref name="page"/> on the page stream; completes once the destination applied it.</summary>
         public async Task PushAsync(long page)

@@ -8,7 +8,7 @@ namespace MigrationFabric.Migration.Tests.Support;
 /// </remarks>
 public static class VcpuThread
 {
-    /// <summary>Starts <paramref name="body"/> on a dedicated thread.</summary>
-    public static Task Run(Action body) =>
+    /// <summary>Starts <paramref name="body"/> on a dedicated thread (named as MigrationFabric.Memory.Tests' twin, which this project does not reference).</summary>
+    public static Task Start(Action body) =>
         Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 }
