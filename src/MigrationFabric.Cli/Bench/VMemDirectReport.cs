@@ -88,14 +88,11 @@ public static class VMemDirectReport
         {
             var same = each.Select(e => e.FirstOrDefault(x => x.What == first.What)).OfType<Comparison>().ToList();
             var metIn = same.Count(x => x.IsMet(x.Value, x.Other));
-            if (same.Count == 1)
-            {
-                list.Add((first.What, first.Format(first.Value, first.Other), first.Paper, metIn == 1, metIn, 1));
-                continue;
-            }
+            // The median of one figure is that figure; only several get their list.
             var value = Median(same.Select(x => x.Value).ToList());
             var other = Median(same.Select(x => x.Other).ToList());
-            var measured = $"{first.Format(value, other)} (median of {same.Count}: {string.Join("; ", same.Select(x => x.Format(x.Value, x.Other)))})";
+            var measured = first.Format(value, other)
+                + (same.Count > 1 ? $" (median of {same.Count}: {string.Join("; ", same.Select(x => x.Format(x.Value, x.Other)))})" : "");
             list.Add((first.What, measured, first.Paper, first.IsMet(value, other), metIn, same.Count));
         }
         return list;
@@ -106,7 +103,6 @@ public static class VMemDirectReport
 
     private static List<Comparison> Compare(IReadOnlyList<VMemDirectRun> runs)
     {
-        var c = CultureInfo.InvariantCulture;
         var list = new List<Comparison>();
         VMemDirectRun? Find(string workload, string kind) => runs.FirstOrDefault(r => r.Workload == workload && r.Kind == kind);
         static string Times(double x, double _) => x.ToString("0.00x", CultureInfo.InvariantCulture);
@@ -122,7 +118,7 @@ public static class VMemDirectReport
                 list.Add(new($"{workload}: VMemDirect migration time vs naive", active ? ">= 58% faster" : "faster", 1 - vt / n.MigrationTime.TotalMilliseconds, 0, Faster,
                     active ? static (x, _) => x >= 0.58 : static (x, _) => x > 0));
                 list.Add(new($"{workload}: downtime VMemDirect vs naive", "well below naive (~500 ms less)", v.Downtime.TotalMilliseconds, n.Downtime.TotalMilliseconds,
-                    (x, o) => string.Format(c, "{0:0.0} vs {1:0.0} ms", x, o), static (x, o) => x < o));
+                    static (x, o) => string.Format(CultureInfo.InvariantCulture, "{0:0.0} vs {1:0.0} ms", x, o), static (x, o) => x < o));
                 if (v.MembenchAfterBytesPerSecond is { } vm && n.MembenchAfterBytesPerSecond is { } nm && nm > 0)
                     list.Add(new($"{workload}: membench after, VMemDirect / naive", ">= 3.2x", vm / nm, 0, Times, static (x, _) => x >= 3.2));
             }
